@@ -1,0 +1,160 @@
+"""The on-disk contract of a cldiag run: layout, table schemas, metric names.
+
+A run is a directory (local path or ``s3://`` / ``file://`` URI)::
+
+    meta.json                          run metadata, see :func:`new_meta`
+    scalars/part-*.parquet             step, metric, value            (long format)
+    histograms/part-*.parquet          step, kind, bin_left, bin_right, count
+    spectra/part-*.parquet             step, modality, index, eigenvalue
+    temperature/part-*.parquet         step, tau, curve, value
+    embeddings/step=N/part-*.parquet   step, sample_id, modality, label, vector
+
+Every table is long ("tidy") and append-only: a new metric is a new row value, never a schema change,
+so any parquet reader (pandas, polars, DuckDB, Spark) can read a run without cldiag. Each flush writes
+new part files under a temporary name and renames them into place, so a reader never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import platform
+import socket
+from typing import Any, Final
+
+import pyarrow as pa
+
+SCHEMA_VERSION: Final[int] = 1
+"""Bumped whenever a table or ``meta.json`` changes incompatibly. Readers refuse other versions."""
+
+META_FILE: Final[str] = "meta.json"
+PART_PREFIX: Final[str] = "part-"
+PART_SUFFIX: Final[str] = ".parquet"
+
+TABLES: Final[tuple[str, ...]] = ("scalars", "histograms", "spectra", "temperature", "embeddings")
+
+SCALARS = pa.schema(
+    [("step", pa.int64()), ("metric", pa.string()), ("value", pa.float64())],
+)
+HISTOGRAMS = pa.schema(
+    [
+        ("step", pa.int64()),
+        ("kind", pa.string()),
+        ("bin_left", pa.float32()),
+        ("bin_right", pa.float32()),
+        ("count", pa.int64()),
+    ],
+)
+SPECTRA = pa.schema(
+    [("step", pa.int64()), ("modality", pa.string()), ("index", pa.int32()), ("eigenvalue", pa.float64())],
+)
+TEMPERATURE = pa.schema(
+    [("step", pa.int64()), ("tau", pa.float64()), ("curve", pa.string()), ("value", pa.float64())],
+)
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """Schema of an embedding snapshot: one row per sample, the vector as a fixed-size float32 list."""
+    return pa.schema(
+        [
+            ("step", pa.int64()),
+            ("sample_id", pa.int64()),
+            ("modality", pa.string()),
+            ("label", pa.int64()),
+            ("vector", pa.list_(pa.float32(), dim)),
+        ],
+    )
+
+
+SCHEMAS: Final[dict[str, pa.Schema]] = {
+    "scalars": SCALARS,
+    "histograms": HISTOGRAMS,
+    "spectra": SPECTRA,
+    "temperature": TEMPERATURE,
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Histogram kinds and temperature-curve names.
+HIST_POS: Final[str] = "pos"
+HIST_NEG: Final[str] = "neg"
+HIST_HARD_NEG: Final[str] = "hard_neg"
+
+CURVE_ENTROPY: Final[str] = "entropy"  # normalized entropy of the negative weighting, [0, 1]
+CURVE_EFFECTIVE_NEGATIVES: Final[str] = "effective_negatives"  # exp(entropy), [1, #negatives]
+CURVE_UNIFORMITY: Final[str] = "uniformity"  # uniformity at t = 1/(2 tau), <= 0
+CURVE_SAME_CLASS_PENALTY: Final[str] = "same_class_penalty"  # share of penalty on same-class negatives
+CURVE_POS_WEIGHT: Final[str] = "pos_prob"  # softmax probability of the positive at tau
+
+# ---------------------------------------------------------------------------------------------------------
+# Scalar metric names. A metric computed per modality is "<name>/<modality>".
+# Every logged step (O(B·d)):
+M_ALIGNMENT: Final[str] = "alignment"  # mean ||â-b̂||², [0, 4]
+M_POS_SIM: Final[str] = "pos_sim"  # mean cosine of positive pairs, [-1, 1]
+M_NORM: Final[str] = "norm"  # mean raw L2 norm of rows, per modality: "norm/<modality>"
+M_LOSS: Final[str] = "loss"
+M_TEMPERATURE: Final[str] = "temperature"
+M_NONFINITE: Final[str] = "nonfinite_fraction"  # share of rows with NaN/Inf, dropped from metrics
+M_BATCH: Final[str] = "batch_size"
+M_GAP: Final[str] = "modality_gap"  # ||mean(â) - mean(b̂)||, [0, 2]
+M_CONE: Final[str] = "cone"  # mean within-modality cosine, i≠j, per modality: "cone/<modality>"
+M_MATCHED_DIST: Final[str] = "matched_distance"  # mean ||â_i - b̂_i||, [0, 2]
+# Every ``pairwise_every`` steps (O(B²·d)):
+M_UNIFORMITY: Final[str] = "uniformity"  # per modality too
+M_NEG_SIM: Final[str] = "neg_sim"  # mean cosine of negative pairs
+M_HARD_NEG_SIM: Final[str] = "hard_neg_sim"  # mean over anchors of the hardest negative's cosine
+M_RETRIEVAL: Final[str] = "retrieval_acc"  # in-batch top-1: positive beats every negative
+M_OVERLAP: Final[str] = "pos_neg_overlap"  # overlap coefficient of the pos/neg histograms, [0, 1]
+M_TOLERANCE: Final[str] = "tolerance"  # mean same-class cosine, i≠j (labels needed)
+M_STD_L2: Final[str] = "std_l2"  # std_of_l2_normalized, [0, 1/sqrt(d)]
+M_ENTROPY: Final[str] = "neg_entropy"  # normalized entropy of the negative weighting at the run's τ
+M_EFF_NEG: Final[str] = "effective_negatives"  # exp(entropy) at the run's τ
+M_COUPLING: Final[str] = "dcl_coupling"  # mean (1 - p_pos) at the run's τ (Yeh et al.)
+# Every ``spectrum_every`` steps:
+M_RANK: Final[str] = "effective_rank"  # RankMe, [1, min(B, d)], per modality too
+
+STATUS_RUNNING: Final[str] = "running"
+STATUS_FINISHED: Final[str] = "finished"
+STATUS_FAILED: Final[str] = "failed"
+
+
+class SchemaVersionError(ValueError):
+    """A run directory was written by another, incompatible schema version."""
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO-8601 string (seconds)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_meta(
+    *,
+    name: str,
+    config: dict[str, Any] | None,
+    modalities: tuple[str, str],
+    two_modality: bool,
+    dim: int | None,
+    cldiag_version: str,
+    torch_version: str,
+) -> dict[str, Any]:
+    """Build the ``meta.json`` dict of a new run (status ``running``)."""
+    created = now_iso()
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - getuser raises different errors on different platforms
+        user = "unknown"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cldiag_version": cldiag_version,
+        "name": name,
+        "created": created,
+        "heartbeat": created,
+        "status": STATUS_RUNNING,
+        "config": dict(config or {}),
+        "modalities": list(modalities),
+        "two_modality": two_modality,
+        "dim": dim,
+        "last_step": None,
+        "host": socket.gethostname(),
+        "user": user,
+        "versions": {"torch": torch_version, "python": platform.python_version()},
+    }
