@@ -1,0 +1,1 @@
+"""Adapters for training frameworks: Lightning, Hugging Face Trainer, open_clip outputs."""

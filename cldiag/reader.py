@@ -1,0 +1,393 @@
+"""Read cldiag runs: ``read_run``, ``list_runs`` and the :class:`Run` object (pandas, no Streamlit).
+
+Reads are safe while a run is being written: writers only ever add whole part files (see
+:mod:`cldiag.store`), and a part that cannot be read (truncated, corrupt, another schema) is skipped and
+reported in :attr:`Run.problems` instead of failing the read. Each part file is parsed once per
+``Run`` object and remembered by (size, mtime), so polling a live run re-reads only the new parts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import posixpath
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cldiag import schema
+from cldiag.store import RunStore, parse_snapshot_dir, snapshot_dir
+
+__all__ = ["Run", "downsample", "list_runs", "read_run"]
+
+_EMBEDDING_COLUMNS = ["step", "sample_id", "modality", "label", "vector"]
+
+
+def _empty(table: str) -> pd.DataFrame:
+    if table == "embeddings":
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in _EMBEDDING_COLUMNS})
+    return schema.SCHEMAS[table].empty_table().to_pandas()
+
+
+class Run:
+    """One run directory, read lazily.
+
+    Use :func:`read_run` to open one. Every table method returns a pandas DataFrame with the columns of
+    ``cldiag.schema`` (empty, with those columns, when there is no data yet).
+    """
+
+    def __init__(self, store: RunStore, meta: dict[str, Any]) -> None:
+        self._store = store
+        self.meta = meta
+        self.problems: list[str] = []
+        self._cache: dict[str, tuple[tuple[int, float], pa.Table | None]] = {}
+        self._lock = threading.Lock()
+
+    # -- identity ---------------------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The run's location as given (path or URI)."""
+        return self._store.uri
+
+    @property
+    def name(self) -> str:
+        """Short name of the run (``meta['name']``, else the directory name)."""
+        return str(self.meta.get("name") or posixpath.basename(self._store.root.rstrip("/")))
+
+    @property
+    def status(self) -> str:
+        """``running``, ``finished`` or ``failed`` as recorded in meta.json."""
+        return str(self.meta.get("status", "unknown"))
+
+    @property
+    def modalities(self) -> list[str]:
+        """The names of the two sides of each pair (``view1``/``view2`` or e.g. ``image``/``text``)."""
+        return list(self.meta.get("modalities") or ["view1", "view2"])
+
+    @property
+    def two_modality(self) -> bool:
+        """Whether the run logs two modalities (modality-gap metrics exist)."""
+        return bool(self.meta.get("two_modality", False))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The user's run configuration from meta.json."""
+        return dict(self.meta.get("config") or {})
+
+    def __repr__(self) -> str:
+        return f"Run({self.path!r}, status={self.status!r})"
+
+    def refresh(self) -> Run:
+        """Re-read ``meta.json`` (part files are always listed afresh)."""
+        self.meta = _load_meta(self._store)
+        return self
+
+    def is_stale(self, seconds: float = 300.0) -> bool:
+        """True when the run says ``running`` but its heartbeat is older than ``seconds`` (crashed/killed)."""
+        if self.status != schema.STATUS_RUNNING:
+            return False
+        beat = self.meta.get("heartbeat") or self.meta.get("created")
+        try:
+            when = _dt.datetime.fromisoformat(str(beat))
+        except ValueError:
+            return True
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.timezone.utc)
+        return (_dt.datetime.now(_dt.timezone.utc) - when).total_seconds() > seconds
+
+    # -- low level --------------------------------------------------------------------------------------
+    def _read_parts(self, relpath: str, expected: pa.Schema | None) -> pa.Table | None:
+        """Concatenate the readable parts under ``relpath``; unreadable ones go to ``problems``."""
+        tables: list[pa.Table] = []
+        for path in self._store.part_files(relpath):
+            try:
+                sig = self._store.signature(path)
+            except FileNotFoundError:  # compacted away between listing and stat
+                continue
+            with self._lock:
+                cached = self._cache.get(path)
+            if cached is not None and cached[0] == sig:
+                table = cached[1]
+            else:
+                table = self._parse_part(path, expected)
+                with self._lock:
+                    self._cache[path] = (sig, table)
+            if table is not None and table.num_rows:
+                tables.append(table)
+        if not tables:
+            return None
+        return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+
+    def _parse_part(self, path: str, expected: pa.Schema | None) -> pa.Table | None:
+        try:
+            table = self._store.read_table(path)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - any parse failure means: skip this part and say so
+            self._note(f"skipped unreadable part {path}: {type(exc).__name__}: {exc}")
+            return None
+        if expected is None:
+            return table
+        missing = [f.name for f in expected if f.name not in table.column_names]
+        if missing:
+            self._note(f"skipped part {path}: missing columns {missing}")
+            return None
+        try:
+            # Unknown extra columns are dropped; known ones are cast to the declared types.
+            return table.select(expected.names).cast(expected)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            self._note(f"skipped part {path}: columns do not match the schema ({exc})")
+            return None
+
+    def _note(self, message: str) -> None:
+        with self._lock:
+            if message not in self.problems:
+                self.problems.append(message)
+
+    def _table(self, name: str) -> pa.Table | None:
+        return self._read_parts(name, schema.SCHEMAS[name])
+
+    @staticmethod
+    def _to_pandas(table: pa.Table) -> pd.DataFrame:
+        df = table.to_pandas()
+        for col in ("metric", "kind", "modality", "curve"):
+            if col in df.columns:
+                df[col] = df[col].astype(object)
+        return df
+
+    def _select(self, name: str, step: int | None) -> pd.DataFrame:
+        table = self._table(name)
+        if table is None:
+            return _empty(name)
+        if step is not None:
+            table = table.filter(pc.equal(table["step"], pa.scalar(int(step), pa.int64())))
+        return self._to_pandas(table).sort_values("step", kind="stable").reset_index(drop=True)
+
+    # -- tables -----------------------------------------------------------------------------------------
+    def scalars(
+        self,
+        metrics: Sequence[str] | None = None,
+        *,
+        step_min: int | None = None,
+        step_max: int | None = None,
+    ) -> pd.DataFrame:
+        """Scalar series in long format: columns ``step, metric, value``, sorted by step.
+
+        Args:
+            metrics: keep only these metric names (default: all).
+            step_min: keep steps ``>= step_min``.
+            step_max: keep steps ``<= step_max``.
+        """
+        table = self._table("scalars")
+        if table is None:
+            return _empty("scalars")
+        if metrics is not None:
+            table = table.filter(pc.is_in(table["metric"], value_set=pa.array(list(metrics), pa.string())))
+        if step_min is not None:
+            table = table.filter(pc.greater_equal(table["step"], step_min))
+        if step_max is not None:
+            table = table.filter(pc.less_equal(table["step"], step_max))
+        return self._to_pandas(table).sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
+
+    def metrics(self) -> list[str]:
+        """Names of all scalar metrics present in the run."""
+        table = self._table("scalars")
+        if table is None:
+            return []
+        return sorted(pc.unique(table["metric"]).to_pylist())
+
+    def histograms(self, step: int | None = None) -> pd.DataFrame:
+        """Score histograms: ``step, kind (pos/neg/hard_neg), bin_left, bin_right, count``."""
+        return self._select("histograms", step)
+
+    def spectra(self, step: int | None = None) -> pd.DataFrame:
+        """Covariance spectra: ``step, modality, index, eigenvalue`` (index 0 is the largest)."""
+        return self._select("spectra", step)
+
+    def temperature(self, step: int | None = None) -> pd.DataFrame:
+        """Temperature curves: ``step, tau, curve, value``."""
+        return self._select("temperature", step)
+
+    def snapshot_steps(self) -> list[int]:
+        """Steps that have an embedding snapshot, ascending."""
+        steps = [parse_snapshot_dir(n) for n in self._store.listdir("embeddings")]
+        return sorted(s for s in steps if s is not None and self._store.part_files(snapshot_dir(s)))
+
+    def _snapshot_table(self, step: int | None) -> pa.Table | None:
+        steps = self.snapshot_steps()
+        if not steps:
+            return None
+        if step is None:
+            step = steps[-1]
+        if step not in steps:
+            raise KeyError(f"run {self.name!r} has no embedding snapshot at step {step}; it has {steps}")
+        return self._read_parts(snapshot_dir(step), None)
+
+    def embeddings(self, step: int | None = None) -> pd.DataFrame:
+        """One snapshot (latest when ``step`` is None): ``step, sample_id, modality, label, vector``."""
+        table = self._snapshot_table(step)
+        if table is None:
+            return _empty("embeddings")
+        df = table.select(_EMBEDDING_COLUMNS).to_pandas()
+        df["modality"] = df["modality"].astype(object)
+        df["label"] = df["label"].astype("Int64")  # nullable: unlabeled rows stay <NA>, not NaN floats
+        return df
+
+    def embedding_matrix(self, step: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label)``."""
+        table = self._snapshot_table(step)
+        if table is None:
+            return np.zeros((0, 0), np.float32), _empty("embeddings").drop(columns=["vector"])
+        vec = table["vector"].combine_chunks()
+        dim = vec.type.list_size
+        matrix = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        info = table.select(_EMBEDDING_COLUMNS[:-1]).to_pandas()
+        info["modality"] = info["modality"].astype(object)
+        info["label"] = info["label"].astype("Int64")
+        return matrix.reshape(-1, dim), info
+
+    def version_token(self) -> str:
+        """A string that changes whenever a part file or meta.json is added or replaced (a cache key)."""
+        h = hashlib.sha1(usedforsecurity=False)
+        paths = [*self._store.iter_all_parts(), self._store.join(schema.META_FILE)]
+        for path in paths:
+            try:
+                size, mtime = self._store.signature(path)
+            except FileNotFoundError:
+                continue
+            h.update(f"{path}|{size}|{mtime}\n".encode())
+        return h.hexdigest()
+
+    def last_step(self) -> int | None:
+        """The largest step in any table (None for an empty run)."""
+        best: int | None = None
+        for name in ("scalars", "histograms", "spectra", "temperature"):
+            table = self._table(name)
+            if table is not None and table.num_rows:
+                value = pc.max(table["step"]).as_py()
+                best = value if best is None else max(best, value)
+        steps = self.snapshot_steps()
+        if steps:
+            best = steps[-1] if best is None else max(best, steps[-1])
+        return best
+
+
+def _load_meta(store: RunStore) -> dict[str, Any]:
+    try:
+        meta = store.read_meta()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{store.uri!r} is not a cldiag run: it has no meta.json") from None
+    version = meta.get("schema_version")
+    if version != schema.SCHEMA_VERSION:
+        raise schema.SchemaVersionError(
+            f"{store.uri!r} was written with cldiag schema version {version!r}; this cldiag reads "
+            f"version {schema.SCHEMA_VERSION}. Use a matching cldiag version to read it.",
+        )
+    return meta
+
+
+def read_run(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Run:
+    """Open a run directory (local path or fsspec URI such as ``s3://bucket/runs/name``).
+
+    Raises:
+        FileNotFoundError: there is no ``meta.json`` at ``path``.
+        SchemaVersionError: the run was written by an incompatible schema version.
+        ValueError: ``meta.json`` is not valid JSON.
+    """
+    store = RunStore(path, storage_options)
+    return Run(store, _load_meta(store))
+
+
+def list_runs(
+    root: str | os.PathLike[str],
+    *,
+    storage_options: dict[str, Any] | None = None,
+    problems: list[str] | None = None,
+) -> list[Run]:
+    """The runs directly under ``root`` (and ``root`` itself if it is a run), sorted by name.
+
+    Directories that are not runs are ignored; runs that cannot be opened (bad meta.json, other schema
+    version) are skipped with a message appended to ``problems`` when a list is given. Symbolic links that
+    resolve outside ``root`` are skipped too, so a dashboard confined to ``root`` stays confined.
+    """
+    store = RunStore(root, storage_options)
+    runs: list[Run] = []
+    candidates: list[str] = []
+    if store.exists(schema.META_FILE):
+        candidates.append(store.uri)
+    real_root = os.path.realpath(store.root) if store.is_local else None
+    for name in store.listdir():
+        if name.startswith("."):
+            continue
+        child = store.join(name)
+        if store.is_local:
+            if not os.path.isdir(child):
+                continue
+            real = os.path.realpath(child)
+            if real_root is not None and os.path.commonpath([real, real_root]) != real_root:
+                if problems is not None:
+                    problems.append(f"skipped {child}: it links outside the run root")
+                continue
+            uri = child
+        else:
+            uri = f"{store.uri.rstrip('/')}/{name}"
+        child_store = RunStore(uri, storage_options)
+        if not child_store.exists(schema.META_FILE):
+            continue
+        candidates.append(uri)
+    for uri in candidates:
+        try:
+            runs.append(read_run(uri, storage_options=storage_options))
+        except (OSError, ValueError) as exc:
+            if problems is not None:
+                problems.append(f"skipped {uri}: {exc}")
+    return sorted(runs, key=lambda r: r.name)
+
+
+def downsample(
+    df: pd.DataFrame,
+    x: str = "step",
+    y: str = "value",
+    max_points: int = 2000,
+    by: Sequence[str] = ("metric",),
+) -> pd.DataFrame:
+    """Reduce each series to at most about ``max_points`` rows, keeping its shape (min/max per bucket).
+
+    Each series (a group of ``by``) is cut into ``max_points // 2`` buckets of consecutive ``x``; from each
+    bucket the rows holding the minimum and maximum ``y`` are kept (plus the first and last row), so
+    spikes and collapses stay visible — nothing is dropped by plain striding. Series already short enough
+    are returned unchanged.
+    """
+    if max_points < 4:
+        raise ValueError(f"max_points must be >= 4, got {max_points}")
+    by = [c for c in by if c in df.columns]
+    groups = df.groupby(by, sort=False, observed=True) if by else [(None, df)]
+    out = []
+    for _, g in groups:
+        if len(g) <= max_points:
+            out.append(g)
+            continue
+        g = g.sort_values(x, kind="stable")
+        n_buckets = max_points // 2
+        bucket = (np.arange(len(g)) * n_buckets // len(g)).astype(np.int64)
+        vals = g[y].to_numpy(dtype=np.float64)
+        finite = np.flatnonzero(np.isfinite(vals))
+        keep = [np.array([0, len(g) - 1]), np.flatnonzero(~np.isfinite(vals))[:max_points]]
+        if finite.size:
+            b, v = bucket[finite], vals[finite]
+            order = np.lexsort((v, b))
+            b_sorted = b[order]
+            starts = np.flatnonzero(np.r_[True, b_sorted[1:] != b_sorted[:-1]])
+            ends = np.r_[starts[1:] - 1, len(b_sorted) - 1]
+            keep += [finite[order[starts]], finite[order[ends]]]
+        keep = np.unique(np.concatenate(keep))
+        out.append(g.iloc[keep])
+    if not out:
+        return df.iloc[0:0]
+    return pd.concat(out, ignore_index=True)
