@@ -1,0 +1,557 @@
+"""Contrastive losses: InfoNCE / NT-Xent, CLIP, DCL / DCLW, SupCon and MoCHi hard-negative mixing.
+
+Every loss L2-normalizes its inputs itself, so the similarities it uses are cosines, and validates shapes
+with errors that print the actual shapes. Nothing here logs anything: pair a loss with
+:class:`cldiag.Monitor` to watch what it does to the embeddings.
+
+Check values (all rows equal, so every logit is the same and the loss is the log of the number of
+candidates in each softmax):
+
+==========================  ================================
+loss                        collapsed value
+==========================  ================================
+``info_nce`` (N pairs)      ``log N``
+``nt_xent`` (2N views)      ``log(2N - 1)``
+``clip_loss`` (N pairs)     ``log N``
+``dcl_loss`` / DCLW         ``log(2N - 2)``
+``supcon_loss`` (M rows)    ``log(M - 1)``
+``mochi_loss``              ``log(1 + K + n_mix + n_mix_query)``
+==========================  ================================
+
+Example:
+    >>> import torch
+    >>> from cldiag.losses import nt_xent
+    >>> round(float(nt_xent(torch.ones(8, 16), torch.ones(8, 16), tau=0.5)), 4)  # collapsed: log(15)
+    2.7081
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "LogitScale",
+    "clip_logits",
+    "clip_loss",
+    "dcl_loss",
+    "dclw_loss",
+    "info_nce",
+    "mix_hard_negatives",
+    "mochi_loss",
+    "nt_xent",
+    "supcon_loss",
+]
+
+Temperature = float | Tensor
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input validation. Python numbers are checked eagerly; tensor temperatures are not, because reading their
+# value would force a device sync on every step.
+
+
+def _check_matrix(name: str, x: object) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N, d), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def _check_pair(a: object, b: object, names: tuple[str, str] = ("a", "b"), min_rows: int = 2) -> None:
+    a = _check_matrix(names[0], a)
+    b = _check_matrix(names[1], b)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape (row i of one is the positive of row i "
+            f"of the other), got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if a.shape[0] < min_rows:
+        raise ValueError(f"need at least {min_rows} pairs for negatives to exist, got {a.shape[0]}")
+
+
+def _check_positive(name: str, value: Temperature) -> None:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float or a scalar tensor, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# InfoNCE family.
+
+
+def info_nce(a: Tensor, b: Tensor, tau: Temperature = 0.1, *, symmetric: bool = False) -> Tensor:
+    r"""InfoNCE over two aligned batches: row ``i`` of ``b`` is the positive of row ``i`` of ``a``.
+
+    Each anchor ``a_i`` picks its positive among the N candidates ``b_1..b_N`` (the other N − 1 rows of
+    ``b`` are its negatives). This is the CLIP-style loss with a fixed temperature; unlike
+    :func:`nt_xent`, rows of ``a`` are never negatives of each other.
+
+    .. math::
+        \ell_i = -\log \frac{\exp(\hat a_i^\top \hat b_i / \tau)}
+                           {\sum_{j=1}^{N} \exp(\hat a_i^\top \hat b_j / \tau)}
+
+    Oord et al., "Representation Learning with Contrastive Predictive Coding", 2018.
+
+    Args:
+        a: Anchors, shape (N, d). Normalized inside.
+        b: Candidates, shape (N, d). Normalized inside.
+        tau: Temperature > 0 (float or scalar tensor, e.g. learnable).
+        symmetric: Also score each ``b_i`` against all rows of ``a`` and average the two directions.
+
+    Returns:
+        Scalar mean loss. ``log N`` when all rows are equal.
+
+    Raises:
+        ValueError: If shapes differ, are not 2-D, N < 2, or ``tau`` is not positive.
+        TypeError: If an input is not a floating-point tensor.
+    """
+    _check_pair(a, b)
+    _check_positive("tau", tau)
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / tau
+    targets = torch.arange(a.shape[0], device=a.device)
+    loss = F.cross_entropy(logits, targets)
+    if symmetric:
+        loss = (loss + F.cross_entropy(logits.T, targets)) / 2
+    return loss
+
+
+def nt_xent(z1: Tensor, z2: Tensor, tau: Temperature = 0.5) -> Tensor:
+    r"""NT-Xent, the SimCLR loss: 2N views, each anchor has 1 positive and 2N − 2 negatives.
+
+    The two batches are stacked into 2N views ``z``; for anchor ``k`` with positive ``p(k)`` (the other view
+    of the same sample), the negatives are all remaining 2N − 2 views of both batches.
+
+    .. math::
+        \ell_k = -\log \frac{\exp(\hat z_k^\top \hat z_{p(k)} / \tau)}
+                           {\sum_{j \ne k} \exp(\hat z_k^\top \hat z_j / \tau)}
+
+    The returned loss is the mean over all 2N anchors. Chen et al., "A Simple Framework for Contrastive
+    Learning of Visual Representations" (SimCLR), ICML 2020.
+
+    Args:
+        z1: First view, shape (N, d). Normalized inside.
+        z2: Second view, shape (N, d); row i is the positive of ``z1[i]``. Normalized inside.
+        tau: Temperature > 0 (float or scalar tensor).
+
+    Returns:
+        Scalar mean loss. ``log(2N − 1)`` when all rows are equal.
+
+    Raises:
+        ValueError: If shapes differ, are not 2-D, N < 2, or ``tau`` is not positive.
+        TypeError: If an input is not a floating-point tensor.
+    """
+    _check_pair(z1, z2, ("z1", "z2"))
+    _check_positive("tau", tau)
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    logits = (z @ z.T / tau).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, targets)
+
+
+def _dcl(z1: Tensor, z2: Tensor, tau: Temperature, weight: Tensor | None) -> Tensor:
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / tau
+    idx = torch.arange(2 * n, device=z.device)
+    partner = (idx + n) % (2 * n)
+    pos = sim[idx, partner]
+    # Drop the anchor itself and its positive: what remains are the 2N − 2 negatives.
+    drop = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    drop[idx, partner] = True
+    neg = torch.logsumexp(sim.masked_fill(drop, float("-inf")), dim=1)
+    if weight is not None:
+        pos = pos * weight.repeat(2)
+    return (neg - pos).mean()
+
+
+def dcl_loss(z1: Tensor, z2: Tensor, tau: Temperature = 0.1) -> Tensor:
+    r"""Decoupled contrastive loss (DCL): NT-Xent without the positive in the denominator.
+
+    .. math::
+        \ell_k = -\hat z_k^\top \hat z_{p(k)} / \tau
+                 + \log \sum_{j \notin \{k, p(k)\}} \exp(\hat z_k^\top \hat z_j / \tau)
+
+    Removing the positive removes the "negative-positive coupling" factor ``1 − p_pos`` from the gradient of
+    NT-Xent, which the paper shows slows learning at small batch sizes. Mean over the 2N anchors.
+    Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
+
+    Args:
+        z1: First view, shape (N, d). Normalized inside.
+        z2: Second view, shape (N, d). Normalized inside.
+        tau: Temperature > 0 (float or scalar tensor).
+
+    Returns:
+        Scalar mean loss. ``log(2N − 2)`` when all rows are equal.
+
+    Raises:
+        ValueError: If shapes differ, are not 2-D, N < 2, or ``tau`` is not positive.
+        TypeError: If an input is not a floating-point tensor.
+    """
+    _check_pair(z1, z2, ("z1", "z2"))
+    _check_positive("tau", tau)
+    return _dcl(z1, z2, tau, None)
+
+
+def dclw_loss(z1: Tensor, z2: Tensor, tau: Temperature = 0.1, *, sigma: float = 0.5) -> Tensor:
+    r"""Weighted DCL (DCLW): DCL whose positive term is weighted by how easy the pair already is.
+
+    .. math::
+        w_i = 2 - N \cdot \operatorname{softmax}_i\big(\hat z^{(1)\top}_i \hat z^{(2)}_i / \sigma\big)
+
+    Pairs that are already close (high cosine) get a weight below 1, distant pairs above 1; the weights
+    average to 1 over the batch. The weight is part of the graph, as in the authors' code.
+    Yeh et al., "Decoupled Contrastive Learning", ECCV 2022 (σ = 0.5 in the paper).
+
+    Args:
+        z1: First view, shape (N, d). Normalized inside.
+        z2: Second view, shape (N, d). Normalized inside.
+        tau: Temperature > 0 (float or scalar tensor).
+        sigma: Temperature of the weighting softmax, > 0.
+
+    Returns:
+        Scalar mean loss. ``log(2N − 2)`` when all rows are equal (every weight is then 1).
+
+    Raises:
+        ValueError: If shapes differ, are not 2-D, N < 2, or ``tau``/``sigma`` is not positive.
+        TypeError: If an input is not a floating-point tensor.
+    """
+    _check_pair(z1, z2, ("z1", "z2"))
+    _check_positive("tau", tau)
+    _check_positive("sigma", sigma)
+    cos = (F.normalize(z1, dim=1) * F.normalize(z2, dim=1)).sum(dim=1)
+    weight = 2 - z1.shape[0] * torch.softmax(cos / sigma, dim=0)
+    return _dcl(z1, z2, tau, weight)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLIP.
+
+
+def clip_logits(a: Tensor, b: Tensor, logit_scale: Temperature) -> tuple[Tensor, Tensor]:
+    """The CLIP similarity logits, ``logit_scale · â b̂ᵀ`` and its transpose.
+
+    This is the seam open_clip's ``ClipLoss.get_logits`` exposes: the matrix the loss uses is the one a
+    diagnostic should read.
+
+    Args:
+        a: Image-side features, shape (N, d). Normalized inside.
+        b: Text-side features, shape (N, d). Normalized inside.
+        logit_scale: The multiplicative scale ``1/τ`` (already exponentiated, as in open_clip's output
+            dict), float or scalar tensor, > 0.
+
+    Returns:
+        ``(logits_per_a, logits_per_b)``, each (N, N); the second is the transpose of the first.
+
+    Raises:
+        ValueError: If shapes differ, are not 2-D, N < 2, or ``logit_scale`` is not positive.
+        TypeError: If an input is not a floating-point tensor.
+    """
+    _check_pair(a, b, ("a", "b"))
+    _check_positive("logit_scale", logit_scale)
+    logits = logit_scale * F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
+    return logits, logits.T
+
+
+def clip_loss(a: Tensor, b: Tensor, logit_scale: Temperature = 1 / 0.07) -> Tensor:
+    r"""The symmetric CLIP loss: mean of the a→b and b→a cross-entropies with targets ``arange(N)``.
+
+    .. math::
+        L = \tfrac12\big(\mathrm{CE}(s\,\hat A \hat B^\top, I) + \mathrm{CE}(s\,\hat B \hat A^\top, I)\big)
+
+    Radford et al., "Learning Transferable Visual Models From Natural Language Supervision", ICML 2021.
+    For a learnable scale, pass the output of a :class:`LogitScale` module (clamped at 100 as in open_clip).
+
+    Args:
+        a: Image-side features, shape (N, d). Normalized inside.
+        b: Text-side features, shape (N, d); row i is the caption of image i. Normalized inside.
+        logit_scale: The multiplicative scale ``s = 1/τ`` (already exponentiated), float or scalar tensor.
+
+    Returns:
+        Scalar loss. ``log N`` when all rows are equal.
+
+    Raises:
+        ValueError: If shapes differ, are not 2-D, N < 2, or ``logit_scale`` is not positive.
+        TypeError: If an input is not a floating-point tensor.
+    """
+    logits_a, logits_b = clip_logits(a, b, logit_scale)
+    targets = torch.arange(a.shape[0], device=a.device)
+    return (F.cross_entropy(logits_a, targets) + F.cross_entropy(logits_b, targets)) / 2
+
+
+class LogitScale(nn.Module):
+    """A learnable (or fixed) CLIP logit scale, stored in log space and clamped as open_clip does.
+
+    The parameter is ``log(1/τ)``, initialised to ``log(1/0.07)`` like CLIP; ``forward()`` returns the
+    exponentiated scale, clamped at ``max_scale`` (100, i.e. τ ≥ 0.01) so training cannot sharpen the
+    softmax without bound. Above the clamp the gradient is zero, which is what open_clip's in-place
+    ``clamp_(0, log(100))`` after every step amounts to.
+
+    Example:
+        >>> scale = LogitScale()
+        >>> round(scale.temperature, 4)
+        0.07
+    """
+
+    def __init__(
+        self, init_temperature: float = 0.07, *, max_scale: float = 100.0, learnable: bool = True
+    ) -> None:
+        """Create the scale.
+
+        Args:
+            init_temperature: Starting τ (> 0); the scale starts at ``1/init_temperature``.
+            max_scale: Upper clamp of the scale (> 0); a starting scale above it is clamped too.
+            learnable: Register ``log_scale`` as a parameter (True) or as a fixed buffer (False).
+
+        Raises:
+            ValueError: If ``init_temperature`` or ``max_scale`` is not a positive finite number.
+        """
+        super().__init__()
+        _check_positive("init_temperature", init_temperature)
+        _check_positive("max_scale", max_scale)
+        self.max_log_scale = math.log(max_scale)
+        value = torch.tensor(math.log(1 / init_temperature), dtype=torch.float32)
+        if learnable:
+            self.log_scale = nn.Parameter(value)
+        else:
+            self.register_buffer("log_scale", value)
+
+    def forward(self) -> Tensor:
+        """The scale ``exp(min(log_scale, log(max_scale)))`` as a 0-d tensor."""
+        return self.log_scale.clamp(max=self.max_log_scale).exp()
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature ``1/scale`` as a Python float (syncs; not for the hot loop)."""
+        return float(1 / self.forward().detach())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Supervised contrastive.
+
+
+def supcon_loss(z: Tensor, labels: Tensor, tau: Temperature = 0.1) -> Tensor:
+    r"""Supervised contrastive loss (SupCon, the "L_out" variant): all same-label rows are positives.
+
+    .. math::
+        \ell_i = -\frac{1}{|P(i)|} \sum_{p \in P(i)} \log
+                 \frac{\exp(\hat z_i^\top \hat z_p / \tau)}
+                      {\sum_{a \ne i} \exp(\hat z_i^\top \hat z_a / \tau)}
+
+    ``P(i)`` is every other row with the label of row ``i``. Stack the views of a batch into ``z`` and repeat
+    the labels accordingly; with ``labels = arange(N)`` repeated for two views this is exactly NT-Xent.
+    Anchors without any positive are left out of the mean. Khosla et al., "Supervised Contrastive
+    Learning", NeurIPS 2020.
+
+    Args:
+        z: All views, shape (M, d). Normalized inside.
+        labels: Integer labels, shape (M,).
+        tau: Temperature > 0 (float or scalar tensor).
+
+    Returns:
+        Scalar mean loss over anchors that have a positive. ``log(M − 1)`` when all rows are equal.
+
+    Raises:
+        ValueError: If shapes do not match, M < 2, no anchor has a positive, or ``tau`` is not positive.
+        TypeError: If ``z`` is not floating point or ``labels`` is not an integer tensor.
+    """
+    _check_matrix("z", z)
+    _check_positive("tau", tau)
+    if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        got = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
+        raise TypeError(f"labels must be an integer tensor, got {got}")
+    if labels.shape != (z.shape[0],):
+        raise ValueError(
+            f"labels must have shape ({z.shape[0]},) to match z {tuple(z.shape)}, got {tuple(labels.shape)}"
+        )
+    if z.shape[0] < 2:
+        raise ValueError(f"need at least 2 rows, got {z.shape[0]}")
+    m = z.shape[0]
+    zn = F.normalize(z, dim=1)
+    self_mask = torch.eye(m, dtype=torch.bool, device=z.device)
+    log_prob = torch.log_softmax((zn @ zn.T / tau).masked_fill(self_mask, float("-inf")), dim=1)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    n_pos = positive.sum(dim=1)
+    has_pos = n_pos > 0
+    if not bool(has_pos.any()):
+        raise ValueError(
+            "no row has a positive: every label occurs once; stack at least two views per sample"
+        )
+    # masked_fill, not multiplication: log_prob is -inf on the diagonal and 0 * -inf would be NaN.
+    pos_sum = log_prob.masked_fill(~positive, 0.0).sum(dim=1)
+    return -(pos_sum[has_pos] / n_pos[has_pos]).mean()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hard negative mixing.
+
+
+def mix_hard_negatives(
+    query: Tensor,
+    negatives: Tensor,
+    *,
+    n_hard: int = 16,
+    n_mix: int = 16,
+    n_mix_query: int = 8,
+    beta_max: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Synthesize hard negatives for each query by mixing its hardest negatives (MoCHi).
+
+    For each query ``q`` the ``n_hard`` negatives most similar to it are found, then
+
+    .. math::
+        h = \frac{\alpha n_i + (1-\alpha) n_j}{\lVert\cdot\rVert}, \quad \alpha \sim U(0, 1)
+        \qquad
+        h' = \frac{\beta q + (1-\beta) n_j}{\lVert\cdot\rVert}, \quad \beta \sim U(0, \beta_{\max})
+
+    with ``n_i, n_j`` drawn from the hardest negatives. ``n_mix`` points of the first kind and
+    ``n_mix_query`` of the second are returned; ``β < 0.5`` keeps the query's share below the negative's, so
+    ``h'`` is harder than ``n_j`` but still a negative. The result is detached: synthetic points act as
+    constants, as in the paper. Kalantidis et al., "Hard Negative Mixing for Contrastive Learning",
+    NeurIPS 2020.
+
+    Args:
+        query: Queries, shape (B, d). Normalized inside.
+        negatives: A shared bank (K, d) (e.g. a MoCo queue) or per-query negatives (B, K, d).
+            Normalized inside.
+        n_hard: How many of the hardest negatives to mix from (clipped to K).
+        n_mix: Number of negative–negative mixtures per query.
+        n_mix_query: Number of query–negative mixtures per query.
+        beta_max: Upper bound of the query's mixing weight β, in (0, 0.5].
+        generator: Optional random generator for reproducible mixing.
+
+    Returns:
+        Unit synthetic negatives, shape (B, n_mix + n_mix_query, d).
+
+    Raises:
+        ValueError: On mismatched shapes, K < 1, negative counts, or ``beta_max`` outside (0, 0.5].
+        TypeError: If an input is not a floating-point tensor.
+    """
+    _check_matrix("query", query)
+    if not isinstance(negatives, Tensor) or not negatives.is_floating_point():
+        raise TypeError("negatives must be a floating-point tensor")
+    b, d = query.shape
+    if negatives.ndim == 2:
+        if negatives.shape[1] != d:
+            raise ValueError(
+                f"negatives (K, d) must have d={d} like query {tuple(query.shape)}, "
+                f"got {tuple(negatives.shape)}"
+            )
+        negatives = negatives.unsqueeze(0).expand(b, -1, -1)
+    elif negatives.ndim == 3:
+        if negatives.shape[0] != b or negatives.shape[2] != d:
+            raise ValueError(
+                f"negatives (B, K, d) must match query {tuple(query.shape)}, got {tuple(negatives.shape)}"
+            )
+    else:
+        raise ValueError(f"negatives must be (K, d) or (B, K, d), got shape {tuple(negatives.shape)}")
+    if negatives.shape[1] < 1:
+        raise ValueError("negatives is empty (K = 0)")
+    for name, count in (("n_hard", n_hard), ("n_mix", n_mix), ("n_mix_query", n_mix_query)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {count!r}")
+    if n_hard < 1:
+        raise ValueError(f"n_hard must be >= 1, got {n_hard}")
+    if not 0 < beta_max <= 0.5:
+        raise ValueError(
+            f"beta_max must lie in (0, 0.5] so the query never dominates a mixture, got {beta_max}"
+        )
+
+    with torch.no_grad():
+        q = F.normalize(query, dim=1)
+        neg = F.normalize(negatives, dim=2)
+        k = min(n_hard, neg.shape[1])
+        sims = torch.einsum("bd,bkd->bk", q, neg)
+        hard_idx = sims.topk(k, dim=1).indices
+        hard = torch.gather(neg, 1, hard_idx.unsqueeze(-1).expand(-1, -1, d))  # (B, k, d)
+
+        def pick(count: int) -> Tensor:
+            idx = torch.randint(k, (b, count), device=q.device, generator=generator)
+            return torch.gather(hard, 1, idx.unsqueeze(-1).expand(-1, -1, d))
+
+        def uniform(count: int, high: float) -> Tensor:
+            return high * torch.rand(b, count, 1, device=q.device, dtype=q.dtype, generator=generator)
+
+        alpha = uniform(n_mix, 1.0)
+        mixed = alpha * pick(n_mix) + (1 - alpha) * pick(n_mix)
+        beta = uniform(n_mix_query, beta_max)
+        mixed_q = beta * q.unsqueeze(1) + (1 - beta) * pick(n_mix_query)
+        return F.normalize(torch.cat([mixed, mixed_q], dim=1), dim=2)
+
+
+def mochi_loss(
+    query: Tensor,
+    key: Tensor,
+    negatives: Tensor | None = None,
+    tau: Temperature = 0.2,
+    *,
+    n_hard: int = 16,
+    n_mix: int = 16,
+    n_mix_query: int = 8,
+    beta_max: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""InfoNCE with MoCHi synthetic hard negatives appended to the real ones.
+
+    Each query's softmax runs over its positive key, its real negatives and the
+    ``n_mix + n_mix_query`` negatives from :func:`mix_hard_negatives`:
+
+    .. math::
+        \ell_i = -\log \frac{e^{q_i^\top k_i/\tau}}
+                 {e^{q_i^\top k_i/\tau} + \sum_{n \in N_i} e^{q_i^\top n/\tau}
+                  + \sum_{h \in H_i} e^{q_i^\top h/\tau}}
+
+    Kalantidis et al., "Hard Negative Mixing for Contrastive Learning", NeurIPS 2020.
+
+    Args:
+        query: Queries, shape (B, d). Normalized inside.
+        key: Positive keys, shape (B, d). Normalized inside.
+        negatives: A shared negative bank (K, d), e.g. a MoCo queue. ``None`` uses the other keys of the
+            batch (K = B − 1 per query), for training without a queue.
+        tau: Temperature > 0 (float or scalar tensor).
+        n_hard: See :func:`mix_hard_negatives`.
+        n_mix: See :func:`mix_hard_negatives`.
+        n_mix_query: See :func:`mix_hard_negatives`.
+        beta_max: See :func:`mix_hard_negatives`.
+        generator: Optional random generator for reproducible mixing.
+
+    Returns:
+        Scalar mean loss. ``log(1 + K + n_mix + n_mix_query)`` when all rows are equal.
+
+    Raises:
+        ValueError: On mismatched shapes, B < 2, or invalid mixing settings (see :func:`mix_hard_negatives`).
+        TypeError: If an input is not a floating-point tensor.
+    """
+    _check_pair(query, key, ("query", "key"))
+    _check_positive("tau", tau)
+    b = query.shape[0]
+    q = F.normalize(query, dim=1)
+    k = F.normalize(key, dim=1)
+    if negatives is None:
+        # Row i of the bank is every key except k_i; the keys stay in the graph like the batch itself.
+        others = ~torch.eye(b, dtype=torch.bool, device=k.device)
+        neg = k.unsqueeze(0).expand(b, -1, -1)[others].reshape(b, b - 1, -1)
+    else:
+        _check_matrix("negatives", negatives)
+        if negatives.shape[1] != q.shape[1]:
+            raise ValueError(f"negatives must be (K, {q.shape[1]}), got {tuple(negatives.shape)}")
+        neg = F.normalize(negatives, dim=1).unsqueeze(0).expand(b, -1, -1)
+    synthetic = mix_hard_negatives(
+        q, neg, n_hard=n_hard, n_mix=n_mix, n_mix_query=n_mix_query, beta_max=beta_max, generator=generator
+    )
+    candidates = torch.cat([k.unsqueeze(1), neg, synthetic], dim=1)  # (B, 1 + K + S, d), positive first
+    logits = torch.einsum("bd,bkd->bk", q, candidates) / tau
+    return F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=q.device))
