@@ -1,0 +1,65 @@
+"""Tiny ``torch.distributed`` helpers: rank, world size, and a gather that accepts uneven batch sizes.
+
+Contrastive losses compute their similarity matrix over the global batch (all ranks' embeddings
+gathered); cldiag does the same, so a diagnostic logged under DDP equals the one a single process would
+compute on the concatenated batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """Whether a ``torch.distributed`` process group with more than one process is active."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """All-gather ``t`` along dim 0 from every rank, concatenated in rank order.
+
+    Ranks may hold different numbers of rows (a last, smaller batch): sizes are exchanged first, rows are
+    padded to the largest size for the collective and trimmed afterwards. Every rank must call this the
+    same number of times (it is a collective). Without a process group it returns ``t`` unchanged.
+
+    Args:
+        t: tensor of shape ``(n, ...)``; trailing dimensions and dtype must agree across ranks.
+
+    Returns:
+        Tensor of shape ``(sum of n over ranks, ...)`` on ``t``'s device.
+    """
+    if not is_distributed():
+        return t
+    t = t.detach().contiguous()
+    n = world_size()
+    local = torch.tensor([t.shape[0]], device=t.device, dtype=torch.long)
+    sizes = [torch.zeros_like(local) for _ in range(n)]
+    dist.all_gather(sizes, local)
+    counts = [int(s.item()) for s in sizes]
+    biggest = max(counts)
+    if t.shape[0] < biggest:
+        pad = torch.zeros((biggest - t.shape[0], *t.shape[1:]), dtype=t.dtype, device=t.device)
+        t = torch.cat([t, pad])
+    out = [torch.empty_like(t) for _ in range(n)]
+    dist.all_gather(out, t)
+    return torch.cat([o[:c] for o, c in zip(out, counts, strict=True)])
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Broadcast a picklable Python object from ``src`` to every rank (identity without a group)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -1,0 +1,887 @@
+"""The training hook: :class:`Monitor` logs contrastive diagnostics of each step to a parquet run.
+
+Cost model (what runs when, B = batch size, d = embedding dim):
+
+================================  ============  =====================================================
+what                              cadence       cost
+================================  ============  =====================================================
+alignment, positive cosine,       every step    O(B·d), stays on the tensors' device (no host sync)
+norms, non-finite share; with
+two modalities gap, cones,
+matched distance; loss, τ
+uniformity, score histograms,     ``pairwise``  O(B²·d)
+hardest negatives, retrieval,
+tolerance, hardness at τ
+spectra and effective rank        ``spectrum``  O(B·d² + d³)
+temperature curves over a τ grid  ``curves``    O(B²·(d + #τ))
+embedding snapshot                ``snapshot``  copies up to ``snapshot_size`` rows
+================================  ============  =====================================================
+
+Values stay on the device until a flush (every ``flush_every`` logged steps or ``flush_secs`` seconds),
+which copies them to the host in one go and hands them to a background writer thread that writes new
+part files atomically. ``close()`` — also called by the context manager and at interpreter exit — flushes
+everything.
+
+The hook never kills the training it watches: an error inside cldiag is reported once, loudly, and that
+step's diagnostics are skipped (``strict=True`` raises instead, for tests and debugging).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import queue
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from cldiag import __version__, dist, schema
+from cldiag import functional as F
+from cldiag.store import IfExists, RunStore, RunStoreError, snapshot_dir
+
+__all__ = ["Monitor"]
+
+logger = logging.getLogger("cldiag")
+
+DEFAULT_TAUS: tuple[float, ...] = tuple(float(t) for t in np.logspace(-2, 0, 13))
+"""τ grid of the temperature curves: 0.01 … 1, log-spaced (Wang & Liu 2021 study 0.07 … 1)."""
+
+MAX_BINS = 1000
+MAX_SNAPSHOT = 100_000
+_OPENCLIP_KEYS = ("image_features", "text_features")
+
+Number = float | int
+TensorOrNumber = torch.Tensor | float | int
+
+
+@dataclass
+class _Pending:
+    """Everything logged since the last flush; tensors stay on their devices until the flush."""
+
+    scalar_steps: list[int] = field(default_factory=list)
+    scalar_names: list[str] = field(default_factory=list)
+    scalar_values: list[torch.Tensor | float] = field(default_factory=list)
+    hist: list[tuple[int, str, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    spectra: list[tuple[int, str, torch.Tensor]] = field(default_factory=list)
+    curves: list[tuple[int, torch.Tensor, str, torch.Tensor]] = field(default_factory=list)
+    snapshots: list[tuple[int, str, torch.Tensor, torch.Tensor | None, torch.Tensor]] = field(
+        default_factory=list,
+    )
+    n_steps: int = 0
+
+    def empty(self) -> bool:
+        return not (self.scalar_values or self.hist or self.spectra or self.curves or self.snapshots)
+
+
+class Monitor:
+    """Log contrastive-learning diagnostics of a training run to a cldiag run directory.
+
+    Args:
+        run_dir: where the run goes: a local path, ``file://`` or any fsspec URI (``s3://bucket/runs/x``).
+        config: your run configuration (τ, batch size, loss …), saved in ``meta.json`` and shown in the
+            dashboard.
+        modalities: names of two modalities, e.g. ``("image", "text")``, for two-tower/CLIP runs: enables
+            the modality gap, cones and matched distance, and logs spectra and snapshots of both sides.
+            ``None`` (default) means ``a`` and ``b`` are two views of the same inputs (SimCLR/MoCo).
+        name: display name (default: the directory name).
+        pairwise_every: steps between O(B²) statistics (uniformity, histograms, tolerance, hardness). 0 = off.
+        spectrum_every: steps between covariance spectra and effective rank. 0 = off.
+        curves_every: steps between temperature curves over ``taus``. 0 = off.
+        snapshot_every: steps between embedding snapshots. 0 = off.
+        snapshot_size: rows per snapshot (collected over consecutive batches; capped at 100 000).
+        bins: number of score-histogram bins on [−1, 1] (2 … 1000).
+        taus: τ grid of the temperature curves (default: 13 values log-spaced over 0.01 … 1).
+        flush_every: logged steps between flushes to disk.
+        flush_secs: seconds between flushes, whichever comes first (keeps live dashboards current).
+        if_exists: what to do when ``run_dir`` already holds a run: ``"error"`` (default), ``"resume"``
+            (append; steps already logged are skipped, never duplicated) or ``"overwrite"``.
+        strict: raise errors instead of reporting them and skipping the step's diagnostics.
+        storage_options: fsspec options for remote ``run_dir`` URIs.
+        heartbeat_secs: how often ``meta.json``'s heartbeat is refreshed while the process lives, so a
+            reader can tell a live run from a crashed one.
+
+    Under ``torch.distributed`` every rank calls :meth:`log` at the same steps (it gathers the global
+    batch, as contrastive losses do); only rank 0 computes and writes.
+
+    Example:
+        >>> import torch, tempfile
+        >>> from cldiag import Monitor, read_run
+        >>> path = tempfile.mkdtemp() + "/run"
+        >>> with Monitor(path, config={"tau": 0.1}) as mon:
+        ...     for step in range(3):
+        ...         a, b = torch.randn(32, 16), torch.randn(32, 16)
+        ...         mon.log(step, a, b, temperature=0.1)
+        >>> sorted(read_run(path).scalars().metric.unique())[:3]
+        ['alignment', 'batch_size', 'dcl_coupling']
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        *,
+        config: Mapping[str, Any] | None = None,
+        modalities: Sequence[str] | None = None,
+        name: str | None = None,
+        pairwise_every: int = 10,
+        spectrum_every: int = 100,
+        curves_every: int = 100,
+        snapshot_every: int = 500,
+        snapshot_size: int = 1024,
+        bins: int = 50,
+        taus: Sequence[float] | None = None,
+        flush_every: int = 200,
+        flush_secs: float = 30.0,
+        if_exists: IfExists = "error",
+        strict: bool = False,
+        storage_options: dict[str, Any] | None = None,
+        heartbeat_secs: float = 30.0,
+    ) -> None:
+        for arg, value in (
+            ("pairwise_every", pairwise_every),
+            ("spectrum_every", spectrum_every),
+            ("curves_every", curves_every),
+            ("snapshot_every", snapshot_every),
+        ):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{arg} must be an int >= 0 (0 turns it off), got {value!r}")
+        if not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"flush_every must be an int >= 1, got {flush_every!r}")
+        if not isinstance(bins, int) or not 2 <= bins <= MAX_BINS:
+            raise ValueError(f"bins must be an int in [2, {MAX_BINS}], got {bins!r}")
+        if not isinstance(snapshot_size, int) or not 1 <= snapshot_size <= MAX_SNAPSHOT:
+            raise ValueError(f"snapshot_size must be an int in [1, {MAX_SNAPSHOT}], got {snapshot_size!r}")
+        if if_exists not in ("error", "resume", "overwrite"):
+            raise ValueError(f"if_exists must be 'error', 'resume' or 'overwrite', got {if_exists!r}")
+        if modalities is not None:
+            modalities = tuple(str(m) for m in modalities)
+            if len(modalities) != 2 or modalities[0] == modalities[1] or not all(modalities):
+                raise ValueError(f"modalities must be two distinct non-empty names, got {modalities!r}")
+        taus_t = torch.tensor(list(taus if taus is not None else DEFAULT_TAUS), dtype=torch.float32)
+        if taus_t.ndim != 1 or taus_t.numel() == 0 or not bool(torch.all(taus_t > 0)):
+            raise ValueError(f"taus must be a non-empty sequence of positive numbers, got {taus!r}")
+
+        self.pairwise_every = pairwise_every
+        self.spectrum_every = spectrum_every
+        self.curves_every = curves_every
+        self.snapshot_every = snapshot_every
+        self.snapshot_size = snapshot_size
+        self.bins = bins
+        self.taus = taus_t
+        self.flush_every = flush_every
+        self.flush_secs = float(flush_secs)
+        self.strict = strict
+        self.two_modality = modalities is not None
+        self.modalities: tuple[str, str] = modalities or ("view1", "view2")  # type: ignore[assignment]
+        self._modalities_explicit = modalities is not None
+        self._edges = torch.linspace(-1.0, 1.0, bins + 1)
+        self._edges_by_device: dict[torch.device, torch.Tensor] = {}
+
+        self._is_writer = dist.rank() == 0
+        self._pending = _Pending()
+        self._last_flush = time.monotonic()
+        self._snap_step: int | None = None
+        self._snap_rows = 0
+        self._sample_counter = 0
+        self._resume_after: int | None = None
+        self._reported: set[str] = set()
+        self._closed = False
+        self._seq = 0
+        self._dim: int | None = None
+        self._lock = threading.Lock()
+        self.errors: list[str] = []
+        """Messages of the errors reported so far (each reported once)."""
+
+        self._store: RunStore | None = None
+        self._meta: dict[str, Any] = {}
+        if self._is_writer:
+            self._open_store(run_dir, config, name, if_exists, storage_options)
+            self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+            self._writer = threading.Thread(
+                target=self._writer_loop,
+                args=(float(heartbeat_secs),),
+                name="cldiag-writer",
+                daemon=True,
+            )
+            self._writer.start()
+        _live_monitors.add(self)
+
+    # ---------------------------------------------------------------------------------------------------
+    # set-up
+    def _open_store(
+        self,
+        run_dir: str | os.PathLike[str],
+        config: Mapping[str, Any] | None,
+        name: str | None,
+        if_exists: IfExists,
+        storage_options: dict[str, Any] | None,
+    ) -> None:
+        try:
+            store = RunStore(run_dir, storage_options)
+            exists = store.exists(schema.META_FILE)
+        except (OSError, ValueError, RunStoreError) as exc:
+            raise RunStoreError(f"cannot open run directory {os.fspath(run_dir)!r}: {exc}") from exc
+        if exists and if_exists == "error":
+            raise FileExistsError(
+                f"{store.uri!r} already holds a cldiag run. Pass if_exists='resume' to append to it or "
+                "if_exists='overwrite' to replace it, or choose another run_dir.",
+            )
+        try:
+            if exists and if_exists == "overwrite":
+                store.clear()
+                exists = False
+            if exists:
+                from cldiag.reader import read_run
+
+                previous = read_run(store.uri, storage_options=storage_options)
+                self._meta = dict(previous.meta)
+                self._resume_after = previous.last_step()
+                self._seq = sum(1 for _ in store.iter_all_parts())
+                self._meta["status"] = schema.STATUS_RUNNING
+                self._meta.setdefault("resumed", []).append(
+                    {"at": schema.now_iso(), "after_step": self._resume_after},
+                )
+                if config:
+                    self._meta["config"] = {**self._meta.get("config", {}), **dict(config)}
+                self._dim = self._meta.get("dim")
+                if self._meta.get("two_modality") and not self._modalities_explicit:
+                    self.two_modality = True
+                    self.modalities = tuple(self._meta["modalities"])  # type: ignore[assignment]
+            else:
+                store.makedirs()
+                self._meta = schema.new_meta(
+                    name=name or os.path.basename(store.root.rstrip("/")),
+                    config=dict(config or {}),
+                    modalities=self.modalities,
+                    two_modality=self.two_modality,
+                    dim=None,
+                    cldiag_version=__version__,
+                    torch_version=torch.__version__,
+                )
+            store.write_meta(self._meta)
+        except (OSError, ValueError) as exc:
+            raise RunStoreError(f"cannot write run directory {store.uri!r}: {exc}") from exc
+        self._store = store
+
+    @property
+    def run_dir(self) -> str:
+        """The run directory (rank 0; empty string on other ranks)."""
+        return self._store.uri if self._store is not None else ""
+
+    # ---------------------------------------------------------------------------------------------------
+    # public logging API
+    def log(
+        self,
+        step: int,
+        a: torch.Tensor | Mapping[str, Any],
+        b: torch.Tensor | None = None,
+        *,
+        labels: torch.Tensor | Sequence[int] | None = None,
+        temperature: TensorOrNumber | None = None,
+        loss: TensorOrNumber | None = None,
+        ids: torch.Tensor | Sequence[int] | None = None,
+    ) -> None:
+        """Log one training step.
+
+        Args:
+            step: the global step (int, increasing).
+            a: embeddings ``(B, d)`` of the first view/modality — or an open_clip-style output dict with
+                ``image_features``, ``text_features`` and optionally ``logit_scale`` (already exponentiated,
+                as open_clip returns it; τ = 1/logit_scale).
+            b: embeddings ``(B, d)``; ``a[i]`` and ``b[i]`` are a positive pair. ``None`` logs single-view
+                statistics only (uniformity, spectrum, snapshot).
+            labels: class labels ``(B,)`` (integers) for tolerance and same-class curves.
+            temperature: the loss's τ (float or tensor, e.g. a learnable one).
+            loss: the step's loss (float or tensor).
+            ids: sample ids ``(B,)`` stored with snapshot rows (default: a running counter).
+        """
+        if self._closed:
+            self._report("log() called after close(); nothing is logged")
+            return
+        try:
+            self._log(step, a, b, labels, temperature, loss, ids)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._report(f"step {step}: {type(exc).__name__}: {exc}")
+
+    def log_scalar(self, step: int, name: str, value: TensorOrNumber) -> None:
+        """Log any scalar of your own (tensor or number); it is buffered and written like the others."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if not self._is_writer or self._skip(step):
+            return
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"scalar {name!r} must have one element, got shape {tuple(value.shape)}")
+            value = value.detach().reshape(()).float()
+        else:
+            value = float(value)
+        self._add(step, name, value)
+        self._maybe_flush()
+
+    def log_embeddings(
+        self,
+        step: int,
+        z: torch.Tensor,
+        *,
+        labels: torch.Tensor | Sequence[int] | None = None,
+        modality: str | None = None,
+        ids: torch.Tensor | Sequence[int] | None = None,
+    ) -> None:
+        """Store an embedding snapshot of a fixed probe set (e.g. held-out data) at ``step``.
+
+        Rows beyond ``snapshot_size`` are dropped (uniformly spaced rows are kept). Call it once per modality
+        for two-modality probes.
+        """
+        z = self._check_embedding("z", z)
+        n = z.shape[0]
+        labels_t = self._check_vector("labels", labels, n)
+        ids_t = self._check_vector("ids", ids, n)
+        if not self._is_writer or self._skip(step):
+            return
+        if n > self.snapshot_size:
+            keep = torch.linspace(0, n - 1, self.snapshot_size, device=z.device).round().long()
+            z, labels_t, ids_t = z[keep], _take(labels_t, keep), _take(ids_t, keep)
+            n = self.snapshot_size
+        if ids_t is None:
+            ids_t = torch.arange(n, device=z.device)
+        self._dim = z.shape[1]
+        self._pending.snapshots.append((int(step), modality or self.modalities[0], z, labels_t, ids_t))
+        self._maybe_flush()
+
+    # ---------------------------------------------------------------------------------------------------
+    # validation
+    @staticmethod
+    def _check_embedding(arg: str, z: Any) -> torch.Tensor:
+        if not isinstance(z, torch.Tensor):
+            raise TypeError(f"{arg} must be a torch.Tensor, got {type(z).__name__}")
+        if z.ndim != 2:
+            raise ValueError(f"{arg} must be 2-D (batch, dim), got shape {tuple(z.shape)}")
+        if not z.dtype.is_floating_point:
+            raise TypeError(f"{arg} must be a floating-point tensor, got dtype {z.dtype}")
+        return z.detach()
+
+    @staticmethod
+    def _check_vector(arg: str, v: Any, n: int) -> torch.Tensor | None:
+        if v is None:
+            return None
+        v = torch.as_tensor(v).detach()
+        if v.dtype.is_floating_point or v.dtype == torch.bool or v.is_complex():
+            raise TypeError(f"{arg} must hold integers, got dtype {v.dtype}")
+        if v.shape != (n,):
+            raise ValueError(f"{arg} must have shape ({n},) to match the batch, got {tuple(v.shape)}")
+        return v.long()
+
+    def _unpack(
+        self,
+        a: torch.Tensor | Mapping[str, Any],
+        b: torch.Tensor | None,
+        temperature: TensorOrNumber | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, TensorOrNumber | None]:
+        if isinstance(a, Mapping):
+            missing = [k for k in _OPENCLIP_KEYS if k not in a]
+            if missing:
+                raise KeyError(f"output dict lacks {missing}; it has keys {sorted(a)}")
+            if b is not None:
+                raise ValueError("pass either an output dict or two tensors, not both")
+            if not self.two_modality and not self._modalities_explicit:
+                self.two_modality = True
+                self.modalities = ("image", "text")
+                self._meta.update(modalities=list(self.modalities), two_modality=True)
+            scale = a.get("logit_scale")
+            if temperature is None and scale is not None:
+                temperature = 1.0 / (scale.detach().reshape(()) if isinstance(scale, torch.Tensor) else scale)
+            a, b = a["image_features"], a["text_features"]
+        a = self._check_embedding("a", a)
+        if b is not None:
+            b = self._check_embedding("b", b)
+            if a.shape != b.shape:
+                raise ValueError(
+                    "a and b must have the same shape (a[i], b[i] are a positive pair), got "
+                    f"{tuple(a.shape)} and {tuple(b.shape)}",
+                )
+            if a.device != b.device:
+                raise ValueError(f"a and b are on different devices ({a.device} and {b.device})")
+        return a, b, temperature
+
+    # ---------------------------------------------------------------------------------------------------
+    # the step
+    def _skip(self, step: int) -> bool:
+        if self._resume_after is not None and step <= self._resume_after:
+            self._report(
+                f"steps <= {self._resume_after} were logged before this run was resumed; they are skipped "
+                "so no step is written twice",
+            )
+            return True
+        return False
+
+    def _add(self, step: int, name: str, value: torch.Tensor | float) -> None:
+        p = self._pending
+        p.scalar_steps.append(step)
+        p.scalar_names.append(name)
+        p.scalar_values.append(value)
+
+    def _log(
+        self,
+        step: int,
+        a: torch.Tensor | Mapping[str, Any],
+        b: torch.Tensor | None,
+        labels: torch.Tensor | Sequence[int] | None,
+        temperature: TensorOrNumber | None,
+        loss: TensorOrNumber | None,
+        ids: torch.Tensor | Sequence[int] | None,
+    ) -> None:
+        if not isinstance(step, int | np.integer) or isinstance(step, bool):
+            raise TypeError(f"step must be an int, got {type(step).__name__}")
+        step = int(step)
+        a, b, temperature = self._unpack(a, b, temperature)
+        n = a.shape[0]
+        labels_t = self._check_vector("labels", labels, n)
+        ids_t = self._check_vector("ids", ids, n)
+        if labels_t is not None:
+            labels_t = labels_t.to(a.device)
+        if dist.is_distributed():
+            a = dist.gather_rows(a)
+            b = dist.gather_rows(b) if b is not None else None
+            labels_t = dist.gather_rows(labels_t) if labels_t is not None else None
+            ids_t = dist.gather_rows(ids_t.to(a.device)) if ids_t is not None else None
+            n = a.shape[0]
+        if not self._is_writer or self._skip(step):
+            return
+        if n == 0:
+            raise ValueError("empty batch: a has 0 rows")
+        self._dim = a.shape[1]
+        mod_a, mod_b = self.modalities
+
+        # Every step: O(B·d), no host sync.
+        self._add(step, schema.M_BATCH, float(n))
+        if b is not None:
+            stats = F.step_statistics(a, b, two_modality=self.two_modality)
+            names = {
+                "alignment": schema.M_ALIGNMENT,
+                "pos_sim": schema.M_POS_SIM,
+                "norm_a": f"{schema.M_NORM}/{mod_a}",
+                "norm_b": f"{schema.M_NORM}/{mod_b}",
+                "nonfinite_fraction": schema.M_NONFINITE,
+                "modality_gap": schema.M_GAP,
+                "cone_a": f"{schema.M_CONE}/{mod_a}",
+                "cone_b": f"{schema.M_CONE}/{mod_b}",
+                "matched_distance": schema.M_MATCHED_DIST,
+            }
+            for key, metric in names.items():
+                if key in stats:
+                    self._add(step, metric, stats[key])
+        if loss is not None:
+            self._add(step, schema.M_LOSS, _scalar(loss))
+        if temperature is not None:
+            temperature = _scalar(temperature)
+            self._add(step, schema.M_TEMPERATURE, temperature)
+
+        due = _due(step, self.pairwise_every), _due(step, self.spectrum_every), _due(step, self.curves_every)
+        if any(due):
+            self._heavy(step, a, b, labels_t, temperature, *due)
+        self._collect_snapshot(step, a, b, labels_t, ids_t)
+        self._pending.n_steps += 1
+        self._maybe_flush()
+
+    def _heavy(
+        self,
+        step: int,
+        a: torch.Tensor,
+        b: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        temperature: torch.Tensor | float | None,
+        pairwise: bool,
+        spectra: bool,
+        curves: bool,
+    ) -> None:
+        """O(B²) and O(d³) statistics on the finite rows (one host sync to drop non-finite rows)."""
+        finite = torch.isfinite(a).all(dim=1)
+        if b is not None:
+            finite &= torch.isfinite(b).all(dim=1)
+        if not bool(finite.all()):
+            a = a[finite]
+            b = b[finite] if b is not None else None
+            labels = labels[finite] if labels is not None else None
+        if a.shape[0] < 2:
+            self._report(f"step {step}: fewer than 2 finite rows; pairwise statistics need at least 2")
+            return
+        mod_a, mod_b = self.modalities
+        sides = [(mod_a, a)] + ([(mod_b, b)] if (b is not None and self.two_modality) else [])
+        if pairwise:
+            unif = [F.uniformity(z) for _, z in sides]
+            for (mod, _), u in zip(sides, unif, strict=False):
+                if len(sides) > 1:
+                    self._add(step, f"{schema.M_UNIFORMITY}/{mod}", u)
+            if b is not None and not self.two_modality:
+                unif.append(F.uniformity(b))  # Wang & Isola average the two views' uniformity
+            self._add(step, schema.M_UNIFORMITY, torch.stack(unif).mean())
+            self._add(step, schema.M_STD_L2, F.std_of_l2_normalized(a))
+            if labels is not None:
+                self._add(step, schema.M_TOLERANCE, F.tolerance(a, labels))
+            if b is not None:
+                edges = self._edges_on(a.device)
+                h = F.score_histograms(a, b, bins=edges)
+                self._pending.hist.append((step, schema.HIST_POS, h.pos, edges))
+                self._pending.hist.append((step, schema.HIST_NEG, h.neg, edges))
+                self._pending.hist.append((step, schema.HIST_HARD_NEG, h.hard_neg, edges))
+                n_pos, n_neg = h.pos.sum().clamp_min(1), h.neg.sum().clamp_min(1)
+                overlap = torch.minimum(h.pos / n_pos, h.neg / n_neg).sum()
+                self._add(step, schema.M_OVERLAP, overlap)
+                self._add(step, schema.M_NEG_SIM, _offdiag_mean(F.similarity_matrix(a, b)))
+                self._add(step, schema.M_HARD_NEG_SIM, h.hardest_neg.mean())
+                self._add(step, schema.M_RETRIEVAL, F.retrieval_accuracy(a, b))
+                if temperature is not None:
+                    hard = F.hardness(a, b, temperature)
+                    self._add(step, schema.M_ENTROPY, hard.entropy)
+                    self._add(step, schema.M_EFF_NEG, hard.effective_negatives)
+                    self._add(step, schema.M_COUPLING, 1.0 - hard.pos_prob)
+        if spectra:
+            for mod, z in sides:
+                self._pending.spectra.append((step, mod, F.spectrum(z)))
+                rank = F.effective_rank(z)
+                self._add(step, f"{schema.M_RANK}/{mod}" if len(sides) > 1 else schema.M_RANK, rank)
+            if len(sides) > 1:
+                self._add(step, schema.M_RANK, F.effective_rank(torch.cat([a, b])))  # type: ignore[list-item]
+        if curves and b is not None:
+            c = F.temperature_curves(a, b, self.taus.to(a.device), labels=labels)
+            taus = c.taus
+            for curve, values in (
+                (schema.CURVE_ENTROPY, c.entropy),
+                (schema.CURVE_EFFECTIVE_NEGATIVES, c.effective_negatives),
+                (schema.CURVE_POS_WEIGHT, c.pos_prob),
+                (schema.CURVE_UNIFORMITY, c.uniformity),
+                (schema.CURVE_SAME_CLASS_PENALTY, c.same_class_penalty),
+            ):
+                if values is not None:
+                    self._pending.curves.append((step, taus, curve, values))
+
+    def _edges_on(self, device: torch.device) -> torch.Tensor:
+        edges = self._edges_by_device.get(device)
+        if edges is None:
+            edges = self._edges_by_device[device] = self._edges.to(device)
+        return edges
+
+    def _collect_snapshot(
+        self,
+        step: int,
+        a: torch.Tensor,
+        b: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        ids: torch.Tensor | None,
+    ) -> None:
+        """Fill a snapshot of ``snapshot_size`` rows from consecutive batches, tagged with its start step."""
+        if self.snapshot_every and self._snap_step is None and _due(step, self.snapshot_every):
+            self._snap_step, self._snap_rows = step, 0
+        if self._snap_step is None:
+            return
+        n = a.shape[0]
+        take = min(n, self.snapshot_size - self._snap_rows)
+        if ids is None:
+            ids = torch.arange(self._sample_counter, self._sample_counter + n, device=a.device)
+        self._sample_counter += n
+        rows = slice(0, take)
+        lab = labels[rows] if labels is not None else None
+        self._pending.snapshots.append((self._snap_step, self.modalities[0], a[rows], lab, ids[rows]))
+        if b is not None and self.two_modality:
+            self._pending.snapshots.append((self._snap_step, self.modalities[1], b[rows], lab, ids[rows]))
+        self._snap_rows += take
+        if self._snap_rows >= self.snapshot_size:
+            self._snap_step = None
+
+    # ---------------------------------------------------------------------------------------------------
+    # reporting
+    def _report(self, message: str) -> None:
+        """Report an error once (warning + log) without interrupting training."""
+        if message in self._reported:
+            return
+        self._reported.add(message)
+        self.errors.append(message)
+        text = f"cldiag: {message} (training continues; pass strict=True to raise instead)"
+        logger.error(text)
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+    # ---------------------------------------------------------------------------------------------------
+    # flushing
+    def _maybe_flush(self) -> None:
+        if (
+            self._pending.n_steps >= self.flush_every
+            or time.monotonic() - self._last_flush >= self.flush_secs
+        ):
+            self.flush()
+
+    def flush(self, *, wait: bool = False) -> None:
+        """Copy buffered values to the host and hand them to the writer thread.
+
+        Args:
+            wait: block until everything handed over so far is on disk.
+        """
+        if not self._is_writer:
+            return
+        with self._lock:
+            pending, self._pending = self._pending, _Pending()
+            self._last_flush = time.monotonic()
+            if not pending.empty():
+                try:
+                    job = self._to_host(pending)
+                except Exception as exc:
+                    if self.strict:
+                        raise
+                    self._report(f"flush failed, {pending.n_steps} steps of diagnostics lost: {exc}")
+                    job = None
+                if job is not None:
+                    self._queue.put(job)
+        if wait:
+            self._queue.join()
+
+    def _to_host(self, p: _Pending) -> dict[str, Any]:
+        """One device→host copy per device for all buffered values; builds numpy columns."""
+        job: dict[str, Any] = {}
+        if p.scalar_values:
+            values = np.empty(len(p.scalar_values), dtype=np.float64)
+            by_device: dict[torch.device, list[int]] = {}
+            for i, v in enumerate(p.scalar_values):
+                if isinstance(v, torch.Tensor):
+                    by_device.setdefault(v.device, []).append(i)
+                else:
+                    values[i] = v
+            for idx in by_device.values():
+                stacked = torch.stack([p.scalar_values[i].float() for i in idx]).cpu().numpy()  # type: ignore[union-attr]
+                values[idx] = stacked
+            job["scalars"] = (
+                np.asarray(p.scalar_steps, np.int64),
+                np.asarray(p.scalar_names, object),
+                values,
+            )
+        if p.hist:
+            job["histograms"] = [(s, k, c.cpu().numpy(), e.cpu().numpy()) for s, k, c, e in p.hist]
+        if p.spectra:
+            job["spectra"] = [(s, m, e.cpu().numpy()) for s, m, e in p.spectra]
+        if p.curves:
+            job["temperature"] = [(s, t.cpu().numpy(), c, v.cpu().numpy()) for s, t, c, v in p.curves]
+        if p.snapshots:
+            job["snapshots"] = [
+                (
+                    s,
+                    m,
+                    z.float().cpu().numpy(),
+                    lab.cpu().numpy() if lab is not None else None,
+                    ids.cpu().numpy(),
+                )
+                for s, m, z, lab, ids in p.snapshots
+            ]
+        steps = [*p.scalar_steps, *(s for s, *_ in p.snapshots)]
+        job["last_step"] = max(steps) if steps else None
+        job["dim"] = self._dim
+        return job
+
+    # ---------------------------------------------------------------------------------------------------
+    # writer thread
+    def _writer_loop(self, heartbeat_secs: float) -> None:
+        failed: list[dict[str, Any]] = []
+        while True:
+            try:
+                job = self._queue.get(timeout=heartbeat_secs)
+            except queue.Empty:
+                self._write_meta_safely()
+                continue
+            try:
+                if job is None:
+                    return
+                for old in list(failed):
+                    self._write_job(old)
+                    failed.remove(old)
+                self._write_job(job)
+            except Exception as exc:  # noqa: BLE001 - a full disk must not kill the training
+                self._report(f"writing to {self.run_dir} failed: {type(exc).__name__}: {exc}; will retry")
+                if job is not None and job not in failed:
+                    if len(failed) < _MAX_RETRY_JOBS:
+                        failed.append(job)
+                    else:
+                        self._report(
+                            f"{_MAX_RETRY_JOBS} flushes wait for a retry; newer diagnostics are dropped"
+                        )
+            finally:
+                self._queue.task_done()
+
+    def _write_meta_safely(self) -> None:
+        try:
+            self._meta["heartbeat"] = schema.now_iso()
+            assert self._store is not None
+            self._store.write_meta(self._meta)
+        except Exception as exc:  # noqa: BLE001 - heartbeat failures are reported, never raised
+            self._report(f"cannot update meta.json: {exc}")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _write_job(self, job: dict[str, Any]) -> None:
+        store = self._store
+        assert store is not None
+        if "scalars" in job:
+            steps, names, values = job["scalars"]
+            ok = np.isfinite(values)  # undefined values (NaN) are not written; see nonfinite_fraction
+            table = pa.table(
+                {"step": steps[ok], "metric": pa.array(names[ok], pa.string()), "value": values[ok]},
+                schema=schema.SCALARS,
+            )
+            store.write_part("scalars", table, self._next_seq())
+            del job["scalars"]  # a retry after a later failure must not write this part twice
+        if "histograms" in job:
+            cols: dict[str, list[Any]] = {
+                "step": [],
+                "kind": [],
+                "bin_left": [],
+                "bin_right": [],
+                "count": [],
+            }
+            for step, kind, counts, edges in job["histograms"]:
+                k = len(counts)
+                cols["step"].append(np.full(k, step, np.int64))
+                cols["kind"].append(np.full(k, kind, object))
+                cols["bin_left"].append(edges[:-1].astype(np.float32))
+                cols["bin_right"].append(edges[1:].astype(np.float32))
+                cols["count"].append(counts.astype(np.int64))
+            table = pa.table({c: np.concatenate(v) for c, v in cols.items()}, schema=schema.HISTOGRAMS)
+            store.write_part("histograms", table, self._next_seq())
+            del job["histograms"]
+        if "spectra" in job:
+            parts = [
+                pa.table(
+                    {
+                        "step": np.full(len(e), s, np.int64),
+                        "modality": np.full(len(e), m, object),
+                        "index": np.arange(len(e), dtype=np.int32),
+                        "eigenvalue": e.astype(np.float64),
+                    },
+                    schema=schema.SPECTRA,
+                )
+                for s, m, e in job["spectra"]
+            ]
+            store.write_part("spectra", pa.concat_tables(parts), self._next_seq())
+            del job["spectra"]
+        if "temperature" in job:
+            parts = []
+            for s, taus, curve, values in job["temperature"]:
+                ok = np.isfinite(values)
+                parts.append(
+                    pa.table(
+                        {
+                            "step": np.full(int(ok.sum()), s, np.int64),
+                            "tau": taus[ok].astype(np.float64),
+                            "curve": np.full(int(ok.sum()), curve, object),
+                            "value": values[ok].astype(np.float64),
+                        },
+                        schema=schema.TEMPERATURE,
+                    ),
+                )
+            store.write_part("temperature", pa.concat_tables(parts), self._next_seq())
+            del job["temperature"]
+        if "snapshots" in job:
+            by_step: dict[int, list[pa.Table]] = {}
+            for s, m, z, lab, ids in job["snapshots"]:
+                n, d = z.shape
+                by_step.setdefault(s, []).append(
+                    pa.table(
+                        {
+                            "step": np.full(n, s, np.int64),
+                            "sample_id": ids.astype(np.int64),
+                            "modality": np.full(n, m, object),
+                            "label": pa.array(
+                                lab.astype(np.int64) if lab is not None else [None] * n, pa.int64()
+                            ),
+                            "vector": pa.FixedSizeListArray.from_arrays(
+                                pa.array(z.reshape(-1).astype(np.float32)),
+                                d,
+                            ),
+                        },
+                        schema=schema.embeddings_schema(d),
+                    ),
+                )
+            for s, tables in by_step.items():
+                store.write_part(snapshot_dir(s), pa.concat_tables(tables), self._next_seq())
+                job["snapshots"] = [snap for snap in job["snapshots"] if snap[0] != s]
+            del job["snapshots"]
+        if job.get("last_step") is not None:
+            last = self._meta.get("last_step")
+            self._meta["last_step"] = job["last_step"] if last is None else max(last, job["last_step"])
+        if job.get("dim") is not None:
+            self._meta["dim"] = job["dim"]
+        self._meta["heartbeat"] = schema.now_iso()
+        store.write_meta(self._meta)
+
+    # ---------------------------------------------------------------------------------------------------
+    # closing
+    def close(self, status: Literal["finished", "failed"] = "finished") -> None:
+        """Flush everything, wait for the writer, and mark the run ``finished`` (or ``failed``)."""
+        if self._closed:
+            return
+        self._closed = True
+        _live_monitors.discard(self)
+        if not self._is_writer:
+            return
+        try:
+            self.flush()
+            self._queue.put(None)
+            self._writer.join()
+            self._meta["status"] = status
+            self._meta["heartbeat"] = schema.now_iso()
+            assert self._store is not None
+            self._store.write_meta(self._meta)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._report(f"close failed: {exc}")
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.close(status="failed" if exc_type is not None else "finished")
+
+
+def _scalar(value: TensorOrNumber) -> torch.Tensor | float:
+    """A 0-d float tensor (detached, still on its device) or a Python float."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"expected a scalar, got a tensor of shape {tuple(value.shape)}")
+        return value.detach().reshape(()).float()
+    value = float(value)
+    if not math.isfinite(value):
+        return float("nan")
+    return value
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def _take(t: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t[idx.to(t.device)]
+
+
+def _offdiag_mean(s: torch.Tensor) -> torch.Tensor:
+    n = s.shape[0]
+    return (s.sum() - s.diagonal().sum()) / (n * (n - 1))
+
+
+_MAX_RETRY_JOBS = 100
+_live_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_monitors() -> None:
+    # A script that forgets close() still gets every logged step on disk.
+    for mon in list(_live_monitors):
+        mon.close()
