@@ -268,6 +268,8 @@ class Monitor:
                     torch_version=torch.__version__,
                 )
             store.write_meta(self._meta)
+        except schema.SchemaVersionError:
+            raise
         except (OSError, ValueError) as exc:
             raise RunStoreError(f"cannot write run directory {store.uri!r}: {exc}") from exc
         self._store = store
@@ -355,7 +357,7 @@ class Monitor:
             n = self.snapshot_size
         if ids_t is None:
             ids_t = torch.arange(n, device=z.device)
-        self._dim = z.shape[1]
+        self._set_dim(z.shape[1])
         self._pending.snapshots.append((int(step), modality or self.modalities[0], z, labels_t, ids_t))
         self._maybe_flush()
 
@@ -425,6 +427,11 @@ class Monitor:
             return True
         return False
 
+    def _set_dim(self, dim: int) -> None:
+        if self._dim is not None and dim != self._dim:
+            raise ValueError(f"embedding dim changed from {self._dim} to {dim}; one run holds one dim")
+        self._dim = dim
+
     def _add(self, step: int, name: str, value: torch.Tensor | float) -> None:
         p = self._pending
         p.scalar_steps.append(step)
@@ -460,7 +467,7 @@ class Monitor:
             return
         if n == 0:
             raise ValueError("empty batch: a has 0 rows")
-        self._dim = a.shape[1]
+        self._set_dim(a.shape[1])
         mod_a, mod_b = self.modalities
 
         # Every step: O(B·d), no host sync.
@@ -688,7 +695,7 @@ class Monitor:
     # ---------------------------------------------------------------------------------------------------
     # writer thread
     def _writer_loop(self, heartbeat_secs: float) -> None:
-        failed: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []  # jobs hit by a transient error, oldest first
         while True:
             try:
                 job = self._queue.get(timeout=heartbeat_secs)
@@ -696,23 +703,25 @@ class Monitor:
                 self._write_meta_safely()
                 continue
             try:
-                if job is None:
-                    return
-                for old in list(failed):
-                    self._write_job(old)
-                    failed.remove(old)
-                self._write_job(job)
-            except Exception as exc:  # noqa: BLE001 - a full disk must not kill the training
+                if job is not None:
+                    failed.append(job)
+                while failed:
+                    self._write_job(failed[0])
+                    failed.pop(0)
+            except OSError as exc:  # full disk, lost mount, store down: transient, retried at the next flush
                 self._report(f"writing to {self.run_dir} failed: {type(exc).__name__}: {exc}; will retry")
-                if job is not None and job not in failed:
-                    if len(failed) < _MAX_RETRY_JOBS:
-                        failed.append(job)
-                    else:
-                        self._report(
-                            f"{_MAX_RETRY_JOBS} flushes wait for a retry; newer diagnostics are dropped"
-                        )
+                if len(failed) > _MAX_RETRY_JOBS:
+                    failed.pop()
+                    self._report(f"{_MAX_RETRY_JOBS} flushes wait for a retry; newer diagnostics are dropped")
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill training; retrying cannot help
+                self._report(f"cannot write diagnostics ({type(exc).__name__}: {exc}); that flush is dropped")
+                failed.pop(0)
             finally:
                 self._queue.task_done()
+            if job is None:
+                if failed:
+                    self._report(f"closing with {len(failed)} flushes unwritten after repeated write errors")
+                return
 
     def _write_meta_safely(self) -> None:
         try:

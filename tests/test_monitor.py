@@ -1,0 +1,288 @@
+"""Monitor: logged values equal the functional calls on the same batch; cadence; input handling."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cldiag import Monitor, read_run, schema
+from cldiag import functional as F
+from cldiag.monitor import DEFAULT_TAUS
+
+B, D = 48, 12
+
+
+def _batch(seed: int, n: int = B, d: int = D, classes: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g)
+    b = a + 0.5 * torch.randn(n, d, generator=g)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    return a, b, labels
+
+
+def _value(df, step, metric):
+    row = df[(df.step == step) & (df.metric == metric)]
+    assert len(row) == 1, f"{metric} at step {step}: {len(row)} rows"
+    return float(row.value.iloc[0])
+
+
+def test_logged_values_equal_functional(tmp_path):
+    path = tmp_path / "run"
+    tau = 0.2
+    with Monitor(path, pairwise_every=2, spectrum_every=3, curves_every=3, snapshot_every=0) as mon:
+        for step in range(7):
+            a, b, y = _batch(step)
+            mon.log(step, a, b, labels=y, temperature=tau, loss=torch.tensor(float(step)))
+    run = read_run(path)
+    df = run.scalars()
+    for step in range(7):
+        a, b, y = _batch(step)
+        assert _value(df, step, "alignment") == pytest.approx(float(F.alignment(a, b)), rel=1e-5)
+        assert _value(df, step, "pos_sim") == pytest.approx(
+            float(torch.nn.functional.cosine_similarity(a, b).mean()), rel=1e-5
+        )
+        assert _value(df, step, "loss") == step
+        assert _value(df, step, "temperature") == pytest.approx(tau)
+        assert _value(df, step, "nonfinite_fraction") == 0
+        assert _value(df, step, "norm/view1") == pytest.approx(float(a.norm(dim=1).mean()), rel=1e-5)
+        if step % 2 == 0:
+            unif = (float(F.uniformity(a)) + float(F.uniformity(b))) / 2
+            assert _value(df, step, "uniformity") == pytest.approx(unif, rel=1e-5)
+            assert _value(df, step, "tolerance") == pytest.approx(float(F.tolerance(a, y)), rel=1e-5)
+            assert _value(df, step, "retrieval_acc") == pytest.approx(float(F.retrieval_accuracy(a, b)))
+            hard = F.hardness(a, b, tau)
+            assert _value(df, step, "neg_entropy") == pytest.approx(float(hard.entropy), rel=1e-5)
+            assert _value(df, step, "dcl_coupling") == pytest.approx(1 - float(hard.pos_prob), rel=1e-5)
+            h = F.score_histograms(a, b, bins=50)
+            hist = run.histograms(step)
+            for kind, counts in (("pos", h.pos), ("neg", h.neg), ("hard_neg", h.hard_neg)):
+                got = hist[hist.kind == kind].sort_values("bin_left")["count"].to_numpy()
+                np.testing.assert_array_equal(got, counts.numpy())
+        else:
+            assert df[(df.step == step) & (df.metric == "uniformity")].empty
+        if step % 3 == 0:
+            spec = run.spectra(step).sort_values("index")["eigenvalue"].to_numpy()
+            np.testing.assert_allclose(spec, F.spectrum(a).numpy(), rtol=1e-5, atol=1e-7)
+            assert _value(df, step, "effective_rank") == pytest.approx(float(F.effective_rank(a)), rel=1e-5)
+            curves = F.temperature_curves(a, b, torch.tensor(DEFAULT_TAUS), labels=y)
+            temp = run.temperature(step)
+            ent = temp[temp.curve == "entropy"].sort_values("tau")["value"].to_numpy()
+            np.testing.assert_allclose(ent, curves.entropy.numpy(), rtol=1e-4, atol=1e-6)
+    assert run.meta["status"] == "finished"
+    assert run.meta["dim"] == D
+    assert run.meta["last_step"] == 6
+    assert not run.problems
+
+
+def test_no_duplicate_rows_and_all_steps_present(tmp_path):
+    with Monitor(tmp_path / "r", flush_every=3, pairwise_every=5) as mon:
+        for step in range(20):
+            a, b, _ = _batch(step)
+            mon.log(step, a, b)
+    df = read_run(tmp_path / "r").scalars()
+    assert not df.duplicated(["step", "metric"]).any()
+    assert sorted(df[df.metric == "alignment"].step) == list(range(20))
+
+
+def test_two_modality_output_dict(tmp_path):
+    a, b, _ = _batch(0)
+    b = b + 3.0  # shifted: a visible gap
+    scale = torch.tensor(1 / 0.05)
+    with Monitor(
+        tmp_path / "clip", pairwise_every=1, spectrum_every=1, snapshot_every=1, snapshot_size=10
+    ) as mon:
+        mon.log(0, {"image_features": a, "text_features": b, "logit_scale": scale})
+    run = read_run(tmp_path / "clip")
+    assert run.two_modality and run.modalities == ["image", "text"]
+    df = run.scalars()
+    gap = F.modality_gap(a, b)
+    assert _value(df, 0, "modality_gap") == pytest.approx(float(gap.gap), rel=1e-5)
+    assert _value(df, 0, "cone/image") == pytest.approx(float(gap.cone_a), rel=1e-5)
+    assert _value(df, 0, "cone/text") == pytest.approx(float(gap.cone_b), rel=1e-5)
+    assert _value(df, 0, "matched_distance") == pytest.approx(float(gap.matched_distance), rel=1e-5)
+    assert _value(df, 0, "temperature") == pytest.approx(0.05)
+    assert set(run.spectra(0).modality) == {"image", "text"}
+    assert _value(df, 0, "uniformity/text") == pytest.approx(float(F.uniformity(b)), rel=1e-5)
+    matrix, info = run.embedding_matrix(0)
+    assert matrix.shape == (20, D)
+    assert sorted(set(info.modality)) == ["image", "text"]
+    np.testing.assert_allclose(matrix[info.modality.to_numpy() == "image"], a[:10].numpy(), rtol=1e-6)
+
+
+def test_snapshot_collects_across_batches(tmp_path):
+    with Monitor(tmp_path / "s", snapshot_every=4, snapshot_size=100, pairwise_every=0) as mon:
+        for step in range(10):
+            a, b, y = _batch(step)
+            mon.log(step, a, b, labels=y)
+    run = read_run(tmp_path / "s")
+    assert run.snapshot_steps() == [0, 4, 8]
+    emb = run.embeddings(4)
+    assert len(emb) == 100  # 48 + 48 + 4 rows from steps 4, 5, 6
+    assert emb.sample_id.is_unique
+    first = _batch(4)[0]
+    np.testing.assert_allclose(np.stack(emb.vector.iloc[:48].to_list()), first.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(emb.label.iloc[:48].to_numpy(dtype=int), _batch(4)[2].numpy())
+
+
+def test_log_embeddings_probe_is_capped(tmp_path):
+    z = torch.randn(500, 8)
+    with Monitor(tmp_path / "p", snapshot_every=0, snapshot_size=64) as mon:
+        mon.log_embeddings(3, z, labels=torch.arange(500) % 10)
+    matrix, _ = read_run(tmp_path / "p").embedding_matrix(3)
+    assert matrix.shape == (64, 8)
+    np.testing.assert_allclose(matrix[0], z[0].numpy())
+    np.testing.assert_allclose(matrix[-1], z[-1].numpy())
+
+
+def test_nonfinite_rows_flagged_and_excluded(tmp_path):
+    a, b, y = _batch(1)
+    a[3] = float("nan")
+    b[7, 2] = float("inf")
+    with Monitor(tmp_path / "n", pairwise_every=1, spectrum_every=1, curves_every=0) as mon:
+        mon.log(0, a, b, labels=y)
+    df = read_run(tmp_path / "n").scalars()
+    keep = torch.ones(B, dtype=torch.bool)
+    keep[[3, 7]] = False
+    assert _value(df, 0, "nonfinite_fraction") == pytest.approx(2 / B)
+    assert _value(df, 0, "alignment") == pytest.approx(float(F.alignment(a[keep], b[keep])), rel=1e-5)
+    assert _value(df, 0, "uniformity") == pytest.approx(
+        (float(F.uniformity(a[keep])) + float(F.uniformity(b[keep]))) / 2, rel=1e-5
+    )
+    assert all(math.isfinite(v) for v in df.value)
+
+
+def test_bad_input_strict_raises_clear_errors(tmp_path):
+    mon = Monitor(tmp_path / "bad", strict=True)
+    a, b, y = _batch(0)
+    with pytest.raises(ValueError, match=r"same shape.*\(48, 12\).*\(40, 12\)"):
+        mon.log(0, a, b[:40])
+    with pytest.raises(ValueError, match="2-D"):
+        mon.log(0, a[0], b[0])
+    with pytest.raises(ValueError, match="2-D"):
+        mon.log(0, a[None], b[None])
+    with pytest.raises(TypeError, match="floating-point"):
+        mon.log(0, a.long(), b.long())
+    with pytest.raises(ValueError, match=r"labels must have shape \(48,\)"):
+        mon.log(0, a, b, labels=y[:5])
+    with pytest.raises(KeyError, match="text_features"):
+        mon.log(0, {"image_features": a})
+    mon.close()
+
+
+def test_bad_input_reported_once_training_continues(tmp_path):
+    mon = Monitor(tmp_path / "soft")
+    a, b, _ = _batch(0)
+    with pytest.warns(RuntimeWarning, match="same shape"):
+        mon.log(0, a, b[:40])
+    mon.log(1, a, b)
+    mon.close()
+    assert len(mon.errors) == 1
+    df = read_run(tmp_path / "soft").scalars()
+    assert sorted(df.step.unique()) == [1]
+
+
+def test_if_exists_modes(tmp_path):
+    path = tmp_path / "again"
+    with Monitor(path, pairwise_every=0) as mon:
+        for step in range(5):
+            mon.log(step, *_batch(step)[:2])
+    with pytest.raises(FileExistsError, match="if_exists='resume'"):
+        Monitor(path)
+    with (
+        pytest.warns(RuntimeWarning, match="resumed"),
+        Monitor(path, if_exists="resume", pairwise_every=0) as mon,
+    ):
+        for step in range(3, 8):  # 3 and 4 were already logged
+            mon.log(step, *_batch(step)[:2])
+    run = read_run(path)
+    df = run.scalars(["alignment"])
+    assert list(df.step) == list(range(8))
+    assert run.meta["resumed"][0]["after_step"] == 4
+    with Monitor(path, if_exists="overwrite", pairwise_every=0) as mon:
+        mon.log(100, *_batch(0)[:2])
+    assert list(read_run(path).scalars(["alignment"]).step) == [100]
+
+
+def test_other_schema_version_is_refused(tmp_path):
+    with Monitor(tmp_path / "v") as mon:
+        mon.log(0, *_batch(0)[:2])
+    meta = json.loads((tmp_path / "v" / "meta.json").read_text())
+    meta["schema_version"] = 99
+    (tmp_path / "v" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(schema.SchemaVersionError, match="version 99"):
+        read_run(tmp_path / "v")
+    with pytest.raises(schema.SchemaVersionError):
+        Monitor(tmp_path / "v", if_exists="resume")
+
+
+def test_fp16_and_bf16_inputs(tmp_path):
+    a, b, _ = _batch(2)
+    with Monitor(tmp_path / "h", pairwise_every=1) as mon:
+        mon.log(0, a.half(), b.half())
+        mon.log(1, a.bfloat16(), b.bfloat16())
+    df = read_run(tmp_path / "h").scalars()
+    ref = float(F.alignment(a, b))
+    assert _value(df, 0, "alignment") == pytest.approx(ref, rel=1e-2)
+    assert _value(df, 1, "alignment") == pytest.approx(ref, rel=3e-2)
+    assert np.isfinite(df.value).all()
+
+
+def test_tiny_batches_never_write_nan(tmp_path):
+    with Monitor(tmp_path / "tiny", pairwise_every=1, spectrum_every=1, curves_every=1) as mon:
+        mon.log(0, torch.randn(1, 4), torch.randn(1, 4))  # B=1: pairwise statistics are skipped, reported
+        mon.log(1, torch.randn(2, 4), torch.randn(2, 4))
+    df = read_run(tmp_path / "tiny").scalars()
+    assert np.isfinite(df.value).all()
+    assert set(df.step) == {0, 1}
+    assert any("fewer than 2" in e for e in mon.errors)
+    with Monitor(tmp_path / "d1", pairwise_every=1, spectrum_every=1, curves_every=1, strict=True) as mon:
+        mon.log(0, torch.randn(5, 1), torch.randn(5, 1))  # d=1: every row is ±1
+    df = read_run(tmp_path / "d1").scalars()
+    assert np.isfinite(df.value).all()
+    assert _value(df, 0, "effective_rank") == pytest.approx(1.0, abs=1e-3)
+
+
+def test_dim_change_is_an_error(tmp_path):
+    with Monitor(tmp_path / "dim", strict=True) as mon:
+        mon.log(0, torch.randn(4, 8), torch.randn(4, 8))
+        with pytest.raises(ValueError, match="dim changed from 8 to 4"):
+            mon.log(1, torch.randn(4, 4), torch.randn(4, 4))
+
+
+def test_user_scalars_and_flush_wait(tmp_path):
+    mon = Monitor(tmp_path / "u", flush_every=1000, flush_secs=1e9)
+    mon.log_scalar(0, "knn_acc", 0.5)
+    mon.log_scalar(1, "knn_acc", torch.tensor(0.75))
+    mon.flush(wait=True)
+    run = read_run(tmp_path / "u")
+    assert list(run.scalars(["knn_acc"]).value) == [0.5, 0.75]
+    assert run.meta["status"] == "running"
+    mon.close()
+    assert run.refresh().meta["status"] == "finished"
+
+
+def test_exception_in_with_block_marks_failed(tmp_path):
+    with pytest.raises(RuntimeError), Monitor(tmp_path / "f") as mon:
+        mon.log(0, *_batch(0)[:2])
+        raise RuntimeError("training blew up")
+    assert read_run(tmp_path / "f").meta["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"bins": 5000}, "bins"),
+        ({"snapshot_size": 10**6}, "snapshot_size"),
+        ({"pairwise_every": -1}, "pairwise_every"),
+        ({"modalities": ("image",)}, "modalities"),
+        ({"if_exists": "append"}, "if_exists"),
+        ({"taus": [0.1, -1.0]}, "taus"),
+    ],
+)
+def test_constructor_validates(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Monitor(tmp_path / "c", **kwargs)
