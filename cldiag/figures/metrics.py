@@ -1,0 +1,106 @@
+"""What each scalar metric means for a chart: label, direction, natural bounds.
+
+The dashboard reads axis titles, "higher is better" arrows and axis limits from here instead of hard-coding
+them per page (the torchmetrics idea of ``higher_is_better`` / ``plot_lower_bound`` living beside the
+metric). A per-modality variant ``"<metric>/<modality>"`` inherits the entry of its base metric.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from cldiag import schema
+
+__all__ = ["METRICS", "MetricInfo", "metric_info"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """Plotting metadata of one scalar metric.
+
+    Attributes:
+        name: the metric name as stored in the ``scalars`` table.
+        label: short human-readable axis label.
+        higher_is_better: True / False, or None where both extremes are bad (e.g. hardness entropy).
+        lower: the smallest value the metric can take (axis floor), None when unbounded.
+        upper: the largest value the metric can take (axis ceiling), None when unbounded.
+        source: the paper or convention that defines it.
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool | None
+    lower: float | None
+    upper: float | None
+    source: str
+
+    @property
+    def axis_title(self) -> str:
+        """The label with an arrow saying which way is better (``↑`` higher, ``↓`` lower)."""
+        arrow = {True: " ↑", False: " ↓", None: ""}[self.higher_is_better]
+        return f"{self.label}{arrow}"
+
+
+def _info(
+    name: str,
+    label: str,
+    higher: bool | None,
+    lower: float | None,
+    upper: float | None,
+    source: str,
+) -> MetricInfo:
+    return MetricInfo(name, label, higher, lower, upper, source)
+
+
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        _info(schema.M_LOSS, "loss", False, None, None, "the training objective"),
+        _info(schema.M_TEMPERATURE, "temperature τ", None, 0.0, None, "the loss's temperature"),
+        _info(schema.M_ALIGNMENT, "alignment", False, 0.0, 4.0, "Wang & Isola 2020"),
+        _info(schema.M_UNIFORMITY, "uniformity (t=2)", False, None, 0.0, "Wang & Isola 2020"),
+        _info(schema.M_POS_SIM, "positive cosine", True, -1.0, 1.0, "Zhu et al. 2021"),
+        _info(schema.M_NEG_SIM, "negative cosine", False, -1.0, 1.0, "Zhu et al. 2021"),
+        _info(schema.M_HARD_NEG_SIM, "hardest-negative cosine", None, -1.0, 1.0, "Zhu et al. 2021"),
+        _info(schema.M_RETRIEVAL, "in-batch top-1 retrieval", True, 0.0, 1.0, "in-batch retrieval"),
+        _info(schema.M_OVERLAP, "pos/neg overlap", False, 0.0, 1.0, "overlap coefficient of histograms"),
+        _info(schema.M_TOLERANCE, "tolerance", None, -1.0, 1.0, "Wang & Liu 2021"),
+        _info(schema.M_STD_L2, "std of L2-normalized", True, 0.0, None, "Chen & He 2021 (SimSiam)"),
+        _info(schema.M_ENTROPY, "hardness entropy", None, 0.0, 1.0, "Wang & Liu 2021"),
+        _info(schema.M_EFF_NEG, "effective negatives", None, 1.0, None, "Wang & Liu 2021"),
+        _info(schema.M_COUPLING, "DCL coupling 1−p_pos", None, 0.0, 1.0, "Yeh et al. 2022"),
+        _info(schema.M_RANK, "effective rank (RankMe)", True, 1.0, None, "Garrido et al. 2023"),
+        _info(schema.M_NORM, "mean L2 norm", None, 0.0, None, "raw embedding norm"),
+        _info(schema.M_NONFINITE, "non-finite rows", False, 0.0, 1.0, "NaN/Inf share"),
+        _info(schema.M_BATCH, "batch size", None, 0.0, None, "rows per step"),
+        _info(schema.M_GAP, "modality gap ‖Δ‖", False, 0.0, 2.0, "Liang et al. 2022"),
+        _info(schema.M_CONE, "cone (mean cosine within modality)", False, -1.0, 1.0, "Liang et al. 2022"),
+        _info(schema.M_MATCHED_DIST, "matched-pair distance", False, 0.0, 2.0, "Liang et al. 2022"),
+    )
+}
+
+
+def metric_info(name: str, *, dim: int | None = None) -> MetricInfo:
+    """Metadata of a metric; ``"<metric>/<modality>"`` inherits from ``<metric>``.
+
+    Args:
+        name: a metric name from the ``scalars`` table (user metrics get a neutral entry).
+        dim: embedding dimension, when known; tightens the bounds that depend on it (effective rank ≤ d,
+            std of L2-normalized ≤ 1/√d).
+
+    Returns:
+        The :class:`MetricInfo`, with ``name`` and ``label`` naming the modality for a variant.
+    """
+    base, _, modality = name.partition("/")
+    info = METRICS.get(base)
+    if info is None:
+        return MetricInfo(name, name, None, None, None, "user metric")
+    if dim is not None and dim > 0:
+        if base == schema.M_RANK:
+            info = replace(info, upper=float(dim))
+        elif base == schema.M_STD_L2:
+            info = replace(info, upper=1.0 / math.sqrt(dim))
+    if modality:
+        info = replace(info, name=name, label=f"{info.label} ({modality})")
+    return info

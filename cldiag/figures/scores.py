@@ -1,0 +1,296 @@
+"""Positive and negative score distributions (Zhu et al., ICCV 2021), from the ``histograms`` table.
+
+The table holds fixed-bin histograms on [−1, 1] per logged step and kind (``pos``: cosine of positive
+pairs; ``neg``: cosine to negatives; ``hard_neg``: each anchor's hardest negative). These builders draw
+one step's distributions, their evolution as a heatmap, and quantiles of the hardest negatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cldiag.figures._common import (
+    KIND_COLORS,
+    KIND_LABELS,
+    bucket_reduce,
+    finish,
+    require_columns,
+    require_rows,
+)
+from cldiag.reader import downsample
+
+__all__ = [
+    "HistogramMatrix",
+    "fig_hard_negative_quantiles",
+    "fig_score_heatmap",
+    "fig_score_overlay",
+    "histogram_matrix",
+    "histogram_quantiles",
+    "overlap_coefficient",
+]
+
+_HIST_COLUMNS = ("step", "kind", "bin_left", "bin_right", "count")
+
+
+class HistogramMatrix:
+    """The histograms of one kind as a dense (steps × bins) count matrix.
+
+    Attributes:
+        steps: logged steps, ascending (length S).
+        edges: bin edges, ascending (length B + 1).
+        counts: S × B float64 counts (a bin missing at a step counts 0).
+    """
+
+    def __init__(self, steps: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
+        if counts.shape != (steps.size, edges.size - 1):
+            raise ValueError(
+                f"counts must be steps × bins = {(steps.size, edges.size - 1)}, got {counts.shape}",
+            )
+        self.steps = steps
+        self.edges = edges
+        self.counts = counts
+
+    @property
+    def centers(self) -> np.ndarray:
+        """Bin centres (length B)."""
+        return (self.edges[:-1] + self.edges[1:]) / 2
+
+    def density(self) -> np.ndarray:
+        """Each row normalised to a probability density over the score axis (rows without counts stay 0)."""
+        widths = np.diff(self.edges)
+        totals = self.counts.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dens = self.counts / (totals * widths[None, :])
+        return np.nan_to_num(dens, nan=0.0)
+
+
+def histogram_matrix(hist: pd.DataFrame, kind: str) -> HistogramMatrix:
+    """Pivot the rows of one ``kind`` into a :class:`HistogramMatrix` (O(rows), no pandas pivot).
+
+    Raises:
+        ValueError: the frame lacks histogram columns or has no rows of ``kind``.
+    """
+    require_columns(hist, _HIST_COLUMNS, "histograms frame")
+    part = hist.loc[hist["kind"] == kind]
+    if part.empty:
+        kinds = sorted(hist["kind"].unique())
+        raise ValueError(f"no histogram rows of kind {kind!r}; kinds present: {kinds}")
+    left = part["bin_left"].to_numpy(np.float64)
+    right = part["bin_right"].to_numpy(np.float64)
+    lefts, bin_of_row = np.unique(left, return_inverse=True)
+    rights = np.zeros_like(lefts)
+    rights[bin_of_row] = right
+    edges = np.r_[lefts, rights[-1]]
+    steps, step_of_row = np.unique(part["step"].to_numpy(np.int64), return_inverse=True)
+    counts = np.zeros((steps.size, lefts.size), dtype=np.float64)
+    np.add.at(counts, (step_of_row, bin_of_row), part["count"].to_numpy(np.float64))
+    return HistogramMatrix(steps, edges, counts)
+
+
+def histogram_quantiles(matrix: HistogramMatrix, quantiles: Sequence[float]) -> np.ndarray:
+    """Quantiles of each step's distribution, interpolating linearly inside the bin that holds them.
+
+    Args:
+        matrix: histograms of one kind.
+        quantiles: levels in [0, 1].
+
+    Returns:
+        S × len(quantiles) array (NaN for a step without counts). Exact for scores spread uniformly within
+        bins; otherwise within one bin width of the sample quantile.
+    """
+    qs = np.asarray(quantiles, dtype=np.float64)
+    if qs.ndim != 1 or np.any((qs < 0) | (qs > 1)):
+        raise ValueError(f"quantiles must be a 1-D sequence in [0, 1], got {quantiles!r}")
+    totals = matrix.counts.sum(axis=1)
+    cdf = np.cumsum(matrix.counts, axis=1)
+    out = np.full((matrix.steps.size, qs.size), np.nan)
+    ok = totals > 0
+    cdf_ok = cdf[ok] / totals[ok, None]
+    counts_ok = matrix.counts[ok] / totals[ok, None]
+    widths = np.diff(matrix.edges)
+    for j, q in enumerate(qs):
+        # First bin whose cumulative share reaches q; the quantile lies inside it.
+        b = np.argmax(cdf_ok >= q - 1e-12, axis=1)
+        rows = np.arange(b.size)
+        before = cdf_ok[rows, b] - counts_ok[rows, b]
+        share = counts_ok[rows, b]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(share > 0, (q - before) / share, 0.0)
+        out[ok, j] = matrix.edges[b] + np.clip(frac, 0.0, 1.0) * widths[b]
+    return out
+
+
+def overlap_coefficient(hist_at_step: pd.DataFrame, a: str = "pos", b: str = "neg") -> float:
+    """Overlap coefficient Σ min(p_a, p_b) of two kinds' bin shares at one step: 0 disjoint, 1 identical.
+
+    Raises:
+        ValueError: the frame holds more than one step, or lacks one of the kinds.
+    """
+    require_columns(hist_at_step, _HIST_COLUMNS, "histograms frame")
+    if hist_at_step["step"].nunique() > 1:
+        raise ValueError(f"expected one step, got steps {sorted(hist_at_step['step'].unique())[:5]}…")
+    pa_ = histogram_matrix(hist_at_step, a)
+    pb = histogram_matrix(hist_at_step, b)
+    if not np.array_equal(pa_.edges, pb.edges):
+        raise ValueError(f"kinds {a!r} and {b!r} use different bin edges")
+    sa, sb = pa_.counts.sum(), pb.counts.sum()
+    if sa == 0 or sb == 0:
+        return float("nan")
+    return float(np.minimum(pa_.counts[0] / sa, pb.counts[0] / sb).sum())
+
+
+def fig_score_overlay(hist_at_step: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Overlaid score densities of every kind present at one step.
+
+    Args:
+        hist_at_step: histograms frame of a single step.
+        title: chart title (default names the step and the pos/neg overlap).
+
+    Returns:
+        One bar trace per kind (positive, negative, hardest negative), densities over the cosine axis.
+    """
+    require_columns(hist_at_step, _HIST_COLUMNS, "histograms frame")
+    require_rows(hist_at_step, "histograms frame")
+    steps = hist_at_step["step"].unique()
+    if steps.size != 1:
+        raise ValueError(f"expected the histograms of one step, got {steps.size} steps")
+    fig = go.Figure()
+    kinds = [k for k in ("pos", "neg", "hard_neg") if (hist_at_step["kind"] == k).any()]
+    for kind in kinds:
+        m = histogram_matrix(hist_at_step, kind)
+        fig.add_trace(
+            go.Bar(
+                x=m.centers,
+                y=m.density()[0],
+                width=np.diff(m.edges),
+                name=KIND_LABELS.get(kind, kind),
+                marker={"color": KIND_COLORS.get(kind), "line": {"width": 0}},
+                opacity=0.55,
+                customdata=m.counts[0],
+                hovertemplate="cosine %{x:.3f}<br>density %{y:.3g}<br>count %{customdata:.0f}<extra></extra>",
+            ),
+        )
+    if title is None:
+        title = f"Score distributions at step {int(steps[0])}"
+        if "pos" in kinds and "neg" in kinds:
+            title += f" — pos/neg overlap {overlap_coefficient(hist_at_step):.2f}"
+    fig.update_layout(barmode="overlay", bargap=0)
+    fig.update_xaxes(range=[-1, 1])
+    return finish(fig, title=title, x_title="cosine similarity", y_title="density")
+
+
+def fig_score_heatmap(
+    hist: pd.DataFrame,
+    kinds: Sequence[str] = ("pos", "neg"),
+    *,
+    max_rows: int = 300,
+    title: str = "Score distributions over training",
+) -> go.Figure:
+    """Heatmaps (step × cosine) of the score densities over training, one panel per kind.
+
+    Args:
+        hist: histograms frame over many steps.
+        kinds: the kinds to draw side by side; absent kinds are skipped.
+        max_rows: at most this many step rows per panel; consecutive steps beyond that are merged by
+            summing their counts (stated in the title, never silently dropped).
+        title: chart title.
+
+    Returns:
+        One heatmap trace per present kind.
+    """
+    require_columns(hist, _HIST_COLUMNS, "histograms frame")
+    require_rows(hist, "histograms frame")
+    present = [k for k in kinds if (hist["kind"] == k).any()]
+    if not present:
+        raise ValueError(f"none of the kinds {list(kinds)} are present; have {sorted(hist['kind'].unique())}")
+    fig = make_subplots(
+        rows=1,
+        cols=len(present),
+        shared_yaxes=True,
+        subplot_titles=[KIND_LABELS.get(k, k) for k in present],
+        horizontal_spacing=0.05,
+    )
+    merged_note = ""
+    for i, kind in enumerate(present):
+        m = histogram_matrix(hist, kind)
+        counts, steps, merged = bucket_reduce(m.counts, m.steps, max_rows, "sum")
+        if merged:
+            merged_note = f" ({m.steps.size} logged steps merged into {steps.size} rows)"
+        dens = HistogramMatrix(steps, m.edges, counts).density()
+        fig.add_trace(
+            go.Heatmap(
+                x=m.centers,
+                y=steps,
+                z=dens,
+                coloraxis="coloraxis",
+                hovertemplate="step ≤ %{y}<br>cosine %{x:.3f}<br>density %{z:.3g}<extra></extra>",
+            ),
+            row=1,
+            col=i + 1,
+        )
+        fig.update_xaxes(title_text="cosine similarity", range=[-1, 1], row=1, col=i + 1)
+    fig.update_yaxes(title_text="training step", row=1, col=1)
+    fig.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {"title": {"text": "density"}}})
+    return finish(fig, title=title + merged_note, height=420)
+
+
+def fig_hard_negative_quantiles(
+    hist: pd.DataFrame,
+    quantiles: Sequence[float] = (0.5, 0.9, 0.99),
+    *,
+    max_points: int = 2000,
+    title: str = "Hardest-negative quantiles vs. median positive",
+) -> go.Figure:
+    """Quantiles of the hardest-negative cosine over training, with the median positive cosine beside them.
+
+    When the hardest negatives' upper quantiles climb above the median positive, many anchors have a
+    negative closer than their own positive.
+
+    Args:
+        hist: histograms frame over many steps with ``hard_neg`` rows (and ``pos`` for the reference).
+        quantiles: quantile levels of the hardest-negative distribution to draw.
+        max_points: longer series are reduced with min/max-preserving downsampling.
+        title: chart title.
+
+    Returns:
+        One trace per quantile, plus one for the positive median when ``pos`` rows exist.
+    """
+    require_columns(hist, _HIST_COLUMNS, "histograms frame")
+    require_rows(hist, "histograms frame")
+    series: list[pd.DataFrame] = []
+    hard = histogram_matrix(hist, "hard_neg")
+    values = histogram_quantiles(hard, quantiles)
+    for j, q in enumerate(quantiles):
+        name = f"hardest negative q{q:g}"
+        series.append(pd.DataFrame({"step": hard.steps, "metric": name, "value": values[:, j]}))
+    if (hist["kind"] == "pos").any():
+        pos = histogram_matrix(hist, "pos")
+        med = histogram_quantiles(pos, [0.5])[:, 0]
+        series.append(pd.DataFrame({"step": pos.steps, "metric": "positive median", "value": med}))
+    long = downsample(pd.concat(series, ignore_index=True), max_points=max_points, by=("metric",))
+    fig = go.Figure()
+    shades = ("#b3a9e0", "#7570b3", "#3f3880", "#1f1a4d")
+    for j, name in enumerate(long["metric"].unique()):
+        part = long.loc[long["metric"] == name].sort_values("step")
+        is_pos = name == "positive median"
+        fig.add_trace(
+            go.Scatter(
+                x=part["step"],
+                y=part["value"],
+                mode="lines",
+                name=name,
+                line={
+                    "color": KIND_COLORS["pos"] if is_pos else shades[min(j, len(shades) - 1)],
+                    "dash": "dash" if is_pos else "solid",
+                    "width": 1.6,
+                },
+                hovertemplate=f"{name}<br>step %{{x}}<br>cosine %{{y:.3f}}<extra></extra>",
+            ),
+        )
+    fig.update_yaxes(autorangeoptions={"minallowed": -1, "maxallowed": 1})
+    return finish(fig, title=title, x_title="training step", y_title="cosine similarity")

@@ -1,0 +1,358 @@
+"""Figure builders, tested without Streamlit: trace counts, the values drawn, and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from cldiag import figures as F
+from cldiag import schema
+from cldiag.figures._common import bucket_reduce
+
+RNG = np.random.default_rng(0)
+EDGES = np.linspace(-1, 1, 51)
+
+
+def hist_frame(steps, kinds=("pos", "neg", "hard_neg"), counts=None, edges=EDGES):
+    rows = []
+    for s_i, step in enumerate(steps):
+        for k_i, kind in enumerate(kinds):
+            c = counts[s_i, k_i] if counts is not None else RNG.integers(0, 100, edges.size - 1)
+            rows.append(
+                pd.DataFrame(
+                    {"step": step, "kind": kind, "bin_left": edges[:-1], "bin_right": edges[1:], "count": c},
+                ),
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
+def scalars_frame(metrics, steps, run=None):
+    parts = []
+    for i, m in enumerate(metrics):
+        parts.append(pd.DataFrame({"step": steps, "metric": m, "value": np.sin(np.asarray(steps) / 10) + i}))
+    df = pd.concat(parts, ignore_index=True)
+    if run is not None:
+        df["run"] = run
+    return df
+
+
+# -- metadata --------------------------------------------------------------------------------------------
+def test_metric_info_bounds_direction_and_variants():
+    a = F.metric_info(schema.M_ALIGNMENT)
+    assert (a.lower, a.upper, a.higher_is_better) == (0.0, 4.0, False)
+    assert a.axis_title.endswith("↓")
+    cone = F.metric_info("cone/image")
+    assert cone.name == "cone/image" and "(image)" in cone.label and cone.upper == 1.0
+    assert F.metric_info(schema.M_RANK, dim=64).upper == 64.0
+    assert F.metric_info(schema.M_STD_L2, dim=16).upper == pytest.approx(0.25)
+    user = F.metric_info("my/custom")
+    assert (user.lower, user.upper, user.higher_is_better, user.label) == (None, None, None, "my/custom")
+
+
+def test_bucket_reduce_sum_and_mean_match_numpy():
+    values = RNG.normal(size=(10, 3))
+    steps = np.arange(10) * 5
+    summed, rows, merged = bucket_reduce(values, steps, 4, "sum")
+    assert merged and summed.shape == (4, 3)
+    np.testing.assert_allclose(summed.sum(axis=0), values.sum(axis=0))
+    bucket = np.arange(10) * 4 // 10
+    for b in range(4):
+        np.testing.assert_allclose(summed[b], values[bucket == b].sum(axis=0))
+        assert rows[b] == steps[bucket == b][-1]
+    mean, _, _ = bucket_reduce(values, steps, 4, "mean")
+    np.testing.assert_allclose(mean[1], values[bucket == 1].mean(axis=0))
+    same, rows2, merged2 = bucket_reduce(values, steps, 10, "sum")
+    assert not merged2 and same is values and rows2 is steps
+    with pytest.raises(ValueError, match="one row per step"):
+        bucket_reduce(values, steps[:3], 4, "sum")
+
+
+# -- scores ----------------------------------------------------------------------------------------------
+def test_histogram_matrix_round_trips_counts():
+    counts = RNG.integers(0, 50, size=(4, 2, 50))
+    df = hist_frame([0, 10, 20, 30], kinds=("pos", "neg"), counts=counts).sample(frac=1, random_state=1)
+    m = F.histogram_matrix(df, "neg")
+    np.testing.assert_array_equal(m.steps, [0, 10, 20, 30])
+    np.testing.assert_allclose(m.edges, EDGES, atol=1e-12)
+    np.testing.assert_array_equal(m.counts, counts[:, 1, :])
+    with pytest.raises(ValueError, match="kinds present"):
+        F.histogram_matrix(df, "hard_neg")
+
+
+def test_histogram_quantiles_exact_for_uniform_and_close_to_samples():
+    flat = np.full((1, 1, 50), 7)
+    m = F.histogram_matrix(hist_frame([0], kinds=("pos",), counts=flat), "pos")
+    qs = [0.0, 0.1, 0.25, 0.5, 0.9, 1.0]
+    np.testing.assert_allclose(F.histogram_quantiles(m, qs)[0], [-1 + 2 * q for q in qs], atol=1e-9)
+
+    samples = np.clip(RNG.normal(0.3, 0.2, 20000), -1, 1)
+    fine = np.linspace(-1, 1, 201)
+    c, _ = np.histogram(samples, bins=fine)
+    m2 = F.histogram_matrix(
+        hist_frame([5], kinds=("hard_neg",), counts=c[None, None, :], edges=fine), "hard_neg"
+    )
+    got = F.histogram_quantiles(m2, [0.5, 0.9, 0.99])[0]
+    np.testing.assert_allclose(got, np.quantile(samples, [0.5, 0.9, 0.99]), atol=fine[1] - fine[0])
+
+    empty = F.histogram_matrix(hist_frame([0], kinds=("pos",), counts=np.zeros((1, 1, 50))), "pos")
+    assert np.isnan(F.histogram_quantiles(empty, [0.5])).all()
+    with pytest.raises(ValueError, match="quantiles"):
+        F.histogram_quantiles(m, [1.5])
+
+
+def test_overlap_coefficient_identical_disjoint_partial():
+    c = np.zeros((1, 2, 50))
+    c[0, 0, :25] = 1
+    c[0, 1, :25] = 1
+    assert F.overlap_coefficient(hist_frame([0], ("pos", "neg"), c)) == pytest.approx(1.0)
+    c[0, 1] = 0
+    c[0, 1, 25:] = 1
+    assert F.overlap_coefficient(hist_frame([0], ("pos", "neg"), c)) == pytest.approx(0.0)
+    c[0, 1] = 0
+    c[0, 1, 15:40] = 1  # shares 10 of 25 bins
+    assert F.overlap_coefficient(hist_frame([0], ("pos", "neg"), c)) == pytest.approx(10 / 25)
+
+
+def test_score_overlay_densities_integrate_to_one():
+    df = hist_frame([100])
+    fig = F.fig_score_overlay(df)
+    assert [t.name for t in fig.data] == ["positive", "negative", "hardest negative"]
+    for t in fig.data:
+        assert float(np.sum(np.asarray(t.y) * np.asarray(t.width))) == pytest.approx(1.0)
+    assert "step 100" in fig.layout.title.text and "overlap" in fig.layout.title.text
+    assert fig.layout.xaxis.title.text == "cosine similarity"
+    with pytest.raises(ValueError, match="one step"):
+        F.fig_score_overlay(hist_frame([1, 2]))
+
+
+def test_score_heatmap_merges_rows_by_summing_counts():
+    steps = np.arange(1000)
+    counts = RNG.integers(0, 20, size=(1000, 2, 50))
+    fig = F.fig_score_heatmap(hist_frame(steps, ("pos", "neg"), counts), max_rows=100)
+    assert len(fig.data) == 2 and all(isinstance(t, go.Heatmap) for t in fig.data)
+    z = np.asarray(fig.data[1].z)
+    assert z.shape == (100, 50)
+    merged = counts[:10, 1, :].sum(axis=0)
+    np.testing.assert_allclose(z[0], merged / merged.sum() / (2 / 50))
+    assert "1000 logged steps merged into 100 rows" in fig.layout.title.text
+    small = F.fig_score_heatmap(hist_frame([0, 1], ("pos", "neg")), max_rows=100)
+    assert "merged" not in small.layout.title.text
+
+
+def test_hard_negative_quantiles_trace_values():
+    df = hist_frame(np.arange(0, 50, 10))
+    fig = F.fig_hard_negative_quantiles(df, quantiles=(0.5, 0.9))
+    assert [t.name for t in fig.data] == ["hardest negative q0.5", "hardest negative q0.9", "positive median"]
+    expected = F.histogram_quantiles(F.histogram_matrix(df, "hard_neg"), [0.9])[:, 0]
+    np.testing.assert_allclose(fig.data[1].y, expected)
+
+
+# -- series ----------------------------------------------------------------------------------------------
+def test_metric_series_one_trace_per_run_and_metric():
+    df = pd.concat(
+        [
+            scalars_frame(["pos_sim", "neg_sim"], range(20), run="a"),
+            scalars_frame(["pos_sim"], range(20), run="b"),
+        ],
+    )
+    fig = F.fig_metric_series(df, ["pos_sim", "neg_sim", "absent"], title="t", references=[(0.5, "ref")])
+    assert [t.name for t in fig.data] == [
+        "a · positive cosine",
+        "a · negative cosine",
+        "b · positive cosine",
+        "ref",
+    ]
+    np.testing.assert_allclose(fig.data[2].y, np.sin(np.arange(20) / 10))
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+    assert fig.layout.yaxis.autorangeoptions.minallowed == -1.0
+    assert fig.layout.xaxis.title.text == "training step" and fig.layout.title.text == "t"
+    with pytest.raises(ValueError, match="none of the metrics"):
+        F.fig_metric_series(df, ["nope"], title="t")
+    with pytest.raises(ValueError, match="lacks columns"):
+        F.fig_metric_series(df.drop(columns="value"), title="t")
+    with pytest.raises(ValueError, match="empty"):
+        F.fig_metric_series(df.iloc[0:0], title="t")
+
+
+def test_metric_grid_panels_and_single_legend_entry_per_run():
+    df = pd.concat([scalars_frame(["loss", "alignment", "uniformity"], range(5), run=r) for r in "xy"])
+    fig = F.fig_metric_grid(df, ["loss", "alignment", "uniformity", "absent"], title="grid", cols=2)
+    assert len(fig.data) == 6
+    assert [a.text for a in fig.layout.annotations] == ["loss ↓", "alignment ↓", "uniformity (t=2) ↓"]
+    assert sum(bool(t.showlegend) for t in fig.data) == 2
+    assert fig.layout.yaxis2.autorangeoptions.maxallowed == 4.0
+
+
+def test_dual_axis_puts_right_metrics_on_secondary_axis():
+    df = scalars_frame(["effective_rank", "uniformity"], range(10))
+    fig = F.fig_dual_axis(df, ["effective_rank"], ["uniformity"], title="r", dim=32)
+    assert [t.yaxis for t in fig.data] == ["y", "y2"]
+    assert fig.layout.yaxis.autorangeoptions.maxallowed == 32.0
+    assert fig.layout.yaxis2.title.text.startswith("uniformity")
+
+
+# -- geometry --------------------------------------------------------------------------------------------
+def test_align_uniform_pairs_joins_on_common_steps():
+    df = pd.DataFrame(
+        {
+            "step": [0, 1, 2, 3, 0, 2, 2],
+            "metric": ["alignment"] * 4 + ["uniformity"] * 3,
+            "value": [1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -2.5],
+        },
+    )
+    pairs = F.align_uniform_pairs(df)
+    assert pairs["step"].tolist() == [0, 2]
+    assert pairs["alignment"].tolist() == [1.0, 3.0]
+    assert pairs["uniformity"].tolist() == [-1.0, -2.5]  # a repeated step keeps its last value
+
+
+def test_align_uniform_plane_trajectories_and_bucket_means():
+    pairs = pd.DataFrame(
+        {
+            "run": ["a"] * 10 + ["b"] * 3,
+            "step": [*range(10), 0, 1, 2],
+            "alignment": np.linspace(1, 0.5, 13),
+            "uniformity": np.linspace(-1, -3, 13),
+        },
+    )
+    fig = F.fig_align_uniform_plane(pairs, max_points=5)
+    assert len(fig.data) == 4
+    line_a = fig.data[0]
+    assert len(line_a.x) == 5
+    assert line_a.x[0] == pytest.approx(pairs["uniformity"][:2].mean())
+    assert fig.data[3].x[-1] == pytest.approx(pairs["uniformity"].iloc[-1])
+    assert fig.layout.xaxis.title.text.startswith("uniformity")
+    assert fig.layout.yaxis.title.text.startswith("alignment")
+
+
+# -- temperature -----------------------------------------------------------------------------------------
+def test_temperature_curves_panels_and_run_tau_marker():
+    taus = np.logspace(-2, 0, 9)
+    df = pd.concat(
+        [
+            pd.DataFrame({"step": 50, "tau": taus, "curve": c, "value": np.linspace(0, 1, 9) + i})
+            for i, c in enumerate([schema.CURVE_ENTROPY, schema.CURVE_UNIFORMITY, schema.CURVE_POS_WEIGHT])
+        ],
+    )
+    fig = F.fig_temperature_curves(df, run_tau=0.2)
+    assert len(fig.data) == 6
+    markers = [t for t in fig.data if t.name == "run τ = 0.2"]
+    assert len(markers) == 3 and sum(bool(t.showlegend) for t in markers) == 1
+    assert list(markers[0].x) == [0.2, 0.2] and list(markers[0].y) == [0.0, 1.0]
+    assert fig.layout.xaxis.type == "log"
+    assert "step 50" in fig.layout.title.text
+    assert len(F.fig_temperature_curves(df).data) == 3
+    with pytest.raises(ValueError, match="run_tau"):
+        F.fig_temperature_curves(df, run_tau=-1)
+
+
+# -- spectrum --------------------------------------------------------------------------------------------
+def spectra_frame(steps, modalities=("view1",), d=8):
+    parts = []
+    for s in steps:
+        for m in modalities:
+            ev = np.geomspace(1.0, 1e-3, d) * (1 + s / 100)
+            parts.append(pd.DataFrame({"step": s, "modality": m, "index": np.arange(d), "eigenvalue": ev}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_spectrum_log_values_and_floor():
+    df = spectra_frame([10], ("image", "text"))
+    df.loc[df.index[-1], "eigenvalue"] = -1e-9  # round-off below zero
+    fig = F.fig_spectrum(df)
+    assert [t.name for t in fig.data] == ["image", "text"]
+    np.testing.assert_allclose(fig.data[0].y, np.log10(np.geomspace(1.0, 1e-3, 8) * 1.1))
+    assert fig.data[1].y[-1] == pytest.approx(math.log10(F.EIGEN_FLOOR))
+
+
+def test_spectrum_waterfall_averages_rows_and_columns():
+    df = spectra_frame(range(10), d=8)
+    fig = F.fig_spectrum_waterfall(df, "view1", max_rows=5, max_cols=4)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (5, 4)
+    full = np.log10(np.stack([np.geomspace(1.0, 1e-3, 8) * (1 + s / 100) for s in range(10)]))
+    assert z[0, 0] == pytest.approx(full[:2, :2].mean())
+    assert "10 logged steps averaged into 5 rows" in fig.layout.title.text
+    with pytest.raises(ValueError, match="modalities present"):
+        F.fig_spectrum_waterfall(df, "text")
+
+
+# -- embeddings ------------------------------------------------------------------------------------------
+def points_frame(n, labels=None, modalities=("view1",)):
+    rows = []
+    for m in modalities:
+        rows.append(
+            pd.DataFrame(
+                {
+                    "x": RNG.normal(size=n),
+                    "y": RNG.normal(size=n),
+                    "step": 7,
+                    "sample_id": np.arange(n),
+                    "modality": m,
+                    "label": pd.array(labels if labels is not None else [pd.NA] * n, dtype="Int64"),
+                },
+            ),
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_embedding_scatter_traces_per_label_with_unlabeled_group():
+    labels = [0, 1, 2, None] * 5
+    fig = F.fig_embedding_scatter(points_frame(20, labels), title="emb")
+    assert [t.name for t in fig.data] == ["0", "1", "2", "no label"]
+    assert [len(t.x) for t in fig.data] == [5, 5, 5, 5]
+    assert all(isinstance(t, go.Scatter) for t in fig.data)
+    assert "sample" in fig.data[0].hovertemplate and fig.data[0].customdata[0][1] == 0
+
+
+def test_embedding_scatter_continuous_for_many_labels_and_webgl_for_large():
+    labels = list(range(F.MAX_CATEGORIES + 1)) * 300
+    fig = F.fig_embedding_scatter(points_frame(len(labels), labels), title="many")
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Scattergl)
+    assert fig.data[0].marker.colorscale is not None
+    by_step = F.fig_embedding_scatter(points_frame(10), color_by="step", title="s")
+    assert len(by_step.data) == 1
+    with pytest.raises(ValueError, match="color_by"):
+        F.fig_embedding_scatter(points_frame(3), color_by="size", title="x")
+
+
+def test_modality_gap_view_centroids_and_pairs():
+    pts = points_frame(30, modalities=("image", "text"))
+    fig = F.fig_modality_gap_view(pts, gap=0.5, max_pairs=10)
+    assert [t.name for t in fig.data] == ["image", "text", "matched pairs (10 shown)", "centroids"]
+    cent = fig.data[-1]
+    assert cent.x[0] == pytest.approx(pts.loc[pts["modality"] == "image", "x"].mean())
+    assert "0.500" in fig.layout.title.text
+    with pytest.raises(ValueError, match="exactly two"):
+        F.fig_modality_gap_view(points_frame(5))
+
+
+# -- tables ----------------------------------------------------------------------------------------------
+def test_last_values_and_runs_table():
+    df = pd.DataFrame({"step": [2, 1, 3, 1], "metric": ["a", "a", "b", "b"], "value": [5.0, 4.0, 9.0, 1.0]})
+    assert F.last_values(df) == {"a": 5.0, "b": 9.0}
+    assert F.last_values(df, ["b", "zzz"]) == {"b": 9.0}
+    table = F.runs_table(
+        [
+            {
+                "name": "r1",
+                "status": "running",
+                "last_step": 3,
+                "modalities": ["image", "text"],
+                "config": {"tau": 0.1, "sched": {"warmup": 5}},
+                "last": {"a": 5.0},
+            },
+            {"name": "r2", "config": {"tau": 0.5}},
+        ],
+        metrics=["a"],
+    )
+    assert table["run"].tolist() == ["r1", "r2"]
+    assert table.loc[0, "modalities"] == "image / text"
+    assert table.loc[0, "config.sched"] == '{"warmup": 5}'
+    assert table.loc[1, "config.tau"] == 0.5 and math.isnan(table.loc[1, "a"])
+    with pytest.raises(ValueError, match="name"):
+        F.runs_table([{"status": "x"}])
