@@ -221,11 +221,11 @@ class Run:
 
     def _snapshot_table(self, step: int | None) -> pa.Table | None:
         steps = self.snapshot_steps()
-        if not steps:
-            return None
         if step is None:
+            if not steps:
+                return None
             step = steps[-1]
-        if step not in steps:
+        elif step not in steps:
             raise KeyError(f"run {self.name!r} has no embedding snapshot at step {step}; it has {steps}")
         return self._read_parts(snapshot_dir(step), None)
 
