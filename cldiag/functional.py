@@ -1,0 +1,1017 @@
+"""Pure diagnostics for contrastive embeddings: torch in, float32 torch out.
+
+Every function here is stateless and runs under :func:`torch.no_grad`. Each one L2-normalizes its inputs
+itself (in float32; half-precision inputs are upcast first, float64 inputs are computed in float32), so
+raw encoder outputs can be passed directly. Results are float32 tensors on the input's device.
+
+Nothing in this module moves data to the host: no ``.item()``, ``.cpu()`` or data-dependent Python
+branching, so the functions can run inside a CUDA training step without stalling it. The one exception is
+the eigen/singular-value solvers behind :func:`spectrum` and :func:`effective_rank`, which synchronize
+on CUDA inside PyTorch itself; call those at snapshot cadence, not every step.
+
+Conventions: ``a`` and ``b`` are ``(B, d)`` matrices whose row ``i`` forms a positive pair; every other
+row of ``b`` is a negative of ``a[i]``. ``s_ij`` is the cosine of ``a[i]`` and ``b[j]``.
+Non-finite values propagate as NaN (except in :func:`step_statistics`, which masks such rows).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Real
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as nnf
+from torch import Tensor
+
+__all__ = [
+    "Hardness",
+    "ModalityGap",
+    "ScoreHistograms",
+    "TemperatureCurves",
+    "alignment",
+    "cone",
+    "effective_rank",
+    "hardness",
+    "modality_gap",
+    "normalize",
+    "penalty_weights",
+    "retrieval_accuracy",
+    "score_histograms",
+    "similarity_matrix",
+    "spectrum",
+    "std_of_l2_normalized",
+    "step_statistics",
+    "temperature_curves",
+    "tolerance",
+    "uniformity",
+]
+
+_EPS = 1e-12  # same floor as torch.nn.functional.normalize: zero rows stay zero instead of becoming NaN
+_MAX_CURVE_ELEMENTS = 1 << 24  # caps the (taus, B, B) working set of temperature_curves at ~64 MiB
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+class ScoreHistograms(NamedTuple):
+    """Fixed-bin histograms of positive, negative and hardest-negative cosine scores.
+
+    Attributes:
+        edges: ``(bins + 1,)`` float32 bin edges; bin ``k`` is ``[edges[k], edges[k+1])``, the last bin is
+            closed on the right.
+        pos: ``(bins,)`` int64 counts of the ``B`` positive scores ``s_ii``.
+        neg: ``(bins,)`` int64 counts of the ``B(B-1)`` negative scores ``s_ij``, ``i != j``.
+        hard_neg: ``(bins,)`` int64 counts of each anchor's hardest negative ``max_{j != i} s_ij``.
+        pos_scores: ``(B,)`` float32 positive scores.
+        hardest_neg: ``(B,)`` float32 hardest negative score per anchor.
+    """
+
+    edges: Tensor
+    pos: Tensor
+    neg: Tensor
+    hard_neg: Tensor
+    pos_scores: Tensor
+    hardest_neg: Tensor
+
+
+class Hardness(NamedTuple):
+    """How the contrastive loss at one temperature spreads its penalty over negatives (all 0-d).
+
+    Attributes:
+        entropy: mean normalized entropy of the relative penalty over negatives, in ``[0, 1]``.
+        effective_negatives: mean ``exp(H)``: how many negatives effectively receive the penalty.
+        pos_prob: mean softmax probability of the positive; ``1 - pos_prob`` is DCL's coupling factor.
+    """
+
+    entropy: Tensor
+    effective_negatives: Tensor
+    pos_prob: Tensor
+
+
+class TemperatureCurves(NamedTuple):
+    """Diagnostics of one snapshot over a grid of temperatures; every field is ``(len(taus),)`` float32.
+
+    Attributes:
+        taus: the temperatures.
+        entropy: normalized penalty entropy, see :func:`hardness`.
+        effective_negatives: ``exp`` of the penalty entropy, see :func:`hardness`.
+        pos_prob: softmax probability of the positive, see :func:`hardness`.
+        uniformity: :func:`uniformity` of ``a`` at ``t = 1/(2 tau)``.
+        same_class_penalty: share of the negative penalty that falls on same-class samples; ``None``
+            without labels.
+    """
+
+    taus: Tensor
+    entropy: Tensor
+    effective_negatives: Tensor
+    pos_prob: Tensor
+    uniformity: Tensor
+    same_class_penalty: Tensor | None
+
+
+class ModalityGap(NamedTuple):
+    """Geometry of two modalities on the sphere (Liang et al. 2022).
+
+    Attributes:
+        gap: 0-d ``||mean(a_hat) - mean(b_hat)||``.
+        gap_vector: ``(d,)`` ``mean(a_hat) - mean(b_hat)``.
+        cone_a: 0-d mean pairwise cosine within ``a``, see :func:`cone`.
+        cone_b: 0-d mean pairwise cosine within ``b``.
+        matched_distance: 0-d mean ``||a_hat_i - b_hat_i||`` over matched pairs.
+    """
+
+    gap: Tensor
+    gap_vector: Tensor
+    cone_a: Tensor
+    cone_b: Tensor
+    matched_distance: Tensor
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def _check_matrix(z: object, name: str) -> Tensor:
+    if not isinstance(z, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
+    if z.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (batch, dim), got {z.ndim}-D tensor of shape {tuple(z.shape)}")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(z.shape)}")
+    return z
+
+
+def _check_pair(
+    a: object, b: object, *, names: tuple[str, str] = ("a", "b"), same_batch: bool = True
+) -> tuple[Tensor, Tensor]:
+    na, nb = names
+    a = _check_matrix(a, na)
+    b = _check_matrix(b, nb)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{na} and {nb} must have the same embedding dim, "
+            f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
+        )
+    if same_batch and a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{na} and {nb} must have the same batch size (row i of each is a pair), "
+            f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
+        )
+    if a.device != b.device:
+        raise ValueError(f"{na} and {nb} must be on the same device, got {a.device} and {b.device}")
+    return a, b
+
+
+def _check_rows(z: Tensor, name: str, minimum: int, why: str) -> None:
+    if z.shape[0] < minimum:
+        raise ValueError(f"{name} needs at least {minimum} rows ({why}), got shape {tuple(z.shape)}")
+
+
+def _check_labels(labels: object, n: int, device: torch.device) -> Tensor:
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels must have shape ({n},) to match the batch, got shape {tuple(labels.shape)}")
+    return labels.to(device)
+
+
+def _check_positive(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return value
+
+
+def _check_taus(taus: object, device: torch.device, name: str) -> Tensor:
+    if isinstance(taus, Tensor):
+        if not (taus.is_floating_point() or taus.dtype in _INT_DTYPES):
+            raise TypeError(f"{name} must be a real-valued tensor, got dtype {taus.dtype}")
+        if taus.ndim > 1 or taus.numel() == 0:
+            raise ValueError(f"{name} must be a 0-d or non-empty 1-D tensor, got shape {tuple(taus.shape)}")
+        # Tensor temperatures are not range-checked: reading their values would sync with the device.
+        return taus.reshape(-1).to(device=device, dtype=torch.float32)
+    if isinstance(taus, Real):
+        taus = [taus]
+    if not isinstance(taus, Sequence) or len(taus) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of positive numbers, got {taus!r}")
+    checked = [_check_positive(t, name) for t in taus]
+    return torch.tensor(checked, dtype=torch.float32, device=device)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _unit(z: Tensor) -> Tensor:
+    return nnf.normalize(z.float(), p=2.0, dim=1, eps=_EPS)
+
+
+def _offdiag_log_mean_exp(x: Tensor) -> Tensor:
+    """``log mean_{i != j} exp(x_ij)`` over the last two dims (for symmetric ``x``, the same as ``i < j``)."""
+    n = x.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=x.device)
+    return torch.logsumexp(x.masked_fill(eye, -math.inf), dim=(-2, -1)) - math.log(n * (n - 1))
+
+
+def _squared_distances(u: Tensor) -> Tensor:
+    # The Gram form costs O(B^2 d) without a B x B x d intermediate; clamping removes rounding below zero.
+    sq = (u * u).sum(dim=1)
+    return (sq[:, None] + sq[None, :] - 2.0 * (u @ u.T)).clamp_min_(0.0)
+
+
+def _histogram(x: Tensor, edges: Tensor) -> Tensor:
+    nbins = edges.shape[0] - 1
+    x = x.reshape(-1)
+    # right=True gives edges[k] <= x < edges[k+1]; clamping the index closes the last bin on the right
+    # (so x == 1.0 counts) and puts rounding just outside [-1, 1] into the end bins.
+    idx = (torch.bucketize(x, edges, right=True) - 1).clamp_(0, nbins - 1)
+    finite = torch.isfinite(x).to(torch.int64)
+    return torch.zeros(nbins, dtype=torch.int64, device=x.device).scatter_add_(0, idx, finite)
+
+
+def _edges(bins: int | Tensor, device: torch.device) -> Tensor:
+    if isinstance(bins, Tensor):
+        if not bins.is_floating_point():
+            raise TypeError(
+                f"bins must be an int or a floating-point tensor of edges, got dtype {bins.dtype}"
+            )
+        if bins.ndim != 1 or bins.shape[0] < 2:
+            raise ValueError(
+                f"bins as edges must be a 1-D tensor of >= 2 values, got shape {tuple(bins.shape)}"
+            )
+        # Only edges already on the host can be checked without a device sync.
+        if bins.device.type == "cpu" and not bool((bins[1:] > bins[:-1]).all()):
+            raise ValueError("bins as edges must be strictly increasing")
+        return bins.to(device=device, dtype=torch.float32)
+    if isinstance(bins, bool) or not isinstance(bins, int):
+        raise TypeError(f"bins must be an int or a 1-D tensor of edges, got {type(bins).__name__}")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    return torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float32, device=device)
+
+
+def _cosines_and_hardest(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    s = _unit(a) @ _unit(b).T
+    pos = torch.diagonal(s).clone()
+    eye = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
+    hardest = s.masked_fill(eye, -math.inf).amax(dim=1)
+    return s, pos, hardest
+
+
+def _penalty_stats(
+    s: Tensor, taus: Tensor, same: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Entropy, effective negatives, positive probability and same-class penalty share for each tau."""
+    n = s.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=s.device)
+    logits = s[None] / taus[:, None, None]
+    pos_prob = torch.diagonal(logits.log_softmax(dim=-1), dim1=-2, dim2=-1).exp().mean(dim=-1)
+    log_r = logits.masked_fill(eye, -math.inf).log_softmax(dim=-1)
+    r = log_r.exp()
+    # The positive has r = 0 and log r = -inf; zeroing its log keeps 0 * log 0 = 0 out of NaN.
+    ent = -(r * log_r.masked_fill(eye, 0.0)).sum(dim=-1)
+    # With one negative (B = 2) the entropy is exactly 0 and so is its normalized value (documented).
+    scale = math.log(n - 1) if n > 2 else 1.0
+    entropy = (ent.mean(dim=-1) / scale).clamp(0.0, 1.0)
+    effective = ent.exp().mean(dim=-1)
+    same_share = None if same is None else (r * same).sum(dim=-1).mean(dim=-1)
+    return entropy, effective, pos_prob, same_share
+
+
+# --------------------------------------------------------------------------------------------- public API
+
+
+@torch.no_grad()
+def normalize(z: Tensor) -> Tensor:
+    r"""L2-normalize the rows of ``z`` in float32.
+
+    .. math::
+
+        \hat z_i = z_i / \max(\lVert z_i \rVert_2, \epsilon), \quad \epsilon = 10^{-12}
+
+    Every other function in this module applies this itself; it is public so callers can reuse the
+    exact same normalization. Zero rows stay zero (as :func:`torch.nn.functional.normalize`), rows
+    containing NaN/Inf become NaN. Half-precision input is upcast before the norm is taken, so fp16
+    rows whose squared norm would overflow fp16 are handled correctly.
+
+    Range: each row has norm 1 (or 0 for a zero row). Works for any ``N >= 1`` and ``d >= 1``
+    (for ``d = 1`` every non-zero row becomes ``±1``).
+
+    Args:
+        z: ``(N, d)`` floating-point embeddings.
+
+    Returns:
+        ``(N, d)`` float32 tensor of unit rows on ``z``'s device.
+
+    Raises:
+        TypeError: ``z`` is not a floating-point tensor.
+        ValueError: ``z`` is not 2-D or is empty.
+
+    Example:
+        >>> normalize(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+        tensor([[0.6000, 0.8000],
+                [0.0000, 0.0000]])
+    """
+    return _unit(_check_matrix(z, "z"))
+
+
+@torch.no_grad()
+def alignment(x: Tensor, y: Tensor, alpha: float = 2.0) -> Tensor:
+    r"""Alignment of positive pairs (Wang & Isola, ICML 2020): how close paired embeddings are.
+
+    .. math::
+
+        \mathcal{L}_{\text{align}} = \frac{1}{B} \sum_i \lVert \hat x_i - \hat y_i \rVert_2^{\alpha}
+
+    Range for unit rows and ``alpha = 2``: ``[0, 4]``; 0 = every pair identical, 2 = pairs as far apart
+    as independent random points, 4 = antipodal. Healthy training drives it well below 2 while
+    :func:`uniformity` stays low; alignment near 0 *together with* uniformity near 0 means collapse.
+    Rows are L2-normalized first (an unnormalized value such as 184.98 is meaningless).
+
+    Edge cases: ``B = 1`` returns that single pair's distance; ``d = 1`` works (rows are ``±1``).
+
+    Args:
+        x: ``(B, d)`` first view / modality.
+        y: ``(B, d)`` second view; ``y[i]`` is the positive of ``x[i]``.
+        alpha: exponent on the distance, ``> 0``.
+
+    Returns:
+        0-d float32 tensor.
+
+    Raises:
+        TypeError: non-floating inputs or non-numeric ``alpha``.
+        ValueError: shapes are not 2-D, differ, or ``alpha <= 0``.
+
+    Example:
+        >>> e = torch.eye(2)
+        >>> alignment(e, e), alignment(e, -e)
+        (tensor(0.), tensor(4.))
+    """
+    x, y = _check_pair(x, y, names=("x", "y"))
+    alpha = _check_positive(alpha, "alpha")
+    dist = torch.linalg.vector_norm(_unit(x) - _unit(y), dim=1)
+    return dist.pow(alpha).mean()
+
+
+@torch.no_grad()
+def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
+    r"""Uniformity on the hypersphere (Wang & Isola, ICML 2020): how evenly embeddings spread.
+
+    .. math::
+
+        \mathcal{L}_{\text{uniform}}
+        = \log \frac{2}{B(B-1)} \sum_{i<j} e^{-t \lVert \hat z_i - \hat z_j \rVert^2}
+
+    computed in log-space (log-sum-exp over distinct pairs minus the log pair count), so it stays finite
+    for tiny batches, large ``t`` and fp16 input.
+
+    Range: ``[-4t, 0]``; 0 = all points identical (collapse), ``-4t`` only for an antipodal pair. For
+    ``t = 2`` and a large batch the floor is near −4: points uniform on the sphere give ``≈ -4 + 8/d``
+    (−3.94 for d=128, −3.75 for d=32, −3.08 for d=8). Lower is more uniform.
+
+    Edge cases: ``B = 1`` raises (no pairs); ``B = 2`` is the single pair's value ``-t‖ẑ₁-ẑ₂‖²``;
+    ``d = 1`` works (points are ``±1``).
+
+    Args:
+        z: ``(B, d)`` embeddings, ``B >= 2``.
+        t: scale ``> 0``; ``t = 1/(2τ)`` links it to an InfoNCE temperature ``τ``.
+
+    Returns:
+        0-d float32 tensor.
+
+    Raises:
+        TypeError: non-floating ``z`` or non-numeric ``t``.
+        ValueError: ``z`` is not 2-D, has fewer than 2 rows, or ``t <= 0``.
+
+    Example:
+        >>> uniformity(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        tensor(-8.)
+    """
+    z = _check_matrix(z, "z")
+    _check_rows(z, "z", 2, "uniformity averages over pairs")
+    t = _check_positive(t, "t")
+    return _offdiag_log_mean_exp(-t * _squared_distances(_unit(z)))
+
+
+@torch.no_grad()
+def tolerance(z: Tensor, labels: Tensor, *, normalized: bool = True) -> Tensor:
+    r"""Tolerance to semantically similar samples (Wang & Liu, CVPR 2021).
+
+    Default (``normalized=True``), the class-conditional mean cosine over same-class pairs:
+
+    .. math::
+
+        T = \frac{\sum_{i \ne j} s_{ij}\,\mathbb{1}[y_i = y_j]}{\sum_{i \ne j} \mathbb{1}[y_i = y_j]},
+        \qquad s_{ij} = \hat z_i^\top \hat z_j
+
+    ``normalized=False`` gives the paper's literal :math:`\mathbb{E}_{i \ne j}[s_{ij}\,\mathbb{1}[y_i = y_j]]`
+    over all ``B(B-1)`` ordered pairs, which equals ``p_same × T`` and therefore also shrinks with the number
+    of classes.
+
+    Range: ``[-1, 1]``. Higher means same-class samples sit closer together. Wang & Liu found that
+    low temperatures buy uniformity at the cost of tolerance (e.g. ≈0.47 at τ=0.1 vs ≈0.78 at τ=1 on
+    digits); a tolerance near 1 *with* uniformity near 0 means collapse rather than good clustering.
+
+    Edge cases: ``B = 1`` raises; a batch without any same-class pair returns NaN (undefined, and
+    detecting it would need a device sync) for ``normalized=True`` and 0 for ``normalized=False``;
+    ``d = 1`` works.
+
+    Args:
+        z: ``(B, d)`` embeddings.
+        labels: ``(B,)`` integer class labels.
+        normalized: class-conditional mean (default) or the paper's literal expectation.
+
+    Returns:
+        0-d float32 tensor.
+
+    Raises:
+        TypeError: non-floating ``z`` or non-integer ``labels``.
+        ValueError: bad shapes, fewer than 2 rows, or ``labels`` of the wrong length.
+
+    Example:
+        >>> z = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.0, 1.0]])
+        >>> tolerance(z, torch.tensor([0, 0, 1, 1]))
+        tensor(0.9975)
+    """
+    z = _check_matrix(z, "z")
+    _check_rows(z, "z", 2, "tolerance averages over pairs")
+    labels = _check_labels(labels, z.shape[0], z.device)
+    n = z.shape[0]
+    u = _unit(z)
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    same = ((labels[:, None] == labels[None, :]) & ~eye).float()
+    total = ((u @ u.T) * same).sum()
+    if normalized:
+        return total / same.sum()
+    return total / (n * (n - 1))
+
+
+@torch.no_grad()
+def similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
+    r"""Cosine similarity of every row of ``a`` with every row of ``b``.
+
+    .. math::
+
+        S_{ij} = \hat a_i^\top \hat b_j
+
+    Range: ``[-1, 1]``. For paired batches the diagonal holds the positive scores and the rest the
+    negatives; a healthy model shows a bright diagonal on a dark background, a collapsed one a flat
+    matrix of ones. This is the matrix the InfoNCE/CLIP loss reads (times ``1/τ``).
+
+    Edge cases: ``a`` and ``b`` may have different row counts (``N × M`` result, e.g. against a queue);
+    ``B = 1`` and ``d = 1`` work.
+
+    Args:
+        a: ``(N, d)`` embeddings.
+        b: ``(M, d)`` embeddings.
+
+    Returns:
+        ``(N, M)`` float32 tensor.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: inputs not 2-D or with different ``d``.
+
+    Example:
+        >>> similarity_matrix(torch.eye(2), torch.tensor([[1.0, 1.0]]))
+        tensor([[0.7071],
+                [0.7071]])
+    """
+    a, b = _check_pair(a, b, same_batch=False)
+    return _unit(a) @ _unit(b).T
+
+
+@torch.no_grad()
+def score_histograms(a: Tensor, b: Tensor, bins: int | Tensor = 50) -> ScoreHistograms:
+    r"""Histograms of positive, negative and hardest-negative cosine scores (Zhu et al., ICCV 2021).
+
+    .. math::
+
+        \text{pos} = \{s_{ii}\}_{i},\quad \text{neg} = \{s_{ij}\}_{i \ne j},\quad
+        \text{hard} = \{\max_{j \ne i} s_{ij}\}_i,\qquad s_{ij} = \hat a_i^\top \hat b_j
+
+    Counts are over fixed edges (``bins`` equal bins on ``[-1, 1]`` by default), so histograms of
+    different steps can be stacked into one picture. Bin ``k`` is ``[e_k, e_{k+1})`` and the last bin is
+    closed, so a score of exactly 1.0 lands in it; scores outside the edges (rounding just beyond ±1) land
+    in the end bins, so ``pos`` sums to ``B`` and ``neg`` to ``B(B-1)``. NaN scores are not counted.
+
+    Healthy: positives pile up near 1, negatives spread around 0 and well separated from them. Bad: the
+    two distributions overlap (nothing learned), or both sit near 1 (collapse). The hardest negatives
+    are what the loss at low temperature actually fights.
+
+    Edge cases: ``B = 1`` raises (no negatives); ``B = 2`` has two negatives; ``d = 1`` works (all scores
+    are ±1).
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` positives, ``b[i]`` paired with ``a[i]``.
+        bins: number of equal bins on ``[-1, 1]``, or a 1-D increasing tensor of edges (edges already on
+            an accelerator are not checked, as that would sync).
+
+    Returns:
+        :class:`ScoreHistograms`.
+
+    Raises:
+        TypeError: non-floating inputs or a bad ``bins`` type.
+        ValueError: bad shapes, ``B < 2``, ``bins < 1`` or non-increasing CPU edges.
+
+    Example:
+        >>> h = score_histograms(torch.eye(3), torch.eye(3), bins=4)
+        >>> h.pos, h.neg
+        (tensor([0, 0, 0, 3]), tensor([0, 0, 6, 0]))
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "negatives are the other rows of the batch")
+    edges = _edges(bins, a.device)
+    s, pos, hardest = _cosines_and_hardest(a, b)
+    pos_hist = _histogram(pos, edges)
+    # Off-diagonal counts as all counts minus the diagonal's: avoids boolean indexing (a device sync).
+    neg_hist = _histogram(s, edges) - pos_hist
+    return ScoreHistograms(edges, pos_hist, neg_hist, _histogram(hardest, edges), pos, hardest)
+
+
+@torch.no_grad()
+def retrieval_accuracy(a: Tensor, b: Tensor) -> Tensor:
+    r"""In-batch top-1 retrieval accuracy ``a → b``: share of anchors whose positive beats every negative.
+
+    .. math::
+
+        \text{acc} = \frac{1}{B} \sum_i \mathbb{1}\left[s_{ii} > \max_{j \ne i} s_{ij}\right]
+
+    Range: ``[0, 1]``; chance level is ``1/B``. Ties count as failures, so a collapsed model scores 0.
+    It saturates at 1 early in healthy training, so read it together with the score histograms.
+
+    Edge cases: ``B = 1`` raises (no negatives, accuracy would be trivially 1); ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` queries.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+
+    Returns:
+        0-d float32 tensor.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad shapes or ``B < 2``.
+
+    Example:
+        >>> retrieval_accuracy(torch.eye(3), torch.eye(3))
+        tensor(1.)
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "negatives are the other rows of the batch")
+    _, pos, hardest = _cosines_and_hardest(a, b)
+    return (pos > hardest).float().mean()
+
+
+def _as_tau_tensor(tau: float | Tensor, device: torch.device) -> Tensor:
+    if isinstance(tau, Tensor) and tau.numel() != 1:
+        raise ValueError(f"tau must be a number or a one-element tensor, got shape {tuple(tau.shape)}")
+    return _check_taus(tau, device, "tau")
+
+
+@torch.no_grad()
+def hardness(a: Tensor, b: Tensor, tau: float | Tensor) -> Hardness:
+    r"""Where the InfoNCE loss at temperature ``τ`` puts its penalty (Wang & Liu, CVPR 2021; Yeh et al. 2022).
+
+    The relative penalty on negative ``j`` of anchor ``i`` is
+
+    .. math::
+
+        r_{ij} = \frac{e^{s_{ij}/\tau}}{\sum_{k \ne i} e^{s_{ik}/\tau}}, \quad j \ne i, \qquad
+        H_i = -\sum_{j \ne i} r_{ij} \log r_{ij}
+
+    and the results are ``entropy`` :math:`= \frac{1}{B}\sum_i H_i / \log(B-1)`, ``effective_negatives``
+    :math:`= \frac{1}{B}\sum_i e^{H_i}` and ``pos_prob`` :math:`= \frac{1}{B}\sum_i
+    \operatorname{softmax}_j(s_{ij}/\tau)_i` (the softmax over the full row, positive included;
+    ``1 - pos_prob`` is the negative–positive coupling factor that DCL removes).
+
+    Range: ``entropy`` in ``[0, 1]`` (0 = all penalty on the hardest negative, τ→0; 1 = spread evenly,
+    τ→∞); ``effective_negatives`` in ``[1, B-1]``; ``pos_prob`` in ``[0, 1]``. Very low entropy means the
+    loss only sees the hardest negatives (can push apart same-class samples, Wang & Liu); entropy near 1
+    means it barely distinguishes hard from easy negatives. A coupling factor near 1 at small batch sizes
+    is where DCL helps (measured 0.77 at τ=0.1, 0.91 at τ=0.5, batch 16).
+
+    Edge cases: ``B = 1`` raises (no negatives). ``B = 2`` has one negative: its penalty is 1, ``H = 0``,
+    so ``entropy`` is defined as 0.0 and ``effective_negatives`` is 1.0 at every τ. ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+        tau: temperature ``> 0``; a number or a one-element tensor (e.g. ``1 / clip.logit_scale.exp()``;
+            tensors are not range-checked since that would sync).
+
+    Returns:
+        :class:`Hardness` of 0-d float32 tensors.
+
+    Raises:
+        TypeError: non-floating inputs or a non-numeric ``tau``.
+        ValueError: bad shapes, ``B < 2`` or ``tau <= 0``.
+
+    Example:
+        >>> h = hardness(torch.eye(3), torch.eye(3), tau=1.0)
+        >>> h.entropy, h.effective_negatives
+        (tensor(1.), tensor(2.))
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "the penalty is spread over the other rows of the batch")
+    taus = _as_tau_tensor(tau, a.device)
+    entropy, effective, pos_prob, _ = _penalty_stats(_unit(a) @ _unit(b).T, taus, None)
+    return Hardness(entropy[0], effective[0], pos_prob[0])
+
+
+@torch.no_grad()
+def penalty_weights(neg_scores: Tensor, tau: float) -> Tensor:
+    r"""Relative penalty the contrastive loss puts on each negative: ``softmax(neg_scores / τ)``.
+
+    .. math::
+
+        r_j = \frac{e^{s_j/\tau}}{\sum_k e^{s_k/\tau}}
+
+    For teaching: as τ→0 the weights become one-hot on the hardest negative, as τ→∞ uniform
+    (Wang & Liu, CVPR 2021). The scores are used as given (they are already cosines), not normalized.
+
+    Edge cases: a single negative gets weight 1.
+
+    Args:
+        neg_scores: ``(..., K)`` negative cosine scores; the softmax runs over the last dim.
+        tau: temperature ``> 0``.
+
+    Returns:
+        float32 tensor of ``neg_scores``' shape, summing to 1 over the last dim.
+
+    Raises:
+        TypeError: non-floating ``neg_scores`` or non-numeric ``tau``.
+        ValueError: 0-d or empty ``neg_scores``, or ``tau <= 0``.
+
+    Example:
+        >>> penalty_weights(torch.tensor([0.5, 0.5]), tau=0.1)
+        tensor([0.5000, 0.5000])
+    """
+    if not isinstance(neg_scores, Tensor):
+        raise TypeError(f"neg_scores must be a torch.Tensor, got {type(neg_scores).__name__}")
+    if not neg_scores.is_floating_point():
+        raise TypeError(f"neg_scores must be a floating-point tensor, got dtype {neg_scores.dtype}")
+    if neg_scores.ndim == 0 or neg_scores.shape[-1] == 0:
+        raise ValueError(f"neg_scores must have a non-empty last dim, got shape {tuple(neg_scores.shape)}")
+    tau = _check_positive(tau, "tau")
+    return torch.softmax(neg_scores.float() / tau, dim=-1)
+
+
+@torch.no_grad()
+def temperature_curves(
+    a: Tensor,
+    b: Tensor,
+    taus: Sequence[float] | Tensor,
+    labels: Tensor | None = None,
+) -> TemperatureCurves:
+    r"""Hardness, uniformity and same-class penalty of one snapshot over a grid of temperatures.
+
+    For each τ: ``entropy``, ``effective_negatives`` and ``pos_prob`` exactly as :func:`hardness`;
+    ``uniformity`` of ``a`` at ``t = 1/(2τ)``, which for unit vectors equals the log-mean-exp of the
+    InfoNCE negatives' logits shifted by ``1/τ``:
+
+    .. math::
+
+        \log \operatorname*{mean}_{i \ne j} e^{s_{ij}/\tau} - \frac{1}{\tau}
+        = \mathcal{L}_{\text{uniform}}\!\left(t = \tfrac{1}{2\tau}\right), \qquad
+        F_{\text{same}}(\tau) = \frac{1}{B}\sum_i \sum_{j \ne i,\ y_j = y_i} r_{ij}(\tau)
+
+    ``same_class_penalty`` :math:`F_\text{same}` (Wang & Liu's temperature–tolerance trade-off) is the
+    share of the negative penalty that falls on samples of the anchor's own class, in ``[0, 1]``. A low
+    τ concentrates the penalty on the hardest negatives, which are often same-class samples, so
+    :math:`F_\text{same}` well above the same-class share of the batch means the loss at that τ is
+    pushing apart semantically similar samples. No same-class pairs give 0.
+
+    The taus are processed in vectorized chunks (working set capped near 64 MiB), with no device sync.
+
+    Edge cases: ``B = 1`` raises; ``B = 2`` as in :func:`hardness`; ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors (uniformity is measured on these).
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+        taus: positive temperatures, e.g. ``torch.logspace(-2, 0, 20)``.
+        labels: optional ``(B,)`` integer labels for ``same_class_penalty``.
+
+    Returns:
+        :class:`TemperatureCurves` of ``(len(taus),)`` float32 tensors.
+
+    Raises:
+        TypeError: non-floating inputs or non-integer labels.
+        ValueError: bad shapes, ``B < 2``, empty or non-positive ``taus``, wrong label length.
+
+    Example:
+        >>> c = temperature_curves(torch.eye(3), torch.eye(3), [0.1, 1.0])
+        >>> c.effective_negatives
+        tensor([2., 2.])
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "the penalty is spread over the other rows of the batch")
+    tau_t = _check_taus(taus, a.device, "taus")
+    n = a.shape[0]
+    same = None
+    if labels is not None:
+        y = _check_labels(labels, n, a.device)
+        eye = torch.eye(n, dtype=torch.bool, device=a.device)
+        same = ((y[:, None] == y[None, :]) & ~eye).float()
+    ua = _unit(a)
+    s = ua @ _unit(b).T
+    neg_sq_dist = -_squared_distances(ua)
+    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    cols: dict[str, list[Tensor]] = {"entropy": [], "effective": [], "pos_prob": [], "unif": [], "same": []}
+    for taus_chunk in torch.split(tau_t, chunk):
+        entropy, effective, pos_prob, same_share = _penalty_stats(s, taus_chunk, same)
+        cols["entropy"].append(entropy)
+        cols["effective"].append(effective)
+        cols["pos_prob"].append(pos_prob)
+        cols["unif"].append(_offdiag_log_mean_exp(neg_sq_dist[None] / (2.0 * taus_chunk[:, None, None])))
+        if same_share is not None:
+            cols["same"].append(same_share)
+    return TemperatureCurves(
+        taus=tau_t,
+        entropy=torch.cat(cols["entropy"]),
+        effective_negatives=torch.cat(cols["effective"]),
+        pos_prob=torch.cat(cols["pos_prob"]),
+        uniformity=torch.cat(cols["unif"]),
+        same_class_penalty=torch.cat(cols["same"]) if same is not None else None,
+    )
+
+
+def _cone_of_unit(u: Tensor) -> Tensor:
+    n = u.shape[0]
+    total = u.sum(dim=0)
+    return (total.dot(total) - (u * u).sum()) / (n * (n - 1))
+
+
+@torch.no_grad()
+def cone(z: Tensor) -> Tensor:
+    r"""Cone effect: mean cosine between distinct embeddings of one modality (Liang et al., NeurIPS 2022).
+
+    .. math::
+
+        C = \frac{1}{B(B-1)} \sum_{i \ne j} \hat z_i^\top \hat z_j
+          = \frac{\lVert \sum_i \hat z_i \rVert^2 - \sum_i \lVert \hat z_i \rVert^2}{B(B-1)}
+
+    computed with the right-hand side in ``O(B·d)``.
+
+    Range: ``[-1/(B-1), 1]``. Near 0 = embeddings spread over the sphere; near 1 = packed into a narrow
+    cone (collapse, or the cone effect of a freshly initialized tower: 0.67–0.83 at random init).
+
+    Edge cases: ``B = 1`` raises; ``B = 2`` is the single pair's cosine; ``d = 1`` works.
+
+    Args:
+        z: ``(B, d)`` embeddings.
+
+    Returns:
+        0-d float32 tensor.
+
+    Raises:
+        TypeError: non-floating ``z``.
+        ValueError: not 2-D or ``B < 2``.
+
+    Example:
+        >>> cone(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+        tensor(0.3333)
+    """
+    z = _check_matrix(z, "z")
+    _check_rows(z, "z", 2, "the cone averages over pairs")
+    return _cone_of_unit(_unit(z))
+
+
+@torch.no_grad()
+def modality_gap(a: Tensor, b: Tensor) -> ModalityGap:
+    r"""Modality gap between two embedding sets (Liang et al., NeurIPS 2022, "Mind the Gap").
+
+    .. math::
+
+        \Delta = \frac{1}{B}\sum_i \hat a_i - \frac{1}{B}\sum_i \hat b_i, \qquad
+        \text{gap} = \lVert \Delta \rVert, \qquad
+        \text{matched} = \frac{1}{B}\sum_i \lVert \hat a_i - \hat b_i \rVert
+
+    plus the :func:`cone` of each side.
+
+    Range: gap in ``[0, 2]``; 0 = both modalities share one region, √2 = e.g. all ``a = e1`` and all
+    ``b = e2``. Pretrained CLIP shows ≈0.82 on MSCOCO; the gap exists from random initialization
+    (cone effect) and a lower τ keeps it larger. A gap is not bad in itself, but one that dominates
+    ``matched_distance`` means cross-modal neighbours are decided by modality, not content.
+
+    Edge cases: ``B = 1`` raises (cones need pairs); ``d = 1`` works. Both sides must have the same
+    batch size because ``matched_distance`` pairs rows.
+
+    Args:
+        a: ``(B, d)`` first modality (e.g. image).
+        b: ``(B, d)`` second modality (e.g. text), ``b[i]`` matched to ``a[i]``.
+
+    Returns:
+        :class:`ModalityGap`.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad or mismatched shapes, ``B < 2``.
+
+    Example:
+        >>> e1, e2 = torch.tensor([[1.0, 0.0]]).repeat(4, 1), torch.tensor([[0.0, 1.0]]).repeat(4, 1)
+        >>> modality_gap(e1, e2).gap
+        tensor(1.4142)
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "the cones average over pairs")
+    ua, ub = _unit(a), _unit(b)
+    gap_vector = ua.mean(dim=0) - ub.mean(dim=0)
+    return ModalityGap(
+        gap=torch.linalg.vector_norm(gap_vector),
+        gap_vector=gap_vector,
+        cone_a=_cone_of_unit(ua),
+        cone_b=_cone_of_unit(ub),
+        matched_distance=torch.linalg.vector_norm(ua - ub, dim=1).mean(),
+    )
+
+
+@torch.no_grad()
+def spectrum(z: Tensor) -> Tensor:
+    r"""Covariance spectrum of unit, centered embeddings (Jing et al., ICLR 2022; directclr spectrum.py).
+
+    .. math::
+
+        C = \frac{1}{N-1} \sum_i (\hat z_i - \bar z)(\hat z_i - \bar z)^\top, \qquad
+        \lambda_1 \ge \dots \ge \lambda_d \ge 0
+
+    The eigenvalues are computed in float64 (rounding otherwise hides the collapsed tail), clamped at 0
+    and returned in float32, largest first. Plot ``log10(λ)`` against index.
+
+    Healthy: a slowly decaying curve. Dimensional collapse: a cliff where trailing eigenvalues drop to
+    the float floor (1e-10 and below), even while the loss looks fine. Their sum is at most 1.
+
+    On CUDA the eigen-solver synchronizes with the host (a PyTorch limitation): call at snapshot
+    cadence. Edge cases: ``N = 1`` raises (no covariance); ``d = 1`` returns one eigenvalue.
+
+    Args:
+        z: ``(N, d)`` embeddings.
+
+    Returns:
+        ``(d,)`` float32 eigenvalues, descending.
+
+    Raises:
+        TypeError: non-floating ``z``.
+        ValueError: not 2-D or ``N < 2``.
+
+    Example:
+        >>> spectrum(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        tensor([2., 0.])
+    """
+    z = _check_matrix(z, "z")
+    _check_rows(z, "z", 2, "a covariance needs two samples")
+    u = _unit(z).double()
+    centered = u - u.mean(dim=0)
+    cov = centered.T @ centered / (z.shape[0] - 1)
+    return torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0).float()
+
+
+@torch.no_grad()
+def effective_rank(z: Tensor, eps: float = 1e-7) -> Tensor:
+    r"""RankMe effective rank (Garrido et al., ICML 2023) of the raw embedding matrix.
+
+    .. math::
+
+        p_k = \frac{\sigma_k}{\lVert \sigma \rVert_1} + \epsilon, \qquad
+        \text{RankMe} = \exp\Big(-\sum_k p_k \log p_k\Big)
+
+    over the singular values :math:`\sigma_k` of ``z`` *as given*: not centered and not normalized
+    (unlike every other function here), following the paper. Computed in float64.
+
+    Range: ``≈[1, min(N, d)]`` (ε moves the ends by ~1e-6). ``≈ d`` = every dimension used (needs
+    ``N ≫ d``: Gaussian N=10000, d=128 gives ≈127.8); a value far below ``d`` means dimensional collapse.
+    Garrido et al. found it tracks downstream accuracy without labels. An all-zero matrix gives ≈1.
+
+    On CUDA the SVD synchronizes with the host (a PyTorch limitation): call at snapshot cadence.
+    Edge cases: ``N = 1`` or ``d = 1`` give ≈1.
+
+    Args:
+        z: ``(N, d)`` embeddings.
+        eps: smoothing added to each ``p_k``, ``>= 0``; 1e-7 is the paper's float32 value.
+
+    Returns:
+        0-d float32 tensor.
+
+    Raises:
+        TypeError: non-floating ``z`` or non-numeric ``eps``.
+        ValueError: ``z`` not 2-D, or ``eps < 0``.
+
+    Example:
+        >>> effective_rank(torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]))
+        tensor(2.0000)
+    """
+    z = _check_matrix(z, "z")
+    if isinstance(eps, bool) or not isinstance(eps, Real):
+        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be >= 0 and finite, got {eps}")
+    sigma = torch.linalg.svdvals(z.double())
+    p = sigma / sigma.sum().clamp_min(torch.finfo(torch.float64).tiny) + eps
+    return torch.exp(-torch.special.xlogy(p, p).sum()).float()
+
+
+@torch.no_grad()
+def std_of_l2_normalized(z: Tensor) -> Tensor:
+    r"""Mean per-dimension standard deviation of unit rows (lightly; Chen & He, SimSiam, CVPR 2021).
+
+    .. math::
+
+        \frac{1}{d} \sum_k \operatorname{std}_i\big(\hat z_{ik}\big)
+
+    with the unbiased (``N-1``) standard deviation.
+
+    Range: ``[0, 1]``. ``≈ 1/√d`` for isotropic embeddings (healthy), 0 for complete collapse. It misses
+    a collapse onto a rotated low-dimensional subspace, so read it beside :func:`spectrum` or
+    :func:`effective_rank`, never alone.
+
+    Edge cases: ``N = 1`` raises (no spread); ``d = 1`` works.
+
+    Args:
+        z: ``(N, d)`` embeddings.
+
+    Returns:
+        0-d float32 tensor.
+
+    Raises:
+        TypeError: non-floating ``z``.
+        ValueError: not 2-D or ``N < 2``.
+
+    Example:
+        >>> std_of_l2_normalized(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+        tensor(0.)
+    """
+    z = _check_matrix(z, "z")
+    _check_rows(z, "z", 2, "a standard deviation needs two samples")
+    return _unit(z).std(dim=0).mean()
+
+
+@torch.no_grad()
+def step_statistics(a: Tensor, b: Tensor, *, two_modality: bool = False) -> dict[str, Tensor]:
+    r"""Cheap ``O(B·d)`` statistics for every training step, robust to non-finite rows, with no host sync.
+
+    Rows ``i`` where ``a[i]`` or ``b[i]`` holds a NaN or Inf are excluded through 0/1 weights (never by
+    boolean indexing, which would sync); a row whose squared norm overflows float32 (entries ≳ 1e19)
+    counts as non-finite too. On the ``n`` finite rows the values equal the plain functions:
+
+    - ``alignment`` — :func:`alignment` with ``alpha = 2``, in ``[0, 4]``.
+    - ``pos_sim`` — mean positive cosine :math:`\frac1n\sum_i \hat a_i^\top \hat b_i`, in ``[-1, 1]``.
+    - ``norm_a``, ``norm_b`` — mean raw L2 norm of the rows before normalization (a norm drifting up
+      or down steadily is an early sign of instability).
+    - ``nonfinite_fraction`` — share of the ``B`` rows excluded, in ``[0, 1]`` (healthy: 0).
+    - ``n_finite`` — ``n`` as a float.
+    - with ``two_modality=True`` also ``modality_gap``, ``cone_a``, ``cone_b`` and ``matched_distance``
+      as in :func:`modality_gap`.
+
+    If every row is non-finite, every value except ``nonfinite_fraction`` and ``n_finite`` is NaN
+    (undefined; the Monitor drops NaN values). The cones need two finite rows and are NaN below that;
+    with ``B = 1`` the rest is that single pair's value. ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` first view / modality (any float dtype; half precision is upcast).
+        b: ``(B, d)`` second view / modality.
+        two_modality: also compute the modality-gap statistics.
+
+    Returns:
+        dict of 0-d float32 tensors keyed as above.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad or mismatched shapes.
+
+    Example:
+        >>> stats = step_statistics(torch.eye(2), torch.tensor([[1.0, 0.0], [float("nan"), 0.0]]))
+        >>> stats["alignment"], stats["nonfinite_fraction"]
+        (tensor(0.), tensor(0.5000))
+    """
+    a, b = _check_pair(a, b)
+    n_rows = a.shape[0]
+    x = torch.stack((a.float(), b.float()))  # one (2, B, d) tensor halves the number of kernel launches
+    norms = torch.linalg.vector_norm(x, dim=2)
+    finite = torch.isfinite(norms).all(dim=0)
+    unit = torch.where(finite[:, None], x / norms.clamp_min(_EPS)[..., None], 0.0)
+    ua, ub = unit[0], unit[1]
+    diff = torch.linalg.vector_norm(ua - ub, dim=1)
+    n = finite.sum(dtype=torch.float32)
+    masked_norms = torch.where(finite, norms, 0.0)
+    # Excluded rows are exactly zero in every row below, so plain sums divided by n are masked means.
+    names = ["alignment", "pos_sim", "norm_a", "norm_b"]
+    rows = [diff * diff, (ua * ub).sum(dim=1), masked_norms[0], masked_norms[1]]
+    if two_modality:
+        names.append("matched_distance")
+        rows.append(diff)
+    out = dict(zip(names, (torch.stack(rows).sum(dim=1) / n).unbind(), strict=True))
+    out["nonfinite_fraction"] = 1.0 - n / n_rows
+    out["n_finite"] = n
+    if two_modality:
+        sums = unit.sum(dim=1)
+        self_sq = torch.where(finite, norms / norms.clamp_min(_EPS), 0.0).square().sum(dim=1)
+        # Rounding makes the numerator +-1e-7 instead of 0 for a single row; say "undefined" as NaN.
+        cones = torch.where(n > 1, ((sums * sums).sum(dim=1) - self_sq) / (n * (n - 1.0)), math.nan)
+        out["cone_a"], out["cone_b"] = cones.unbind()
+        out["modality_gap"] = torch.linalg.vector_norm((sums[0] - sums[1]) / n)
+    return out
