@@ -4,6 +4,8 @@ Reads are safe while a run is being written: writers only ever add whole part fi
 :mod:`cldiag.store`), and a part that cannot be read (truncated, corrupt, another schema) is skipped and
 reported in :attr:`Run.problems` instead of failing the read. Each part file is parsed once per
 ``Run`` object and remembered by (size, mtime), so polling a live run re-reads only the new parts.
+Compaction (:mod:`cldiag.maintenance`) writes a merged part before deleting its originals; a part that a
+listed merged part declares it replaces is not read, so every row counts once at any moment.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cldiag import schema
+from cldiag.maintenance import replaced_parts
 from cldiag.store import RunStore, parse_snapshot_dir, snapshot_dir
 
 __all__ = ["Run", "downsample", "list_runs", "read_run"]
 
 _EMBEDDING_COLUMNS = ["step", "sample_id", "modality", "label", "vector"]
+_LIST_ATTEMPTS = 3  # listings of one directory per read when parts vanish (compaction)
 
 
 def _empty(table: str) -> pd.DataFrame:
@@ -46,7 +50,7 @@ class Run:
         self._store = store
         self.meta = meta
         self.problems: list[str] = []
-        self._cache: dict[str, tuple[tuple[int, float], pa.Table | None]] = {}
+        self._cache: dict[str, tuple[tuple[int, float], pa.Table | None, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
     # -- identity ---------------------------------------------------------------------------------------
@@ -103,47 +107,72 @@ class Run:
 
     # -- low level --------------------------------------------------------------------------------------
     def _read_parts(self, relpath: str, expected: pa.Schema | None) -> pa.Table | None:
-        """Concatenate the readable parts under ``relpath``; unreadable ones go to ``problems``."""
-        tables: list[pa.Table] = []
-        for path in self._store.part_files(relpath):
-            try:
-                sig = self._store.signature(path)
-            except FileNotFoundError:  # compacted away between listing and stat
-                continue
-            with self._lock:
-                cached = self._cache.get(path)
-            if cached is not None and cached[0] == sig:
-                table = cached[1]
-            else:
-                table = self._parse_part(path, expected)
-                with self._lock:
-                    self._cache[path] = (sig, table)
-            if table is not None and table.num_rows:
-                tables.append(table)
+        """Concatenate the readable parts under ``relpath``; unreadable ones go to ``problems``.
+
+        Parts named in another listed part's ``cldiag.replaces`` metadata are skipped (their rows are in
+        that merged part). A part deleted between listing and reading means a compaction finished: the
+        directory is listed again, and the new listing holds the merged part.
+        """
+        for _ in range(_LIST_ATTEMPTS):
+            paths = self._store.part_files(relpath)
+            parts = [(path, self._load_part(path, expected)) for path in paths]
+            if all(part is not None for _, part in parts):
+                break
+        directory, listed = self._store.join(relpath), set(paths)
+        with self._lock:
+            for path in [p for p in self._cache if posixpath.dirname(p) == directory and p not in listed]:
+                del self._cache[path]  # deleted by compaction: do not hold its rows forever
+        hidden = frozenset().union(*(part[1] for _, part in parts if part is not None))
+        tables = [
+            part[0]
+            for path, part in parts
+            if part is not None
+            and part[0] is not None
+            and part[0].num_rows
+            and posixpath.basename(path) not in hidden
+        ]
         if not tables:
             return None
         return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
 
-    def _parse_part(self, path: str, expected: pa.Schema | None) -> pa.Table | None:
+    def _load_part(
+        self, path: str, expected: pa.Schema | None
+    ) -> tuple[pa.Table | None, frozenset[str]] | None:
+        """``(table or None if unreadable, names it replaces)`` from the cache or the file; None if gone."""
+        try:
+            sig = self._store.signature(path)
+            with self._lock:
+                cached = self._cache.get(path)
+            if cached is not None and cached[0] == sig:
+                return cached[1], cached[2]
+            table, replaces = self._parse_part(path, expected)
+        except FileNotFoundError:
+            return None
+        with self._lock:
+            self._cache[path] = (sig, table, replaces)
+        return table, replaces
+
+    def _parse_part(self, path: str, expected: pa.Schema | None) -> tuple[pa.Table | None, frozenset[str]]:
         try:
             table = self._store.read_table(path)
         except FileNotFoundError:
-            return None
+            raise
         except Exception as exc:  # noqa: BLE001 - any parse failure means: skip this part and say so
             self._note(f"skipped unreadable part {path}: {type(exc).__name__}: {exc}")
-            return None
+            return None, frozenset()
+        replaces = replaced_parts(table)
         if expected is None:
-            return table
+            return table.replace_schema_metadata(None), replaces
         missing = [f.name for f in expected if f.name not in table.column_names]
         if missing:
             self._note(f"skipped part {path}: missing columns {missing}")
-            return None
+            return None, replaces
         try:
             # Unknown extra columns are dropped; known ones are cast to the declared types.
-            return table.select(expected.names).cast(expected)
+            return table.select(expected.names).cast(expected), replaces
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             self._note(f"skipped part {path}: columns do not match the schema ({exc})")
-            return None
+            return None, replaces
 
     def _note(self, message: str) -> None:
         with self._lock:
