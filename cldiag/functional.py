@@ -17,7 +17,7 @@ Non-finite values propagate as NaN (except in :func:`step_statistics`, which mas
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from numbers import Real
 from typing import NamedTuple
 
@@ -197,9 +197,13 @@ def _check_taus(taus: object, device: torch.device, name: str) -> Tensor:
         return taus.reshape(-1).to(device=device, dtype=torch.float32)
     if isinstance(taus, Real):
         taus = [taus]
-    if not isinstance(taus, Sequence) or len(taus) == 0:
-        raise ValueError(f"{name} must be a non-empty sequence of positive numbers, got {taus!r}")
-    checked = [_check_positive(t, name) for t in taus]
+    if isinstance(taus, (str, bytes)) or not isinstance(taus, Iterable):
+        raise TypeError(
+            f"{name} must be a number, a sequence of numbers or a tensor, got {type(taus).__name__}"
+        )
+    checked = [_check_positive(t, name) for t in taus]  # also accepts NumPy arrays of temperatures
+    if not checked:
+        raise ValueError(f"{name} must not be empty")
     return torch.tensor(checked, dtype=torch.float32, device=device)
 
 
@@ -327,7 +331,7 @@ def alignment(x: Tensor, y: Tensor, alpha: float = 2.0) -> Tensor:
 
         \mathcal{L}_{\text{align}} = \frac{1}{B} \sum_i \lVert \hat x_i - \hat y_i \rVert_2^{\alpha}
 
-    Range for unit rows and ``alpha = 2``: ``[0, 4]``; 0 = every pair identical, 2 = pairs as far apart
+    Range: ``[0, 2^alpha]``; for ``alpha = 2``: 0 = every pair identical, 2 = pairs as far apart
     as independent random points, 4 = antipodal. Healthy training drives it well below 2 while
     :func:`uniformity` stays low; alignment near 0 *together with* uniformity near 0 means collapse.
     Rows are L2-normalized first (an unnormalized value such as 184.98 is meaningless).
@@ -993,7 +997,8 @@ def step_statistics(a: Tensor, b: Tensor, *, two_modality: bool = False) -> dict
     x = torch.stack((a.float(), b.float()))  # one (2, B, d) tensor halves the number of kernel launches
     norms = torch.linalg.vector_norm(x, dim=2)
     finite = torch.isfinite(norms).all(dim=0)
-    unit = torch.where(finite[:, None], x / norms.clamp_min(_EPS)[..., None], 0.0)
+    safe_norms = norms.clamp_min(_EPS)
+    unit = torch.where(finite[:, None], x / safe_norms[..., None], 0.0)
     ua, ub = unit[0], unit[1]
     diff = torch.linalg.vector_norm(ua - ub, dim=1)
     n = finite.sum(dtype=torch.float32)
@@ -1009,7 +1014,7 @@ def step_statistics(a: Tensor, b: Tensor, *, two_modality: bool = False) -> dict
     out["n_finite"] = n
     if two_modality:
         sums = unit.sum(dim=1)
-        self_sq = torch.where(finite, norms / norms.clamp_min(_EPS), 0.0).square().sum(dim=1)
+        self_sq = torch.where(finite, norms / safe_norms, 0.0).square().sum(dim=1)
         # Rounding makes the numerator +-1e-7 instead of 0 for a single row; say "undefined" as NaN.
         cones = torch.where(n > 1, ((sums * sums).sum(dim=1) - self_sq) / (n * (n - 1.0)), math.nan)
         out["cone_a"], out["cone_b"] = cones.unbind()

@@ -335,6 +335,7 @@ def test_reference_temperature_curves(pair, labels):
         h = F.hardness(a, b, tau)
         close(c.entropy[k], h.entropy.numpy(), atol=1e-6)
     assert F.temperature_curves(a, b, taus).same_class_penalty is None
+    torch.testing.assert_close(F.temperature_curves(a, b, np.array(taus)).entropy, c.entropy)
 
 
 def test_temperature_curves_chunking_matches_single_pass(monkeypatch, pair, labels):
@@ -643,8 +644,10 @@ def test_errors_for_bad_parameters():
         F.hardness(z, z, tau=torch.tensor([0.1, 0.2]))
     with pytest.raises(ValueError, match="taus must be positive"):
         F.temperature_curves(z, z, [0.1, -1.0])
-    with pytest.raises(ValueError, match="taus must be a non-empty sequence"):
+    with pytest.raises(ValueError, match="taus must not be empty"):
         F.temperature_curves(z, z, [])
+    with pytest.raises(TypeError, match="taus must be a number, a sequence of numbers or a tensor, got str"):
+        F.temperature_curves(z, z, "0.1")
     with pytest.raises(ValueError, match="bins must be >= 1, got 0"):
         F.score_histograms(z, z, bins=0)
     with pytest.raises(TypeError, match="bins must be an int or a 1-D tensor of edges, got bool"):
