@@ -228,7 +228,7 @@ class Monitor:
         try:
             store = RunStore(run_dir, storage_options)
             exists = store.exists(schema.META_FILE)
-        except (OSError, ValueError, RunStoreError) as exc:
+        except Exception as exc:  # remote filesystems raise their own types (botocore, aiohttp)
             raise RunStoreError(f"cannot open run directory {os.fspath(run_dir)!r}: {exc}") from exc
         if exists and if_exists == "error":
             raise FileExistsError(
@@ -268,9 +268,9 @@ class Monitor:
                     torch_version=torch.__version__,
                 )
             store.write_meta(self._meta)
-        except schema.SchemaVersionError:
+        except (schema.SchemaVersionError, RunStoreError):
             raise
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # remote filesystems raise their own types (botocore, aiohttp)
             raise RunStoreError(f"cannot write run directory {store.uri!r}: {exc}") from exc
         self._store = store
 

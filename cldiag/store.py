@@ -52,6 +52,16 @@ def _split_uri(uri: str | os.PathLike[str], storage_options: dict[str, Any] | No
     return fs, path.rstrip("/")
 
 
+_OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"})
+
+
+def _is_object_store(fs: Any) -> bool:
+    """Whether ``fs`` is an object store, which has buckets and keys but no directories."""
+    protocol = fs.protocol
+    protocols = {protocol} if isinstance(protocol, str) else set(protocol)
+    return bool(protocols & _OBJECT_STORE_PROTOCOLS)
+
+
 class RunStore:
     """File access for one run directory (local or remote).
 
@@ -155,7 +165,8 @@ class RunStore:
         path = self.join(relpath) if relpath else self.root
         if self.is_local:
             os.makedirs(path, exist_ok=True)
-        else:
+        elif not _is_object_store(self.fs):
+            # s3fs.makedirs would create a missing bucket: a typo in the bucket name must fail instead.
             self.fs.makedirs(path, exist_ok=True)
 
     def _atomic_write_bytes(self, relpath: str, data: bytes) -> str:
