@@ -34,7 +34,9 @@ __all__ = [
     "cone",
     "effective_rank",
     "hardness",
+    "histogram_overlap",
     "modality_gap",
+    "negative_similarity",
     "normalize",
     "penalty_weights",
     "retrieval_accuracy",
@@ -536,6 +538,68 @@ def score_histograms(a: Tensor, b: Tensor, bins: int | Tensor = 50) -> ScoreHist
     # Off-diagonal counts as all counts minus the diagonal's: avoids boolean indexing (a device sync).
     neg_hist = _histogram(s, edges) - pos_hist
     return ScoreHistograms(edges, pos_hist, neg_hist, _histogram(hardest, edges), pos, hardest)
+
+
+@torch.no_grad()
+def negative_similarity(a: Tensor, b: Tensor) -> Tensor:
+    r"""Mean cosine of the negative pairs: every ``(a[i], b[j])`` with ``i != j``.
+
+    .. math::
+
+        \bar s_{neg} = \frac{1}{B(B-1)} \sum_{i \ne j} \hat a_i^\top \hat b_j
+
+    Range: ``[-1, 1]``. Healthy training keeps it near 0 (or below) while positives rise; negatives
+    drifting towards the positives' level means the encoder stops telling samples apart (collapse).
+    Computed in O(B·d) from the column sums: ``(Σ_i â_i)ᵀ(Σ_j b̂_j) − Σ_i â_iᵀb̂_i``.
+
+    Edge cases: ``B = 1`` raises (no negatives).
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+
+    Returns:
+        0-d float32 tensor.
+
+    Example:
+        >>> negative_similarity(torch.eye(3), torch.eye(3))
+        tensor(0.)
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "negatives are the other rows of the batch")
+    ua, ub = _unit(a), _unit(b)
+    n = ua.shape[0]
+    total = ua.sum(dim=0) @ ub.sum(dim=0)
+    return (total - (ua * ub).sum()) / (n * (n - 1))
+
+
+@torch.no_grad()
+def histogram_overlap(p: Tensor, q: Tensor) -> Tensor:
+    r"""Overlap coefficient of two histograms on the same bins: :math:`\sum_k \min(p_k/\sum p, q_k/\sum q)`.
+
+    Range: ``[0, 1]``: 0 when the positive and negative score distributions are disjoint (a threshold
+    separates them), 1 when they coincide (scores carry no information). Used on the positive and negative
+    score histograms (Zhu et al., ICCV 2021 track their means and variances; the overlap summarizes both).
+
+    Args:
+        p: ``(bins,)`` non-negative counts.
+        q: ``(bins,)`` non-negative counts on the same bins.
+
+    Returns:
+        0-d float32 tensor; an empty histogram (all zeros) counts as overlapping nothing (0).
+
+    Example:
+        >>> histogram_overlap(torch.tensor([1, 1, 0]), torch.tensor([0, 1, 1]))
+        tensor(0.5000)
+    """
+    if not isinstance(p, Tensor) or not isinstance(q, Tensor):
+        raise TypeError(f"p and q must be tensors, got {type(p).__name__} and {type(q).__name__}")
+    if p.ndim != 1 or p.shape != q.shape:
+        raise ValueError(
+            f"p and q must be 1-D with the same length, got {tuple(p.shape)} and {tuple(q.shape)}"
+        )
+    p, q = p.float(), q.float()
+    return torch.minimum(p / p.sum().clamp_min(1e-30), q / q.sum().clamp_min(1e-30)).sum()
 
 
 @torch.no_grad()

@@ -542,10 +542,8 @@ class Monitor:
                 self._pending.hist.append((step, schema.HIST_POS, h.pos, edges))
                 self._pending.hist.append((step, schema.HIST_NEG, h.neg, edges))
                 self._pending.hist.append((step, schema.HIST_HARD_NEG, h.hard_neg, edges))
-                n_pos, n_neg = h.pos.sum().clamp_min(1), h.neg.sum().clamp_min(1)
-                overlap = torch.minimum(h.pos / n_pos, h.neg / n_neg).sum()
-                self._add(step, schema.M_OVERLAP, overlap)
-                self._add(step, schema.M_NEG_SIM, _offdiag_mean(F.similarity_matrix(a, b)))
+                self._add(step, schema.M_OVERLAP, F.histogram_overlap(h.pos, h.neg))
+                self._add(step, schema.M_NEG_SIM, F.negative_similarity(a, b))
                 self._add(step, schema.M_HARD_NEG_SIM, h.hardest_neg.mean())
                 self._add(step, schema.M_RETRIEVAL, F.retrieval_accuracy(a, b))
                 if temperature is not None:
@@ -878,11 +876,6 @@ def _due(step: int, every: int) -> bool:
 
 def _take(t: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
     return None if t is None else t[idx.to(t.device)]
-
-
-def _offdiag_mean(s: torch.Tensor) -> torch.Tensor:
-    n = s.shape[0]
-    return (s.sum() - s.diagonal().sum()) / (n * (n - 1))
 
 
 _MAX_RETRY_JOBS = 100

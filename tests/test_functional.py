@@ -724,3 +724,24 @@ def test_step_statistics_all_rows_non_finite(pair):
         "matched_distance",
     ):
         assert bool(torch.isnan(stats[key])), key
+
+
+def test_negative_similarity_matches_offdiagonal_mean():
+    g = torch.Generator().manual_seed(7)
+    a, b = torch.randn(9, 5, generator=g), torch.randn(9, 5, generator=g)
+    an = a.double().numpy() / np.linalg.norm(a.double().numpy(), axis=1, keepdims=True)
+    bn = b.double().numpy() / np.linalg.norm(b.double().numpy(), axis=1, keepdims=True)
+    s = an @ bn.T
+    ref = np.mean([s[i, j] for i in range(9) for j in range(9) if i != j])
+    assert float(F.negative_similarity(a, b)) == pytest.approx(ref, abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        F.negative_similarity(a[:1], b[:1])
+
+
+def test_histogram_overlap_limits():
+    p = torch.tensor([3, 0, 0, 1])
+    assert float(F.histogram_overlap(p, p * 5)) == pytest.approx(1.0)
+    assert float(F.histogram_overlap(torch.tensor([1, 0]), torch.tensor([0, 7]))) == 0.0
+    assert float(F.histogram_overlap(torch.zeros(3), torch.ones(3))) == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        F.histogram_overlap(torch.ones(3), torch.ones(4))
