@@ -433,7 +433,10 @@ def _check_nonfinite(ctx: _Context) -> Verdict | None:
                     },
                 ),
             )
-    checked = f"{bad.size} logged steps" if bad is not None else f"{loss.size} loss values"  # type: ignore[union-attr]
+    if bad is not None:
+        checked = f"{bad.size} logged steps"
+    else:
+        checked = f"{loss.size if loss is not None else 0} loss values"
     ok = _Finding("ok", f"No NaN/Inf embeddings or losses in {checked}.", ok_evidence)
     return _combine(
         rule,
@@ -657,9 +660,10 @@ def _floor_findings(ctx: _Context) -> tuple[list[_Finding], dict[str, Any] | Non
     for modality, per_mod in spectra.groupby("modality", sort=False):
         steps = np.unique(per_mod["step"].to_numpy())
         width = min(len(steps), max(MIN_WINDOW_POINTS, math.ceil(WINDOW_FRACTION * len(steps))))
+        recent = per_mod[per_mod["step"].isin(steps[-width:])].sort_values(["step", "index"])
         counts: list[tuple[int, int, int]] = []
-        for step in steps[-width:]:
-            lam = per_mod[per_mod["step"] == step].sort_values("index")["eigenvalue"].to_numpy(np.float64)
+        for step, group in recent.groupby("step", sort=True):
+            lam = group["eigenvalue"].to_numpy(np.float64)
             rows = ctx.finite_rows(int(step))
             # A covariance of n rows has rank ≤ n − 1: directions beyond that are zero by construction.
             usable = len(lam) if rows is None else min(len(lam), max(round(rows) - 1, 1))
@@ -977,31 +981,37 @@ def _check_temperature(ctx: _Context) -> Verdict | None:
 def _check_tolerance(ctx: _Context) -> Verdict | None:
     """Tolerance: are same-class samples closer than arbitrary pairs, and do they stay so?
 
-    Needs labels. ``tolerance`` is the mean cosine of same-class pairs (Wang & Liu, CVPR 2021); its margin
-    over ``neg_sim`` (the mean cosine of any two samples) says whether the embedding groups the classes:
+    Needs labels. ``tolerance`` is the mean cosine of same-class pairs of the first view/modality (Wang &
+    Liu, CVPR 2021). Its margin over the mean cosine of *any* two samples says whether the embedding groups
+    the classes. That baseline is ``neg_sim`` (mean cosine of non-matching pairs across the two views) in
+    one-modality runs and ``cone/<first modality>`` (mean cosine within that modality) in two-modality
+    runs, where cross-modal cosines are shifted by the modality gap and would inflate the margin.
 
     - recent margin < 0.05 → **warn**: same-class pairs are no closer than random ones;
     - margin fallen by ≥ 0.2 from its best window → **warn**: class structure is being lost. Wang & Liu
       show a too-low τ lowers tolerance — uniformity bought by pushing similar samples apart.
 
-    Source: tolerance from Wang & Liu 2021; comparing it with the mean negative cosine (tolerance itself
-    drops whenever the embedding spreads out) and the cut-offs are a documented heuristic.
+    Source: tolerance from Wang & Liu 2021; comparing it with the mean cosine of arbitrary pairs
+    (tolerance itself drops whenever the embedding spreads out) and the cut-offs are a documented
+    heuristic.
     """
     rule = _RULE_BY_NAME["tolerance"]
     tol = ctx.get(schema.M_TOLERANCE)
-    neg = ctx.get(schema.M_NEG_SIM)
-    if tol is None or neg is None:
+    baseline_metric = f"{schema.M_CONE}/{ctx.run.modalities[0]}" if ctx.run.two_modality else schema.M_NEG_SIM
+    base = ctx.get(baseline_metric)
+    if tol is None or base is None:
         return None
-    common, it, ineg = np.intersect1d(tol.steps, neg.steps, return_indices=True)
+    common, it, ib = np.intersect1d(tol.steps, base.steps, return_indices=True)
     if common.size == 0:
         return None
-    margin = _Series("tolerance - neg_sim", common, tol.values[it] - neg.values[ineg])
+    margin = _Series(f"{tol.metric} - {base.metric}", common, tol.values[it] - base.values[ib])
     tail = margin.tail()
     ev: dict[str, Any] = {
         "metric": tol.metric,
         "step": tail.last_step,
         "value": _round(float(np.median(tol.values[it][-margin.width :]))),
-        "neg_sim": _round(float(np.median(neg.values[ineg][-margin.width :]))),
+        "baseline_metric": base.metric,
+        "baseline": _round(float(np.median(base.values[ib][-margin.width :]))),
         "margin": _round(tail.median),
         "window": [tail.first_step, tail.last_step],
     }
@@ -1010,8 +1020,8 @@ def _check_tolerance(ctx: _Context) -> Verdict | None:
         findings.append(
             _Finding(
                 "warn",
-                f"Same-class pairs are no closer than arbitrary pairs (tolerance {ev['value']:.2f} vs mean "
-                f"negative cosine {ev['neg_sim']:.2f}): the embedding does not group the labelled classes.",
+                f"Same-class pairs are no closer than arbitrary pairs (tolerance {ev['value']:.2f} vs "
+                f"{base.metric} {ev['baseline']:.2f}): the embedding does not group the labelled classes.",
                 ev,
             ),
         )
@@ -1271,8 +1281,9 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "tolerance",
         "Tolerance to same-class samples",
-        "tolerance (Monitor.log with labels=…) and neg_sim",
-        "warn: tolerance − mean negative cosine < 0.05, or fallen ≥ 0.2 from its best window",
+        "tolerance (Monitor.log with labels=…)",
+        "warn: tolerance − mean cosine of arbitrary pairs < 0.05, or that margin fallen ≥ 0.2 from its best "
+        "window",
         "Wang & Liu 2021 (tolerance); margin and cut-offs a documented heuristic",
         _check_tolerance,
     ),
@@ -1341,7 +1352,12 @@ def not_checked(verdicts: Iterable[Verdict]) -> list[dict[str, str]]:
 
 
 def _key_figures(run: Run) -> tuple[dict[str, float | None], dict[str, int | None]]:
-    scalars = run.scalars()
+    """Last value of each key figure, and the first, last and number of steps logged.
+
+    Steps are counted from ``batch_size`` (written by every ``Monitor.log`` call) and the key figures, so
+    only those metrics are read.
+    """
+    scalars = run.scalars([*_KEY_FIGURES, schema.M_BATCH])
     figures: dict[str, float | None] = dict.fromkeys(_KEY_FIGURES)
     steps: dict[str, int | None] = {"first": None, "last": None, "logged": 0}
     if scalars.empty:

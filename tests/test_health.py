@@ -144,6 +144,17 @@ def test_healthy_two_modality_run_has_an_ok_gap(tmp_path):
     verdicts = evaluate(read_run(path))
     by_rule = _by_rule(verdicts)
     assert worst_level(verdicts) != "alarm", format_report(read_run(path), verdicts)
+    tol = by_rule["tolerance"]
+    assert tol.level == "ok"
+    assert tol.evidence["baseline_metric"] == "cone/image"  # cross-modal cosines carry the gap
+    df = (
+        read_run(path)
+        .scalars(["tolerance", "cone/image"])
+        .pivot(index="step", columns="metric", values="value")
+    )
+    margin = (df["tolerance"] - df["cone/image"]).dropna().to_numpy()  # tolerance only on pairwise steps
+    assert len(margin) == STEPS // 2
+    assert tol.evidence["margin"] == pytest.approx(float(np.median(margin[-4:])), rel=1e-3)
     gap = by_rule["modality_gap"]
     assert gap.level == "ok"
     assert gap.evidence["value"] < 0.3
