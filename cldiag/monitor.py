@@ -198,6 +198,8 @@ class Monitor:
         self._seq = 0
         self._dim: int | None = None
         self._lock = threading.Lock()
+        self._failed: list[dict[str, Any]] = []  # jobs hit by a transient error, oldest first
+        self._writer_error: Exception | None = None  # raised in the training thread when strict
         self.errors: list[str] = []
         """Messages of the errors reported so far (each reported once)."""
 
@@ -206,13 +208,8 @@ class Monitor:
         if self._is_writer:
             self._open_store(run_dir, config, name, if_exists, storage_options)
             self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-            self._writer = threading.Thread(
-                target=self._writer_loop,
-                args=(float(heartbeat_secs),),
-                name="cldiag-writer",
-                daemon=True,
-            )
-            self._writer.start()
+            self._heartbeat_secs = float(heartbeat_secs)
+            self._start_writer()
         _live_monitors.add(self)
 
     # ---------------------------------------------------------------------------------------------------
@@ -314,7 +311,7 @@ class Monitor:
         except Exception as exc:
             if self.strict:
                 raise
-            self._report(f"step {step}: {type(exc).__name__}: {exc}")
+            self._report(f"step {step}: {type(exc).__name__}: {exc}", key=f"{type(exc).__name__}: {exc}")
 
     def log_scalar(self, step: int, name: str, value: TensorOrNumber) -> None:
         """Log any scalar of your own (tensor or number); it is buffered and written like the others."""
@@ -521,7 +518,10 @@ class Monitor:
             b = b[finite] if b is not None else None
             labels = labels[finite] if labels is not None else None
         if a.shape[0] < 2:
-            self._report(f"step {step}: fewer than 2 finite rows; pairwise statistics need at least 2")
+            self._report(
+                f"step {step}: fewer than 2 finite rows; pairwise statistics need at least 2",
+                key="fewer than 2 finite rows",
+            )
             return
         mod_a, mod_b = self.modalities
         sides = [(mod_a, a)] + ([(mod_b, b)] if (b is not None and self.two_modality) else [])
@@ -606,11 +606,16 @@ class Monitor:
 
     # ---------------------------------------------------------------------------------------------------
     # reporting
-    def _report(self, message: str) -> None:
-        """Report an error once (warning + log) without interrupting training."""
-        if message in self._reported:
+    def _report(self, message: str, key: str | None = None) -> None:
+        """Report an error once (warning + log) without interrupting training.
+
+        ``key`` names the kind of error (default: the message), so an error that recurs at every step or
+        flush with another step number or file name in its message is reported the first time only.
+        """
+        key = message if key is None else key
+        if key in self._reported:
             return
-        self._reported.add(message)
+        self._reported.add(key)
         self.errors.append(message)
         text = f"cldiag: {message} (training continues; pass strict=True to raise instead)"
         logger.error(text)
@@ -633,6 +638,7 @@ class Monitor:
         """
         if not self._is_writer:
             return
+        self._raise_writer_error()
         with self._lock:
             pending, self._pending = self._pending, _Pending()
             self._last_flush = time.monotonic()
@@ -645,9 +651,11 @@ class Monitor:
                     self._report(f"flush failed, {pending.n_steps} steps of diagnostics lost: {exc}")
                     job = None
                 if job is not None:
+                    self._ensure_writer()
                     self._queue.put(job)
         if wait:
-            self._queue.join()
+            self._wait_for_writer()
+            self._raise_writer_error()
 
     def _to_host(self, p: _Pending) -> dict[str, Any]:
         """One device→host copy per device for all buffered values; builds numpy columns."""
@@ -692,8 +700,37 @@ class Monitor:
 
     # ---------------------------------------------------------------------------------------------------
     # writer thread
+    def _start_writer(self) -> None:
+        self._writer = threading.Thread(
+            target=self._writer_loop,
+            args=(self._heartbeat_secs,),
+            name="cldiag-writer",
+            daemon=True,
+        )
+        self._writer.start()
+
+    def _ensure_writer(self) -> None:
+        """Restart the writer thread if it died; the flush it died on stays queued for a retry."""
+        if not self._writer.is_alive():
+            self._report("the writer thread stopped unexpectedly; restarted it")
+            self._start_writer()
+
+    def _wait_for_writer(self) -> None:
+        """``queue.join()`` that cannot hang on a writer thread that dies while we wait."""
+        q = self._queue
+        with q.all_tasks_done:
+            while q.unfinished_tasks:
+                q.all_tasks_done.wait(timeout=0.5)
+                if q.unfinished_tasks and not self._writer.is_alive():
+                    self._ensure_writer()
+
+    def _raise_writer_error(self) -> None:
+        if self.strict and self._writer_error is not None:
+            exc, self._writer_error = self._writer_error, None
+            raise exc
+
     def _writer_loop(self, heartbeat_secs: float) -> None:
-        failed: list[dict[str, Any]] = []  # jobs hit by a transient error, oldest first
+        failed = self._failed  # survives this thread: a restarted writer retries them
         while True:
             try:
                 job = self._queue.get(timeout=heartbeat_secs)
@@ -707,11 +744,16 @@ class Monitor:
                     self._write_job(failed[0])
                     failed.pop(0)
             except OSError as exc:  # full disk, lost mount, store down: transient, retried at the next flush
-                self._report(f"writing to {self.run_dir} failed: {type(exc).__name__}: {exc}; will retry")
+                self._writer_error = self._writer_error or exc
+                self._report(
+                    f"writing to {self.run_dir} failed: {type(exc).__name__}: {exc}; will retry",
+                    key=f"write {type(exc).__name__} {exc.errno}",
+                )
                 if len(failed) > _MAX_RETRY_JOBS:
                     failed.pop()
                     self._report(f"{_MAX_RETRY_JOBS} flushes wait for a retry; newer diagnostics are dropped")
             except Exception as exc:  # noqa: BLE001 - a bug must not kill training; retrying cannot help
+                self._writer_error = self._writer_error or exc
                 self._report(f"cannot write diagnostics ({type(exc).__name__}: {exc}); that flush is dropped")
                 failed.pop(0)
             finally:
@@ -727,7 +769,7 @@ class Monitor:
             assert self._store is not None
             self._store.write_meta(self._meta)
         except Exception as exc:  # noqa: BLE001 - heartbeat failures are reported, never raised
-            self._report(f"cannot update meta.json: {exc}")
+            self._report(f"cannot update meta.json: {exc}", key=f"meta {type(exc).__name__}")
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -840,8 +882,10 @@ class Monitor:
             return
         try:
             self.flush()
+            self._ensure_writer()
             self._queue.put(None)
             self._writer.join()
+            self._raise_writer_error()
             self._meta["status"] = status
             self._meta["heartbeat"] = schema.now_iso()
             assert self._store is not None
