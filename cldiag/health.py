@@ -63,7 +63,7 @@ UNIFORMITY_WARN: Final[float] = -0.5
 # Dimensional collapse (Jing et al. 2022; RankMe, Garrido et al. 2023).
 RANK_FRACTION_ALARM: Final[float] = 0.1
 RANK_FRACTION_WARN: Final[float] = 0.25
-RANK_DROP_WARN: Final[float] = 0.2
+RANK_DROP_WARN: Final[float] = 0.5
 FLOOR_RELATIVE: Final[float] = 1e-10
 FLOOR_SHARE_ALARM: Final[float] = 0.5
 # Score separation (Zhu et al. 2021 draw the distributions; the cut-offs are heuristics).
@@ -704,8 +704,10 @@ def _check_dimensional_collapse(ctx: _Context) -> Verdict | None:
 
     - recent effective rank < 0.1 × cap → **alarm**, < 0.25 × cap → **warn** (a Gaussian batch of
       ``N = d`` rows already reaches ≈ 0.8 × d);
-    - effective rank fallen by ≥ 20 % from its peak window → **warn** (Jing et al.: collapsed directions
-      keep shrinking over training while the loss looks fine);
+    - effective rank fallen by ≥ 50 % from its peak window → **warn** (Jing et al.: collapsed directions
+      keep shrinking over training while the loss looks fine). Healthy runs lose some rank as classes
+      form clusters — a SimCLR MLP on digits (batch 256, τ = 0.2, 1500 steps) went 36.6 → 23.1 (−37 %), a
+      CLIP pair of MLPs on digits/captions −22 % — so only losing half is flagged;
     - any direction of the recent spectra at the float floor (eigenvalue ≤ 1e−10 × the largest, i.e. a
       spread < 1e−5 of the leading direction's, still 100× above float32 rounding) → **warn**, half or more
       of the usable directions → **alarm**. Only the first ``rows − 1`` directions count: beyond that a
@@ -1120,7 +1122,7 @@ def _check_modality_gap(ctx: _Context) -> Verdict | None:
     ok = _Finding(
         "ok",
         f"The modality gap is {tail.median:.2f} and not growing"
-        + (": cones " + ", ".join(f"{ev[c.metric]:.2f}" for c in cones) if cones else "")
+        + (", " + ", ".join(f"{c.metric} {ev[c.metric]:.2f}" for c in cones) if cones else "")
         + ".",
         ev,
     )
@@ -1256,7 +1258,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Dimensional collapse",
         "effective_rank or spectra (spectrum cadence)",
         "alarm: effective rank < 0.1 × min(rows, d) or ≥ half the spectrum at the float floor (≤ 1e−10 × "
-        "largest); warn: < 0.25 × min(rows, d), fallen ≥ 20 % from its peak, or any direction at the floor",
+        "largest); warn: < 0.25 × min(rows, d), fallen ≥ 50 % from its peak, or any direction at the floor",
         "Jing et al. 2022 (spectrum), Garrido et al. 2023 (RankMe); fractions a documented heuristic",
         _check_dimensional_collapse,
     ),
