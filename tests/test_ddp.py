@@ -75,6 +75,25 @@ def _worker(rank: int, port: int, root: str) -> None:
             mon.close()
             report[f"run_dir_{name}"] = mon.run_dir
 
+        # The HF callback: every rank embeds the same probe, only the main process's rows are counted.
+        from transformers import TrainerState
+
+        from cldiag.integrations.hf import CLDiagTrainerCallback
+
+        probe_a, probe_b, _ = _batch(0)
+        cb = CLDiagTrainerCallback(
+            os.path.join(root, "ddp-hf"),
+            probe=(probe_a, probe_b),
+            embed_fn=lambda m, p: p,
+            every=1,
+            strict=True,
+        )
+        state = TrainerState(global_step=0, is_world_process_zero=rank == 0)
+        cb.on_train_begin(None, state, None, model=torch.nn.Linear(2, 2))
+        state.global_step = 1
+        cb.on_step_end(None, state, None, model=torch.nn.Linear(2, 2))
+        cb.on_train_end(None, state, None)
+
         # Ranks whose embedding widths differ get the same clear error, and the group stays usable.
         mon = Monitor(os.path.join(root, "ddp-bad"), **MONITOR_KW)
         width = D if rank == 0 else D + 1
@@ -154,6 +173,20 @@ def test_ddp_run_has_one_writer_and_no_duplicates(ddp_root, name):
     assert ranks[1][f"run_dir_{name}"] == ""  # rank 1 never opened the store
     n_parts = sum(1 for _ in ddp._store.iter_all_parts())
     assert n_parts == sum(1 for _ in read_run(ddp_root / f"single-{name}")._store.iter_all_parts())
+
+
+def test_hf_probe_is_counted_once_under_ddp(ddp_root):
+    a, b, _ = _batch(0)
+    with Monitor(
+        ddp_root / "single-hf", pairwise_every=1, spectrum_every=1, curves_every=1, snapshot_every=0
+    ) as mon:
+        for step in (0, 1):
+            mon.log(step, a, b)
+    ddp, single = read_run(ddp_root / "ddp-hf"), read_run(ddp_root / "single-hf")
+    assert ddp.scalars(["batch_size"]).value.tolist() == [float(N), float(N)]
+    pd.testing.assert_frame_equal(ddp.scalars(), single.scalars(), rtol=1e-5)
+    assert ddp.snapshot_steps() == [0]
+    assert len(ddp.embeddings(0)) == N
 
 
 def test_ddp_mismatched_widths_fail_on_every_rank(ddp_root):
