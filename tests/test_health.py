@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -626,3 +627,10 @@ def test_every_rule_documents_threshold_and_source():
         assert "Source:" in doc, rule.name
         assert rule.threshold and rule.source and rule.needs
         assert any(ch.isdigit() for ch in rule.threshold), rule.name
+
+
+def test_docs_table_matches_the_rules():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "health.md").read_text(encoding="utf-8")
+    for rule in RULES:
+        row = f"| `{rule.name}` | {rule.title} | {rule.needs} | {rule.threshold} | {rule.source} |"
+        assert row in docs, rule.name
