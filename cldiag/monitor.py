@@ -82,6 +82,21 @@ class _Pending:
     def empty(self) -> bool:
         return not (self.scalar_values or self.hist or self.spectra or self.curves or self.snapshots)
 
+    def sizes(self) -> tuple[int, int, int, int, int]:
+        return (
+            len(self.scalar_values),
+            len(self.hist),
+            len(self.spectra),
+            len(self.curves),
+            len(self.snapshots),
+        )
+
+    def truncate(self, sizes: tuple[int, int, int, int, int]) -> None:
+        """Drop what was added after :meth:`sizes` returned ``sizes``."""
+        n, hist, spectra, curves, snapshots = sizes
+        del self.scalar_steps[n:], self.scalar_names[n:], self.scalar_values[n:]
+        del self.hist[hist:], self.spectra[spectra:], self.curves[curves:], self.snapshots[snapshots:]
+
 
 class Monitor:
     """Log contrastive-learning diagnostics of a training run to a cldiag run directory.
@@ -306,9 +321,14 @@ class Monitor:
         if self._closed:
             self._report("log() called after close(); nothing is logged")
             return
+        pending, sizes = self._pending, self._pending.sizes()
         try:
             self._log(step, a, b, labels, temperature, loss, ids)
         except Exception as exc:
+            # A step is logged whole or not at all: half a step's values could hold the very tensors that
+            # failed (e.g. on a broken device), and one of them would make the whole next flush fail.
+            if self._pending is pending:
+                pending.truncate(sizes)
             if self.strict:
                 raise
             self._report(f"step {step}: {type(exc).__name__}: {exc}", key=f"{type(exc).__name__}: {exc}")
