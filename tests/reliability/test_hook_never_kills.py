@@ -74,9 +74,9 @@ def test_exception_inside_diagnostics_is_reported_once(tmp_path, monkeypatch):
         mon.close()
     assert len(_runtime_warnings(record)) == 1 and len(mon.errors) == 1
     df = read_run(tmp_path / "run").scalars()
-    # The failing steps lose what failed and keep what was computed before it.
+    # A failing step is dropped whole (no half-logged step); every other step is complete.
     assert sorted(df[df.metric == "uniformity"].step) == [0, 1, 2, 7, 8, 9]
-    assert sorted(df[df.metric == "alignment"].step) == list(range(10))
+    assert sorted(df.step.unique()) == [0, 1, 2, 7, 8, 9]
     assert not df.duplicated(["step", "metric"]).any()
 
     gpu["flaky"] = True
