@@ -454,14 +454,21 @@ def _check_nonfinite(ctx: _Context) -> Verdict | None:
 
 
 def _newest_part_time(run: Run) -> float | None:
-    """Modification time (epoch seconds) of the newest part file, or None for a run without parts."""
+    """Modification time (epoch seconds) of the newest part file of the tables, or None without parts.
+
+    Part names start with the writer's sequence number, so the last name of each table directory is its
+    newest part: one stat per table instead of one per part (a request each on object stores).
+    """
     # Run has no public "last write" accessor yet; its store lists the parts it reads anyway.
     store = run._store
     newest: float | None = None
-    for path in store.iter_all_parts():
+    for table in schema.SCHEMAS:
+        parts = store.part_files(table)
+        if not parts:
+            continue
         try:
-            mtime = store.signature(path)[1]
-        except FileNotFoundError:
+            mtime = store.signature(parts[-1])[1]
+        except FileNotFoundError:  # compacted away between listing and stat
             continue
         newest = mtime if newest is None else max(newest, mtime)
     return newest
@@ -759,9 +766,9 @@ def _check_dimensional_collapse(ctx: _Context) -> Verdict | None:
     if not readings:
         return None
     parts = [
-        f"{r['metric']} {_fmt(r['value'])}"
-        + (f" of {_fmt(r['cap'])} possible" if "cap" in r else "")
-        + (f" directions at the float floor of {r['directions']}" if "directions" in r else "")
+        f"{r['metric']}: {r['value']} of {r['directions']} directions at the float floor"
+        if "directions" in r
+        else f"{r['metric']} {_fmt(r['value'])}" + (f" of {_fmt(r['cap'])} possible" if "cap" in r else "")
         for r in readings
     ]
     ok = _Finding(
