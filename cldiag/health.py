@@ -801,7 +801,7 @@ def _check_score_separation(ctx: _Context) -> Verdict | None:
       **warn** when it is not falling (recent ≥ 0.2 and less than 0.05 below the first window) or has
       risen by ≥ 0.2 from its best window (separation lost).
     - ``retrieval_acc`` — in-batch top-1 retrieval of the positive. At most 2 × chance (chance = 1/B)
-      → **alarm**: positives are not ranked above negatives at all.
+      → **alarm**: positives are not ranked above negatives at all (not judged for B ≤ 4).
 
     While a series is too short for its recent window to be separate from the first one, the rule says
     **warn** at most (a run at its first steps is at chance by nature).
@@ -868,7 +868,8 @@ def _check_score_separation(ctx: _Context) -> Verdict | None:
         if batch:
             chance = 1.0 / batch
             ev["chance"] = _round(chance)
-            if tail.median <= RETRIEVAL_CHANCE_FACTOR * chance:
+            # With 4 or fewer candidates even 2 × chance is a coin flip: nothing to tell apart.
+            if RETRIEVAL_CHANCE_FACTOR * chance < 0.5 and tail.median <= RETRIEVAL_CHANCE_FACTOR * chance:
                 findings.append(
                     _Finding(
                         cap("alarm", retrieval),
@@ -1273,8 +1274,8 @@ RULES: Final[tuple[Rule, ...]] = (
         "score_separation",
         "Positive/negative score separation",
         "pos_neg_overlap or retrieval_acc (pairwise statistics with two views)",
-        "alarm: overlap ≥ 0.7 or retrieval ≤ 2/B; warn: overlap ≥ 0.5, not falling (≥ 0.2 and < 0.05 below "
-        "the first window) or risen ≥ 0.2 from its best window",
+        "alarm: overlap ≥ 0.7 or retrieval ≤ 2/B (B > 4); warn: overlap ≥ 0.5, not falling (≥ 0.2 and "
+        "< 0.05 below the first window) or risen ≥ 0.2 from its best window",
         "Zhu et al. 2021 (score distributions); cut-offs a documented heuristic (overlap ∈ [0, 1], "
         "chance 1/B)",
         _check_score_separation,

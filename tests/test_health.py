@@ -634,3 +634,47 @@ def test_docs_table_matches_the_rules():
     for rule in RULES:
         row = f"| `{rule.name}` | {rule.title} | {rule.needs} | {rule.threshold} | {rule.source} |"
         assert row in docs, rule.name
+
+
+def test_odd_hand_written_run_does_not_break_evaluate(tmp_path):
+    """One point per metric, zeros everywhere, no dim in meta, tiny batch, a foreign status."""
+    import pyarrow as pa
+
+    from cldiag import __version__, schema
+
+    store = RunStore(tmp_path / "odd")
+    store.makedirs()
+    meta = schema.new_meta(
+        name="odd",
+        config=None,
+        modalities=("image", "text"),
+        two_modality=True,
+        dim=None,
+        cldiag_version=__version__,
+        torch_version="none",
+    )
+    meta["status"] = "paused"
+    store.write_meta(meta)
+    names = [getattr(schema, n) for n in dir(schema) if n.startswith("M_")]
+    names += ["cone/image", "uniformity/text", "effective_rank/image"]
+    values = [2.0 if n == schema.M_BATCH else 0.0 for n in names]
+    store.write_part(
+        "scalars",
+        pa.table({"step": [5] * len(names), "metric": names, "value": values}, schema=schema.SCALARS),
+        1,
+    )
+    spectra = {"step": [5] * 4, "modality": ["image"] * 4, "index": [0, 1, 2, 3], "eigenvalue": [0.0] * 4}
+    store.write_part("spectra", pa.table(spectra, schema=schema.SPECTRA), 2)
+    curve = {"step": [5], "tau": [0.1], "curve": ["entropy"], "value": [0.0]}
+    store.write_part("temperature", pa.table(curve, schema=schema.TEMPERATURE), 3)
+    run = read_run(tmp_path / "odd")
+    verdicts = evaluate(run)
+    by_rule = _by_rule(verdicts)
+    assert set(by_rule) == {r.name for r in RULES}
+    assert by_rule["liveness"].level == "warn" and "paused" in by_rule["liveness"].reason
+    assert by_rule["complete_collapse"].level == "alarm"  # std 0 with d from the spectrum (4), uniformity 0
+    # B = 2: retrieval at chance says nothing, but a zero overlap is still read
+    assert not any("chance" in r for v in verdicts for r in [v.reason, *v.evidence.get("also", [])])
+    report = report_dict(run, verdicts)
+    assert json.loads(json.dumps(report, allow_nan=False)) == report
+    assert "overall: ALARM" in format_report(run, verdicts)
