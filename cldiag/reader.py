@@ -52,6 +52,7 @@ class Run:
         self.problems: list[str] = []
         self._cache: dict[str, tuple[tuple[int, float], pa.Table | None, frozenset[str]]] = {}
         self._lock = threading.Lock()
+        self._real_root = os.path.realpath(store.root) if store.is_local else ""
 
     # -- identity ---------------------------------------------------------------------------------------
     @property
@@ -113,8 +114,14 @@ class Run:
         that merged part). A part deleted between listing and reading means a compaction finished: the
         directory is listed again, and the new listing holds the merged part.
         """
+        if not self._confined(self._store.join(relpath)):
+            return None
         for _ in range(_LIST_ATTEMPTS):
-            paths = self._store.part_files(relpath)
+            paths = [
+                p
+                for p in self._store.part_files(relpath)
+                if not (self._real_root and os.path.islink(p)) or self._confined(p)
+            ]
             parts = [(path, self._load_part(path, expected)) for path in paths]
             if all(part is not None for _, part in parts):
                 break
@@ -134,6 +141,16 @@ class Run:
         if not tables:
             return None
         return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+
+    def _confined(self, path: str) -> bool:
+        """Whether a local ``path`` resolves inside the run directory; a link out of it is noted, not read."""
+        if not self._real_root:
+            return True
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self._real_root]) == self._real_root:
+            return True
+        self._note(f"skipped {path}: it links outside the run directory")
+        return False
 
     def _load_part(
         self, path: str, expected: pa.Schema | None
@@ -170,7 +187,7 @@ class Run:
         try:
             # Unknown extra columns are dropped; known ones are cast to the declared types.
             return table.select(expected.names).cast(expected), replaces
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             self._note(f"skipped part {path}: columns do not match the schema ({exc})")
             return None, replaces
 
@@ -256,7 +273,10 @@ class Run:
             step = steps[-1]
         elif step not in steps:
             raise KeyError(f"run {self.name!r} has no embedding snapshot at step {step}; it has {steps}")
-        return self._read_parts(snapshot_dir(step), None)
+        dim = self.meta.get("dim")
+        # The run's dim makes a part of another dim a skipped, reported part, not a ragged snapshot.
+        expected = schema.embeddings_schema(dim) if isinstance(dim, int) and dim > 0 else None
+        return self._read_parts(snapshot_dir(step), expected)
 
     def embeddings(self, step: int | None = None) -> pd.DataFrame:
         """One snapshot (latest when ``step`` is None): ``step, sample_id, modality, label, vector``."""
@@ -292,6 +312,24 @@ class Run:
                 continue
             h.update(f"{path}|{size}|{mtime}\n".encode())
         return h.hexdigest()
+
+    def last_write_time(self) -> float | None:
+        """Modification time (epoch seconds) of the newest part file of the tables; None without parts.
+
+        Part names start with the writer's sequence number, so the last name of each table directory is
+        its newest part: one stat per table rather than one per part (a request each on object stores).
+        """
+        newest: float | None = None
+        for table in schema.SCHEMAS:
+            parts = self._store.part_files(table)
+            if not parts:
+                continue
+            try:
+                mtime = self._store.signature(parts[-1])[1]
+            except FileNotFoundError:  # compacted away between listing and stat
+                continue
+            newest = mtime if newest is None else max(newest, mtime)
+        return newest
 
     def last_step(self) -> int | None:
         """The largest step in any table (None for an empty run)."""
@@ -368,6 +406,8 @@ def list_runs(
             uri = f"{store.uri.rstrip('/')}/{name}"
         child_store = RunStore(uri, storage_options)
         if not child_store.exists(schema.META_FILE):
+            if problems is not None and any(child_store.exists(t) for t in schema.TABLES):
+                problems.append(f"skipped {uri}: it holds run tables but no meta.json")
             continue
         candidates.append(uri)
     for uri in candidates:
