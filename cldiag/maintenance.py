@@ -164,8 +164,14 @@ def _compact_dir(store: RunStore, relpath: str, expected: pa.Schema | None, prob
     """Merge the parts of one directory; returns the number of rows written into the merged part."""
     tables: dict[str, pa.Table] = {}
     hidden: set[str] = set()
+    if _links_out(store, store.join(relpath)):
+        problems.append(f"left {store.join(relpath)} alone: it links outside the run directory")
+        return 0
     paths = {posixpath.basename(p): p for p in store.part_files(relpath)}
     for name, path in paths.items():
+        if store.is_local and os.path.islink(path):  # never copy linked data into the run, nor delete it
+            problems.append(f"left linked part {path} in place")
+            continue
         try:
             table = store.read_table(path)
         except FileNotFoundError:
@@ -202,6 +208,13 @@ def _compact_dir(store: RunStore, relpath: str, expected: pa.Schema | None, prob
     for name in names:
         _remove(store, paths[name])
     return merged.num_rows
+
+
+def _links_out(store: RunStore, path: str) -> bool:
+    if not store.is_local:
+        return False
+    root = os.path.realpath(store.root)
+    return os.path.commonpath([os.path.realpath(path), root]) != root
 
 
 def _types(s: pa.Schema) -> str:
