@@ -191,3 +191,19 @@ def test_one_compaction_at_a_time(tmp_path):
 def test_not_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no meta\.json"):
         compact_run(tmp_path)
+
+
+def test_linked_parts_and_tables_are_left_alone(tmp_path):
+    path, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    make_run(path, steps=3, snapshot_every=0)
+    make_run(elsewhere, steps=3, snapshot_every=0)
+    outside_part = next((elsewhere / "scalars").iterdir())
+    link = path / "scalars" / "part-000000905-link.parquet"
+    link.symlink_to(outside_part)
+    os.rename(path / "spectra", tmp_path / "moved")
+    (path / "spectra").symlink_to(elsewhere / "spectra", target_is_directory=True)
+    before = part_counts(elsewhere)
+    result = compact_run(path)
+    assert link.is_symlink() and outside_part.exists() and part_counts(elsewhere) == before
+    assert any("linked part" in p for p in result.problems) and any("spectra" in p for p in result.problems)
+    assert part_counts(path)["scalars"] == 2  # the merged part and the link, which the reader skips
