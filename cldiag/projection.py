@@ -39,10 +39,12 @@ __all__ = [
     "ProjectionJobs",
     "cache_dir_for",
     "compute_projection",
+    "find_cached",
     "pca_2d",
     "project",
     "projection_key",
     "stratified_indices",
+    "to_points",
 ]
 
 Method = Literal["pca", "umap", "tsne"]
@@ -273,7 +275,7 @@ def cache_dir_for(run_path: str | os.PathLike[str]) -> Path:
 def projection_key(
     *,
     run_path: str,
-    step: int | None,
+    step: int | Sequence[int] | None,
     method: str,
     params: Mapping[str, Any],
     cap: int,
@@ -287,9 +289,10 @@ def projection_key(
     digest.update(np.ascontiguousarray(x).tobytes())
     if strata is not None:
         digest.update("\x1f".join(map(str, strata)).encode())
+    steps = [] if step is None else [int(s) for s in step] if isinstance(step, Sequence) else [int(step)]
     spec = {
         "run": str(run_path),
-        "step": None if step is None else int(step),
+        "steps": steps,
         "method": method,
         "params": {k: params[k] for k in sorted(params)},
         "cap": int(cap),
@@ -368,6 +371,28 @@ class ProjectionCache:
             old.unlink(missing_ok=True)
 
 
+def find_cached(
+    x: np.ndarray,
+    *,
+    method: Method,
+    params: Mapping[str, Any] | None = None,
+    cap: int = 5000,
+    strata: Sequence[Hashable] | np.ndarray | None = None,
+    seed: int = 0,
+    run_path: str = "",
+    step: int | Sequence[int] | None = None,
+    cache: ProjectionCache,
+) -> tuple[str, Projection | None]:
+    """The cache key of a projection and the cached result, if any (arguments: :func:`compute_projection`)."""
+    _check_matrix(x)
+    full = {**DEFAULT_PARAMS.get(method, {}), **(params or {})}
+    key = projection_key(
+        run_path=run_path, step=step, method=method, params=full, cap=cap, seed=seed, x=x, strata=strata
+    )
+    hit = cache.load(key)
+    return key, None if hit is None else Projection(hit[0], hit[1], method, hit[2], from_cache=True)
+
+
 def compute_projection(
     x: np.ndarray,
     *,
@@ -377,7 +402,7 @@ def compute_projection(
     strata: Sequence[Hashable] | np.ndarray | None = None,
     seed: int = 0,
     run_path: str = "",
-    step: int | None = None,
+    step: int | Sequence[int] | None = None,
     cache: ProjectionCache | None = None,
 ) -> Projection:
     """Cap the rows (stratified), project them, and read/write the disk cache.
@@ -390,7 +415,7 @@ def compute_projection(
         strata: one stratum per row for the cap (labels, or modality + label).
         seed: seed of the sampling and the projection.
         run_path: the run's location (part of the cache key).
-        step: the snapshot step (part of the cache key).
+        step: the snapshot step(s) (part of the cache key).
         cache: where to look up and store the result; None computes without caching.
 
     Returns:
@@ -401,20 +426,46 @@ def compute_projection(
     full = {**DEFAULT_PARAMS.get(method, {}), **(params or {})}
     key = None
     if cache is not None:
-        key = projection_key(
-            run_path=run_path, step=step, method=method, params=full, cap=cap, seed=seed, x=x, strata=strata
+        key, hit = find_cached(
+            x,
+            method=method,
+            params=full,
+            cap=cap,
+            strata=strata,
+            seed=seed,
+            run_path=run_path,
+            step=step,
+            cache=cache,
         )
-        hit = cache.load(key)
         if hit is not None:
-            return Projection(hit[0], hit[1], method, hit[2], from_cache=True)
+            return hit
     # Rows with NaN/Inf have no place on the sphere: they are left out of every projection.
     finite = np.flatnonzero(np.isfinite(x).all(axis=1))
-    kept_strata = None if strata is None else np.asarray(strata, dtype=object)[finite]
+    kept_strata = None
+    if strata is not None:
+        as_objects = np.empty(len(strata), dtype=object)  # 1-D even when each stratum is a tuple
+        as_objects[:] = list(strata)
+        kept_strata = as_objects[finite]
     indices = finite[stratified_indices(finite.size, cap, kept_strata, seed)]
     coords, explained = project(x[indices], method, full, seed=seed)
     if cache is not None and key is not None:
         cache.save(key, coords, indices, explained)
     return Projection(coords, indices, method, explained, from_cache=False)
+
+
+def to_points(projection: Projection, info: pd.DataFrame) -> pd.DataFrame:
+    """The projected rows as a frame: ``x, y`` beside the snapshot's other columns (``step, sample_id …``).
+
+    Args:
+        projection: the result of :func:`compute_projection` on the snapshot's matrix.
+        info: the snapshot's info frame (one row per matrix row, as from ``Run.embedding_matrix``).
+    """
+    if projection.indices.size and int(projection.indices.max()) >= len(info):
+        raise ValueError(
+            f"projection rows go up to {int(projection.indices.max())}; the info frame has {len(info)} rows",
+        )
+    points = info.iloc[projection.indices].reset_index(drop=True)
+    return points.assign(x=projection.coords[:, 0], y=projection.coords[:, 1])
 
 
 # -- background jobs -------------------------------------------------------------------------------------

@@ -1,0 +1,51 @@
+"""cldiag dashboard: ``streamlit run app.py [-- RUN_ROOT]`` (or ``cldiag serve RUN_ROOT``).
+
+The router: the sidebar (run root, run picker, step range) is drawn here for every page, then the chosen
+page runs. The run root defaults to ``sample_runs/`` next to this file; ``$CLDIAG_RUN_ROOT`` or a command-line
+argument after ``--`` overrides it. The Lab and Concepts pages join the menu when their files exist.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from cldiag import ui
+
+HERE = Path(__file__).resolve().parent
+
+st.set_page_config(page_title="cldiag", page_icon=":material/troubleshoot:", layout="wide")
+
+RUN_PAGES = [
+    ("1_overview.py", "Overview", ":material/dashboard:"),
+    ("2_scores.py", "Scores", ":material/stacked_bar_chart:"),
+    ("3_geometry.py", "Geometry", ":material/scatter_plot:"),
+    ("4_temperature.py", "Temperature", ":material/thermostat:"),
+    ("5_modality_gap.py", "Modality gap", ":material/compare_arrows:"),
+    ("6_spectrum.py", "Spectrum", ":material/equalizer:"),
+    ("7_embeddings.py", "Embeddings", ":material/bubble_chart:"),
+    ("8_compare.py", "Compare", ":material/difference:"),
+]
+LEARN_PAGES = [
+    ("lab.py", "Lab", ":material/science:"),
+    ("concepts.py", "Concepts", ":material/school:"),
+]
+
+sections = {
+    "Runs": [
+        st.Page(f"pages/{file}", title=title, icon=icon, default=i == 0)
+        for i, (file, title, icon) in enumerate(RUN_PAGES)
+    ],
+}
+learn = [st.Page(f"pages/{f}", title=t, icon=i) for f, t, i in LEARN_PAGES if (HERE / "pages" / f).is_file()]
+if learn:
+    sections["Learn"] = learn
+
+page = st.navigation(sections)
+# Only `streamlit run app.py -- ROOT` passes arguments to this script; elsewhere (tests, embedding) argv
+# belongs to another program.
+args = sys.argv[1:] if Path(sys.argv[0]).name == Path(__file__).name else []
+ui.sidebar(HERE / "sample_runs", args)
+page.run()

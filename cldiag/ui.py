@@ -1,0 +1,712 @@
+"""Streamlit glue for the dashboard: the run root, the run picker, cached loaders and shared widgets.
+
+This is the only module of the package that imports Streamlit. Pages stay short: they take the sidebar's
+:class:`Selection`, load tables through a :class:`RunView` (cached, keyed on the run's version token, so a
+live run's new part files invalidate exactly its own entries), build figures with :mod:`cldiag.figures`
+and show them with :func:`chart`.
+
+Caches are ``st.cache_resource`` (shared, bounded by ``max_entries`` and ``ttl``): they hand out the same
+DataFrame to every session without pickling or copying, so callers must treat returned frames as
+read-only. The dashboard only opens runs under its configured root: the picker lists that root, and a
+typed path or a ``?run=`` query parameter is accepted only if it stays inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from cldiag import health, schema
+from cldiag.projection import ProjectionJobs
+from cldiag.reader import Run, downsample, list_runs, read_run
+
+__all__ = [
+    "MAX_POINTS",
+    "PLOTLY_CONFIG",
+    "RunView",
+    "Selection",
+    "Series",
+    "cached_figure",
+    "chart",
+    "guarded",
+    "health_banner",
+    "page_intro",
+    "projection_jobs",
+    "resolve_root",
+    "resolve_under_root",
+    "run_multi_page",
+    "run_page",
+    "runs_series",
+    "selection",
+    "sidebar",
+    "step_picker",
+    "view_of",
+]
+
+logger = logging.getLogger("cldiag.ui")
+
+ENV_ROOT = "CLDIAG_RUN_ROOT"
+MAX_POINTS = 2000
+"""Points per plotted series; longer series are min/max-downsampled (the CSV keeps every point)."""
+REFRESH_SECS = 5.0
+"""How often pages of a run that is still being written redraw."""
+STALE_SECS = 300.0
+"""A running run whose heartbeat is older than this is shown as stale, and not refreshed."""
+PLOTLY_CONFIG: dict[str, Any] = {
+    "displaylogo": False,
+    "displayModeBar": True,
+    "toImageButtonOptions": {"format": "png", "scale": 2},
+}
+_SELECTION_KEY = "_cldiag_selection"
+_RANGE_KEY = "_cldiag_step_range"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run root and paths inside it
+def resolve_root(args: Sequence[str], default: str | os.PathLike[str]) -> str:
+    """The run root: the first argument after ``--``, else ``$CLDIAG_RUN_ROOT``, else ``default``.
+
+    Args:
+        args: the script's arguments (``sys.argv[1:]``; ``streamlit run app.py -- RUNS`` passes ``RUNS``).
+        default: the bundled ``sample_runs/`` next to ``app.py``.
+    """
+    positional = [a for a in args if a and not a.startswith("-")]
+    if positional:
+        return positional[0]
+    return os.environ.get(ENV_ROOT) or os.fspath(default)
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def resolve_under_root(root: str, relative: str) -> str:
+    """The location of ``relative`` inside ``root``; refuses anything that would leave the root.
+
+    Args:
+        root: the configured run root (local path or fsspec URI).
+        relative: a path typed by the user, relative to the root (``group/run-3``).
+
+    Returns:
+        The joined path or URI.
+
+    Raises:
+        ValueError: ``relative`` is empty, absolute, a URI, contains ``..``, or (locally) resolves outside
+            the root through a symbolic link.
+    """
+    text = relative.strip().replace("\\", "/")
+    if not text:
+        raise ValueError("the path is empty")
+    if "://" in text or text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text):
+        raise ValueError(f"{relative!r} must be a path relative to the run root, not an absolute path or URI")
+    parts = [p for p in PurePosixPath(text).parts if p != "."]
+    if ".." in parts:
+        raise ValueError(f"{relative!r} may not leave the run root ('..')")
+    if not parts:
+        raise ValueError("the path names the run root itself")
+    if _is_remote(root):
+        return posixpath.join(root.rstrip("/"), *parts)
+    local_root = root[len("file://") :] if root.startswith("file://") else root
+    real_root = os.path.realpath(local_root)
+    candidate = os.path.realpath(os.path.join(local_root, *parts))
+    if os.path.commonpath([candidate, real_root]) != real_root:
+        raise ValueError(f"{relative!r} resolves outside the run root (a symbolic link?)")
+    return candidate
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cached loaders. Arguments starting with "_" are not hashed; the path and version token are the key.
+@st.cache_resource(ttl=5, max_entries=8, show_spinner=False)
+def _discover(root: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    problems: list[str] = []
+    try:
+        runs = list_runs(root, problems=problems)
+    except (OSError, ValueError, RuntimeError) as exc:
+        return (), (f"cannot list {root}: {type(exc).__name__}: {exc}",)
+    return tuple((r.name, r.path) for r in runs), tuple(problems)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _open_run(path: str) -> Run:
+    # One Run object per path, so the reader's per-part cache makes live polling read only new parts.
+    return read_run(path)
+
+
+@st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
+def _scalars_by_metric(path: str, token: str, _run: Run) -> dict[str, pd.DataFrame]:
+    df = _run.scalars()
+    return {str(m): g.reset_index(drop=True) for m, g in df.groupby("metric", sort=True)}
+
+
+@st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
+def _table(path: str, token: str, table: str, _run: Run) -> pd.DataFrame:
+    return getattr(_run, table)()
+
+
+@st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
+def _steps_of(path: str, token: str, table: str, _run: Run) -> tuple[int, ...]:
+    df = _table(path, token, table, _run)
+    return tuple(int(s) for s in np.unique(df["step"].to_numpy(np.int64)))
+
+
+@st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
+def _at_step(path: str, token: str, table: str, step: int, _run: Run) -> pd.DataFrame:
+    df = _table(path, token, table, _run)
+    steps = df["step"].to_numpy(np.int64)
+    # Tables come sorted by step, so one step is a contiguous slice.
+    lo, hi = np.searchsorted(steps, [step, step + 1])
+    return df.iloc[lo:hi].reset_index(drop=True)
+
+
+@st.cache_resource(max_entries=64, ttl=3600, show_spinner=False)
+def _series(
+    path: str,
+    token: str,
+    metrics: tuple[str, ...],
+    step_min: int | None,
+    step_max: int | None,
+    max_points: int,
+    _run: Run,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    by_metric = _scalars_by_metric(path, token, _run)
+    parts = []
+    for metric in metrics:
+        df = by_metric.get(metric)
+        if df is None:
+            continue
+        steps = df["step"].to_numpy(np.int64)
+        lo = 0 if step_min is None else int(np.searchsorted(steps, step_min, side="left"))
+        hi = len(df) if step_max is None else int(np.searchsorted(steps, step_max, side="right"))
+        parts.append(df.iloc[lo:hi])
+    full = pd.concat(parts, ignore_index=True) if parts else _run.scalars(metrics=[]).iloc[0:0]
+    return full, downsample(full, max_points=max_points, by=("metric",))
+
+
+@st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
+def _snapshot_steps(path: str, token: str, _run: Run) -> tuple[int, ...]:
+    return tuple(_run.snapshot_steps())
+
+
+@st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
+def _embedding_matrix(path: str, token: str, step: int, _run: Run) -> tuple[np.ndarray, pd.DataFrame]:
+    return _run.embedding_matrix(step)
+
+
+@st.cache_resource(max_entries=32, ttl=3600, show_spinner=False)
+def _verdicts(path: str, token: str, _run: Run) -> tuple[health.Verdict, ...]:
+    return tuple(health.evaluate(_run))
+
+
+@st.cache_resource(max_entries=128, ttl=3600, show_spinner=False)
+def _figure(key: tuple[Hashable, ...], _build: Callable[[], go.Figure]) -> go.Figure:
+    return _build()
+
+
+def cached_figure(key: tuple[Hashable, ...], build: Callable[[], go.Figure]) -> go.Figure:
+    """``build()`` once per ``key`` (which must name every input: run versions, step range, options).
+
+    The figure is shared between sessions: do not modify it after it is returned.
+    """
+    return _figure(key, build)
+
+
+@st.cache_resource(show_spinner=False)
+def projection_jobs() -> ProjectionJobs:
+    """The process-wide background runner of slow projections (one job at a time)."""
+    return ProjectionJobs(workers=1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A run as pages see it
+@dataclass(frozen=True)
+class Series:
+    """Scalar series ready to plot.
+
+    Attributes:
+        plot: the downsampled frame to draw (≤ ``MAX_POINTS`` rows per metric).
+        full: every logged point in the step range (for CSV download).
+    """
+
+    plot: pd.DataFrame
+    full: pd.DataFrame
+
+    @property
+    def downsampled(self) -> bool:
+        """Whether any series lost points for plotting."""
+        return len(self.plot) < len(self.full)
+
+    @property
+    def note(self) -> str | None:
+        """A caption saying how the series were reduced, or None when nothing was."""
+        if not self.downsampled:
+            return None
+        return (
+            f"Drawn: {len(self.plot):,} of {len(self.full):,} points (min/max per bucket kept, so spikes "
+            "stay visible); the CSV has every point."
+        )
+
+
+@dataclass
+class RunView:
+    """One run at one version: cached table access for pages.
+
+    Args:
+        run: the run.
+        token: its :meth:`Run.version_token` when the view was made (the cache key).
+        step_range: ``(first, last)`` step to show; ``last`` None follows the newest step.
+    """
+
+    run: Run
+    token: str
+    step_range: tuple[int, int | None] = (0, None)
+
+    @property
+    def name(self) -> str:
+        """The run's display name."""
+        return self.run.name
+
+    @property
+    def path(self) -> str:
+        """The run's location."""
+        return self.run.path
+
+    @property
+    def dim(self) -> int | None:
+        """Embedding dimension from meta.json."""
+        dim = self.run.meta.get("dim")
+        return int(dim) if isinstance(dim, int) else None
+
+    @property
+    def live(self) -> bool:
+        """Status ``running`` with a recent heartbeat: the pages refresh on a timer."""
+        return self.run.status == schema.STATUS_RUNNING and not self.run.is_stale(STALE_SECS)
+
+    @property
+    def status_text(self) -> str:
+        """Status for people: ``running``, ``stale (no heartbeat for …)``, ``finished``, ``failed``."""
+        if self.run.status == schema.STATUS_RUNNING and self.run.is_stale(STALE_SECS):
+            return f"stale (running, but no heartbeat for over {STALE_SECS / 60:.0f} min)"
+        return self.run.status
+
+    def in_range(self, steps: Sequence[int]) -> list[int]:
+        """The given steps that fall inside the selected step range."""
+        lo, hi = self.step_range
+        return [s for s in steps if s >= lo and (hi is None or s <= hi)]
+
+    def metrics(self) -> list[str]:
+        """Scalar metric names of the run."""
+        return list(_scalars_by_metric(self.path, self.token, self.run))
+
+    def series(self, metrics: Sequence[str], *, max_points: int = MAX_POINTS) -> Series:
+        """The given metrics in the selected step range (absent metrics are left out)."""
+        full, plot = _series(self.path, self.token, tuple(metrics), *self.step_range, max_points, self.run)
+        return Series(plot=plot, full=full)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A whole table (``histograms``, ``spectra``, ``temperature``), filtered to the step range."""
+        df = _table(self.path, self.token, name, self.run)
+        lo, hi = self.step_range
+        if lo <= 0 and hi is None:
+            return df
+        steps = df["step"].to_numpy(np.int64)
+        a = int(np.searchsorted(steps, lo, side="left"))
+        b = len(df) if hi is None else int(np.searchsorted(steps, hi, side="right"))
+        return df.iloc[a:b]
+
+    def steps(self, name: str) -> list[int]:
+        """Logged steps of a table inside the step range."""
+        return self.in_range(_steps_of(self.path, self.token, name, self.run))
+
+    def at_step(self, name: str, step: int) -> pd.DataFrame:
+        """The rows of one step of a table."""
+        return _at_step(self.path, self.token, name, int(step), self.run)
+
+    def snapshot_steps(self) -> list[int]:
+        """Steps with an embedding snapshot inside the step range."""
+        return self.in_range(_snapshot_steps(self.path, self.token, self.run))
+
+    def embedding_matrix(self, step: int) -> tuple[np.ndarray, pd.DataFrame]:
+        """One snapshot as (N×d float32, info frame); treat both as read-only."""
+        return _embedding_matrix(self.path, self.token, int(step), self.run)
+
+    def verdicts(self) -> tuple[health.Verdict, ...]:
+        """Health verdicts of the run (cached per version)."""
+        return _verdicts(self.path, self.token, self.run)
+
+    def figure(self, name: str, build: Callable[[], go.Figure], *params: Hashable) -> go.Figure:
+        """A figure of this run built once per (version, step range, ``name``, ``params``); read-only."""
+        return cached_figure((self.path, self.token, self.step_range, name, params), build)
+
+    def value_at(self, metric: str, step: int) -> float | None:
+        """The metric's last logged value at or before ``step`` (None if never logged by then)."""
+        df = _scalars_by_metric(self.path, self.token, self.run).get(metric)
+        if df is None:
+            return None
+        i = int(np.searchsorted(df["step"].to_numpy(np.int64), step, side="right")) - 1
+        return float(df["value"].iloc[i]) if i >= 0 else None
+
+
+def _view(run: Run, step_range: tuple[int, int | None]) -> RunView:
+    try:
+        run.refresh()  # status, heartbeat and last step change while a run is written
+    except (OSError, ValueError) as exc:
+        st.warning(f"Run `{run.name}`: meta.json could not be re-read ({exc}); showing what was read before.")
+    return RunView(run=run, token=run.version_token(), step_range=step_range)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sidebar: root, run picker, step range
+@dataclass
+class Selection:
+    """What the sidebar chose.
+
+    Attributes:
+        root: the configured run root.
+        runs: (name, path) of every run under the root.
+        focus: path of the run most pages show (None when there is none).
+        compare: paths of the runs shown together on Overview, Geometry and Compare (focus first).
+        step_range: ``(first, last)``; ``last`` None follows the newest step.
+        problems: messages about runs that could not be listed or opened.
+    """
+
+    root: str
+    runs: list[tuple[str, str]]
+    focus: str | None
+    compare: list[str]
+    step_range: tuple[int, int | None]
+    problems: list[str] = field(default_factory=list)
+
+    def label(self, path: str) -> str:
+        """The display name of a run path (the directory name is added when names collide)."""
+        names = dict((p, n) for n, p in self.runs)
+        name = names.get(path, posixpath.basename(path.rstrip("/")))
+        if sum(n == name for n, _ in self.runs) > 1:
+            return f"{name} ({posixpath.basename(path.rstrip('/'))})"
+        return name
+
+
+def _query_focus(runs: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """The run named by ``?run=`` (matched against names, never used as a path) and a warning if unknown."""
+    wanted = st.query_params.get("run")
+    if not wanted:
+        return None, None
+    for name, path in runs:
+        if wanted in (name, posixpath.basename(path.rstrip("/"))):
+            return path, None
+    return None, f"The link asks for run {wanted!r}, which is not under the run root; showing another run."
+
+
+def _step_range(paths: Sequence[str]) -> tuple[int, int | None]:
+    last_steps = []
+    for path in paths:
+        try:
+            step = _open_run(path).meta.get("last_step")
+        except (OSError, ValueError):
+            continue
+        if isinstance(step, int):
+            last_steps.append(step)
+    if not last_steps or max(last_steps) <= 0:
+        return (0, None)
+    top = max(last_steps)
+    prev = st.session_state.get(_RANGE_KEY)
+    lo, hi = 0, top
+    if prev is not None:
+        p_lo, p_hi, p_top = prev
+        lo = min(p_lo, top)
+        # A range that ended at the newest step keeps following it as the run grows.
+        hi = top if p_hi >= p_top else min(max(p_hi, lo), top)
+    chosen = st.sidebar.slider("Steps", 0, top, (lo, hi), key=f"_cldiag_steps_{top}")
+    st.session_state[_RANGE_KEY] = (chosen[0], chosen[1], top)
+    return (chosen[0], None if chosen[1] >= top else chosen[1])
+
+
+def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> Selection:
+    """Draw the sidebar (root, run picker, comparison runs, step range) and remember the selection.
+
+    Args:
+        default_root: the run root when neither a command-line argument nor ``$CLDIAG_RUN_ROOT`` is given.
+        args: the script's command-line arguments.
+
+    Returns:
+        The :class:`Selection`, also stored for :func:`selection` in the pages.
+    """
+    root = resolve_root(args, default_root)
+    st.sidebar.caption(f"Run root: `{root}`")
+    runs_t, problems_t = _discover(root)
+    runs, problems = list(runs_t), list(problems_t)
+    paths = [p for _, p in runs]
+    sel = Selection(root=root, runs=runs, focus=None, compare=[], step_range=(0, None), problems=problems)
+
+    with st.sidebar.expander("Open a run in a subfolder"):
+        typed = st.text_input("Path relative to the run root", key="_cldiag_typed", placeholder="group/run-3")
+    extra = None
+    if typed:
+        try:
+            extra = resolve_under_root(root, typed)
+            _open_run(extra)
+        except ValueError as exc:
+            st.sidebar.warning(f"Not opened: {exc}. Only runs under `{root}` can be opened.")
+            extra = None
+        except OSError as exc:
+            st.sidebar.warning(f"Not opened: {typed!r} is not a cldiag run ({exc}).")
+            extra = None
+    if extra is not None and extra not in paths:
+        runs.append((_open_run(extra).name, extra))
+        paths.append(extra)
+
+    if not paths:
+        st.session_state[_SELECTION_KEY] = sel
+        return sel
+
+    wanted, warning = _query_focus(runs)
+    if warning:
+        st.sidebar.warning(warning)
+    if extra is not None and st.session_state.get("_cldiag_opened") != extra:
+        # A newly typed path becomes the focus once; the picker decides afterwards.
+        st.session_state["_cldiag_run"] = st.session_state["_cldiag_opened"] = extra
+    elif wanted is not None and "_cldiag_run" not in st.session_state:
+        st.session_state["_cldiag_run"] = wanted
+    if st.session_state.get("_cldiag_run") not in paths:
+        st.session_state["_cldiag_run"] = paths[0]
+    focus = st.sidebar.selectbox("Run", paths, format_func=sel.label, key="_cldiag_run")
+    if focus != extra:
+        st.query_params["run"] = posixpath.basename(focus.rstrip("/"))
+    others = [p for p in paths if p != focus]
+    compare = st.sidebar.multiselect(
+        "Compare with",
+        others,
+        default=others[: min(3, len(others))],
+        format_func=sel.label,
+        key="_cldiag_compare",
+        help="Overlaid on Overview, Geometry and Compare.",
+    )
+    sel.focus = focus
+    sel.compare = [focus, *compare]
+    sel.step_range = _step_range(sel.compare)
+    st.session_state[_SELECTION_KEY] = sel
+    return sel
+
+
+def selection() -> Selection:
+    """The selection made by the sidebar in this session (drawing the sidebar if the page runs alone)."""
+    sel = st.session_state.get(_SELECTION_KEY)
+    if not isinstance(sel, Selection):
+        st.info("Open the dashboard through its entry point: `streamlit run app.py` or `cldiag serve`.")
+        st.stop()
+    return sel
+
+
+def _open_or_warn(path: str) -> Run | None:
+    try:
+        return _open_run(path)
+    except (OSError, ValueError) as exc:
+        st.warning(f"Cannot open run `{path}`: {exc}")
+        return None
+
+
+def view_of(path: str, step_range: tuple[int, int | None] = (0, None)) -> RunView | None:
+    """A fresh view of any run under the root (None, with a warning on the page, if it cannot be opened)."""
+    run = _open_or_warn(path)
+    return None if run is None else _view(run, step_range)
+
+
+def runs_series(views: Sequence[RunView], metrics: Sequence[str], label: Callable[[str], str]) -> Series:
+    """The metrics of several runs in one frame with a ``run`` column (``label(path)`` names each run)."""
+    plots, fulls = [], []
+    for view in views:
+        series = view.series(metrics)
+        name = label(view.path)
+        plots.append(series.plot.assign(run=name))
+        fulls.append(series.full.assign(run=name))
+    return Series(plot=pd.concat(plots, ignore_index=True), full=pd.concat(fulls, ignore_index=True))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared widgets
+def page_intro(title: str, view: RunView | None, text: str) -> None:
+    """Page title, one line on what the page is for, and the run's status."""
+    st.title(title)
+    st.caption(text)
+    if view is not None:
+        last = view.run.meta.get("last_step")
+        bits = [
+            f"**{view.name}**",
+            view.status_text,
+            f"last step {last}" if last is not None else "no steps yet",
+        ]
+        if view.live:
+            bits.append(f"live: redraws every {REFRESH_SECS:g} s")
+        st.markdown(" · ".join(bits))
+
+
+def health_banner(view: RunView) -> None:
+    """A one-line summary of the run's health verdicts (details on the Overview page)."""
+    try:
+        verdicts = view.verdicts()
+    except Exception as exc:  # a failing rule must not take the page down with it
+        logger.exception("health rules failed on %s", view.path)
+        st.caption(f"Health checks could not run on this run: {type(exc).__name__}: {exc}")
+        return
+    alarms = [v.rule.replace("_", " ") for v in verdicts if v.level == "alarm"]
+    warns = [v.rule.replace("_", " ") for v in verdicts if v.level == "warn"]
+    if alarms:
+        st.error(
+            f"Health: alarm — {', '.join(alarms)}"
+            + (f"; warning — {', '.join(warns)}" if warns else "")
+            + ". Details on the Overview page."
+        )
+    elif warns:
+        st.warning(f"Health: warning — {', '.join(warns)}. Details on the Overview page.")
+    elif verdicts:
+        st.caption(f"Health: all {len(verdicts)} applicable checks ok.")
+
+
+def step_picker(steps: Sequence[int], label: str, key: str) -> int:
+    """Choose one of the logged steps (default: the newest); a single step needs no widget."""
+    if not steps:
+        raise ValueError("step_picker needs at least one step")
+    if len(steps) == 1:
+        st.caption(f"{label}: {steps[0]} (the only one logged in the selected range)")
+        return int(steps[0])
+    return int(st.select_slider(label, options=list(steps), value=steps[-1], key=key))
+
+
+def chart(
+    fig: go.Figure,
+    data: pd.DataFrame | Callable[[], pd.DataFrame],
+    *,
+    key: str,
+    caption: tuple[str, str],
+    file_name: str,
+    note: str | None = None,
+) -> None:
+    """Show a figure with its "how to read this" caption and a CSV download of its data.
+
+    Args:
+        fig: the plotly figure (the modebar offers PNG export).
+        data: the data behind the chart, or a function producing it (called only on download).
+        key: unique widget key on the page.
+        caption: how to read the chart, in two lines (what it shows; what healthy looks like, with the paper).
+        file_name: CSV file name (without extension).
+        note: an extra caption (e.g. that the series were downsampled).
+    """
+    st.plotly_chart(fig, key=f"chart_{key}", config=PLOTLY_CONFIG)
+    st.caption("  \n".join(caption))
+    if note:
+        st.caption(note)
+
+    def csv() -> bytes:
+        frame = data() if callable(data) else data
+        return frame.to_csv(index=False).encode("utf-8")
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", file_name)
+    st.download_button(
+        "Download CSV",
+        data=csv,
+        file_name=f"{safe}.csv",
+        mime="text/csv",
+        key=f"csv_{key}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+
+
+def guarded(render: Callable[[], None], what: str) -> None:
+    """Run a page body; an unexpected error becomes a short message on the page, not a traceback."""
+    try:
+        render()
+    except (ValueError, KeyError, OSError) as exc:
+        logger.exception("page %s failed", what)
+        st.error(f"Could not draw {what}: {type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Page frames
+def _no_runs(sel: Selection, title: str) -> None:
+    st.title(title)
+    st.info(
+        f"No runs under `{sel.root}` yet. Log one with `cldiag.Monitor(...)` (see the README), "
+        "regenerate the samples with `cldiag demo`, or start the dashboard on another folder: "
+        "`cldiag serve RUNS_DIR`.",
+    )
+
+
+def _run_problems(view: RunView) -> None:
+    if view.run.problems:
+        st.warning(
+            f"Run `{view.name}`: some part files could not be read and were skipped:\n\n"
+            + "\n".join(f"- {p}" for p in view.run.problems[:10]),
+        )
+
+
+def _is_live(run: Run) -> bool:
+    return run.status == schema.STATUS_RUNNING and not run.is_stale(STALE_SECS)
+
+
+def _frame(body: Callable[[], None], runs: Sequence[Run]) -> None:
+    # A live run redraws the page body on a timer; the sidebar stays as it is (the step range follows the
+    # newest step by itself).
+    if any(_is_live(r) for r in runs):
+        st.fragment(run_every=REFRESH_SECS)(body)()
+    else:
+        body()
+
+
+def run_page(title: str, intro: str, render: Callable[[RunView], None], *, banner: bool = True) -> None:
+    """Draw a page about the focused run: title, status, health banner, then ``render(view)``.
+
+    Stops with a message when there is no run; redraws every :data:`REFRESH_SECS` while the run is live;
+    an error inside ``render`` becomes a message instead of a traceback (see :func:`guarded`).
+    """
+    sel = selection()
+    if sel.problems:
+        st.warning("Some runs were skipped:\n\n" + "\n".join(f"- {p}" for p in sel.problems))
+    if sel.focus is None:
+        _no_runs(sel, title)
+        return
+    run = _open_or_warn(sel.focus)
+    if run is None:
+        return
+
+    def body() -> None:
+        view = _view(run, sel.step_range)
+        page_intro(title, view, intro)
+        _run_problems(view)
+        if banner:
+            health_banner(view)
+        guarded(lambda: render(view), title)
+
+    _frame(body, [run])
+
+
+def run_multi_page(title: str, intro: str, render: Callable[[Selection, list[RunView]], None]) -> None:
+    """Draw a page about the focused run and the comparison runs: ``render(selection, views)``."""
+    sel = selection()
+    if sel.problems:
+        st.warning("Some runs were skipped:\n\n" + "\n".join(f"- {p}" for p in sel.problems))
+    if sel.focus is None:
+        _no_runs(sel, title)
+        return
+    runs = [r for r in (_open_or_warn(p) for p in sel.compare) if r is not None]
+    if not runs:
+        return
+
+    def body() -> None:
+        views = [_view(r, sel.step_range) for r in runs]
+        page_intro(title, views[0], intro)
+        for view in views:
+            _run_problems(view)
+        guarded(lambda: render(sel, views), title)
+
+    _frame(body, runs)
