@@ -91,7 +91,6 @@ UNIFORMITY_GAIN: Final[float] = 0.05
 HEARTBEAT_WARN_S: Final[float] = 300.0
 HEARTBEAT_ALARM_S: Final[float] = 1800.0
 QUIET_WARN_S: Final[float] = 900.0
-LOSS_GAP_INTERVALS: Final[int] = 3
 
 _KEY_FIGURES: Final[tuple[str, ...]] = (
     schema.M_LOSS,
@@ -360,9 +359,8 @@ def _check_nonfinite(ctx: _Context) -> Verdict | None:
 
     ``nonfinite_fraction`` is the share of a step's rows holding a NaN or Inf (the Monitor drops them from
     every other metric). Any such row in the recent window is an **alarm**, earlier ones only a **warn**
-    (the run recovered, e.g. AMP overflow steps). The Monitor also drops non-finite scalars before
-    writing, so a NaN loss shows up as a loss that stops being recorded while steps continue: no loss for
-    more than 3 of its own logging intervals at the end of the run is an **alarm**.
+    (the run recovered, e.g. AMP overflow steps). The Monitor writes a flag row ``nonfinite/loss`` = 1 at
+    each step whose loss was NaN/Inf; any such row is an **alarm**.
 
     Source: documented heuristic — a NaN or Inf in an embedding or loss is never healthy (an overflow or a
     division by zero), so the threshold is "any".
@@ -370,7 +368,6 @@ def _check_nonfinite(ctx: _Context) -> Verdict | None:
     rule = _RULE_BY_NAME["nonfinite"]
     bad = ctx.get(schema.M_NONFINITE)
     loss = ctx.get(schema.M_LOSS)
-    batch = ctx.get(schema.M_BATCH)
     if bad is None and loss is None:
         return None
     findings: list[_Finding] = []
@@ -413,26 +410,22 @@ def _check_nonfinite(ctx: _Context) -> Verdict | None:
                         evidence,
                     ),
                 )
-    if loss is not None and batch is not None:
-        interval = float(np.median(np.diff(loss.steps))) if loss.size > 1 else 1.0
-        last_loss = int(loss.steps[-1])
-        after = batch.steps[batch.steps > last_loss]
-        if after.size >= LOSS_GAP_INTERVALS and after[-1] - last_loss > LOSS_GAP_INTERVALS * interval:
-            findings.append(
-                _Finding(
-                    "alarm",
-                    f"The loss was last recorded at step {last_loss} although {after.size} more steps were "
-                    f"logged up to step {after[-1]}; cldiag drops non-finite values, so it most likely "
-                    "became NaN/Inf.",
-                    {
-                        "metric": schema.M_LOSS,
-                        "step": last_loss,
-                        "value": _round(float(loss.values[-1])),
-                        "steps_without_loss": int(after.size),
-                        "last_logged_step": int(after[-1]),
-                    },
-                ),
-            )
+    bad_loss = ctx.get(f"{schema.NONFINITE_PREFIX}{schema.M_LOSS}")
+    if bad_loss is not None:
+        findings.append(
+            _Finding(
+                "alarm",
+                f"The loss was NaN/Inf at {bad_loss.size} logged steps, first at step {bad_loss.steps[0]} "
+                f"and last at step {bad_loss.steps[-1]}.",
+                {
+                    "metric": bad_loss.metric,
+                    "step": int(bad_loss.steps[-1]),
+                    "value": 1.0,
+                    "first_step": int(bad_loss.steps[0]),
+                    "steps_affected": int(bad_loss.size),
+                },
+            ),
+        )
     if bad is not None:
         checked = f"{bad.size} logged steps"
     else:
@@ -451,27 +444,6 @@ def _check_nonfinite(ctx: _Context) -> Verdict | None:
             "overflow, and check the inputs for NaN.",
         },
     )
-
-
-def _newest_part_time(run: Run) -> float | None:
-    """Modification time (epoch seconds) of the newest part file of the tables, or None without parts.
-
-    Part names start with the writer's sequence number, so the last name of each table directory is its
-    newest part: one stat per table instead of one per part (a request each on object stores).
-    """
-    # Run has no public "last write" accessor yet; its store lists the parts it reads anyway.
-    store = run._store
-    newest: float | None = None
-    for table in schema.SCHEMAS:
-        parts = store.part_files(table)
-        if not parts:
-            continue
-        try:
-            mtime = store.signature(parts[-1])[1]
-        except FileNotFoundError:  # compacted away between listing and stat
-            continue
-        newest = mtime if newest is None else max(newest, mtime)
-    return newest
 
 
 def _heartbeat_age(run: Run, now: _dt.datetime) -> float | None:
@@ -543,7 +515,7 @@ def _check_liveness(ctx: _Context) -> Verdict | None:
             "most likely died without closing the Monitor."
         )
         return _verdict(rule, level, reason, evidence, actions[level])
-    newest = _newest_part_time(run)
+    newest = run.last_write_time()
     if newest is not None:
         quiet = ctx.now.timestamp() - newest
         evidence["last_write_age_s"] = round(quiet, 1)
@@ -1237,9 +1209,9 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "nonfinite",
         "Non-finite values",
-        "nonfinite_fraction or loss (logged by Monitor.log with a and b)",
-        "alarm: any NaN/Inf row in the recent window, or no loss for > 3 logging intervals at the end; "
-        "warn: NaN/Inf rows earlier only",
+        "nonfinite_fraction or nonfinite/loss (logged by Monitor.log)",
+        "alarm: any NaN/Inf row in the recent window, or any step whose loss was NaN/Inf "
+        "(flag row nonfinite/loss); warn: NaN/Inf rows earlier only",
         "documented heuristic: a NaN/Inf embedding or loss is never healthy",
         _check_nonfinite,
     ),

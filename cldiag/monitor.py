@@ -800,9 +800,15 @@ class Monitor:
         assert store is not None
         if "scalars" in job:
             steps, names, values = job["scalars"]
-            ok = np.isfinite(values)  # undefined values (NaN) are not written; see nonfinite_fraction
+            # A non-finite value is never written as a number: it becomes a flag row
+            # "nonfinite/<metric>" = 1 at that step (a NaN loss is then visible, not silently missing).
+            bad = ~np.isfinite(values)
+            if bad.any():
+                names = names.copy()
+                names[bad] = [f"{schema.NONFINITE_PREFIX}{n}" for n in names[bad]]
+                values = np.where(bad, 1.0, values)
             table = pa.table(
-                {"step": steps[ok], "metric": pa.array(names[ok], pa.string()), "value": values[ok]},
+                {"step": steps, "metric": pa.array(names, pa.string()), "value": values},
                 schema=schema.SCALARS,
             )
             store.write_part("scalars", table, self._next_seq())

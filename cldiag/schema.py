@@ -94,6 +94,7 @@ M_NORM: Final[str] = "norm"  # mean raw L2 norm of rows, per modality: "norm/<mo
 M_LOSS: Final[str] = "loss"
 M_TEMPERATURE: Final[str] = "temperature"
 M_NONFINITE: Final[str] = "nonfinite_fraction"  # share of rows with NaN/Inf, dropped from metrics
+NONFINITE_PREFIX: Final[str] = "nonfinite/"  # "nonfinite/<metric>" = 1: that metric was NaN/Inf at that step
 M_BATCH: Final[str] = "batch_size"
 M_GAP: Final[str] = "modality_gap"  # ||mean(â) - mean(b̂)||, [0, 2]
 M_CONE: Final[str] = "cone"  # mean within-modality cosine, i≠j, per modality: "cone/<modality>"

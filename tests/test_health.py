@@ -284,7 +284,7 @@ def test_nonfinite_fires_on_nan_rows_and_nan_loss(tmp_path):
     assert v.evidence["step"] == STEPS - 1
     assert v.evidence["first_step"] == STEPS - 10
     assert v.evidence["steps_affected"] == 10
-    assert any("loss was last recorded at step 29" in a for a in v.evidence["also"])
+    assert any("loss was NaN/Inf at 10 logged steps, first at step 30" in a for a in v.evidence["also"])
 
 
 def test_nonfinite_loss_alone_is_detected(tmp_path):
@@ -297,11 +297,11 @@ def test_nonfinite_loss_alone_is_detected(tmp_path):
     v = _by_rule(evaluate(read_run(path)))["nonfinite"]
     assert v.level == "alarm"
     assert v.evidence == {
-        "metric": "loss",
-        "step": 29,
+        "metric": "nonfinite/loss",
+        "step": STEPS - 1,
         "value": 1.0,
-        "steps_without_loss": 10,
-        "last_logged_step": STEPS - 1,
+        "first_step": 30,
+        "steps_affected": STEPS - 30,
     }
 
 

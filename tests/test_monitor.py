@@ -286,3 +286,16 @@ def test_exception_in_with_block_marks_failed(tmp_path):
 def test_constructor_validates(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         Monitor(tmp_path / "c", **kwargs)
+
+
+def test_nonfinite_scalar_becomes_a_flag_row(tmp_path):
+    a, b, _ = _batch(3)
+    with Monitor(tmp_path / "nanloss", pairwise_every=0) as mon:
+        mon.log(0, a, b, loss=torch.tensor(0.5))
+        mon.log(1, a, b, loss=torch.tensor(float("nan")))
+        mon.log_scalar(2, "knn_acc", float("inf"))
+    df = read_run(tmp_path / "nanloss").scalars()
+    assert np.isfinite(df.value).all()
+    assert list(df[df.metric == "loss"].step) == [0]
+    assert list(df[df.metric == "nonfinite/loss"].step) == [1]
+    assert list(df[df.metric == "nonfinite/knn_acc"].step) == [2]
