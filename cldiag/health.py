@@ -1210,7 +1210,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "nonfinite",
         "Non-finite values",
         "nonfinite_fraction or nonfinite/loss (logged by Monitor.log)",
-        "alarm: any NaN/Inf row in the recent window, or any step whose loss was NaN/Inf "
+        "alarm: nonfinite_fraction > 0 in the recent window, or any step whose loss was NaN/Inf "
         "(flag row nonfinite/loss); warn: NaN/Inf rows earlier only",
         "documented heuristic: a NaN/Inf embedding or loss is never healthy",
         _check_nonfinite,
