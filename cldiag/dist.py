@@ -89,6 +89,17 @@ _DTYPES = (
 )
 
 
+def all_true(flag: bool) -> bool:
+    """Whether ``flag`` is true on every rank (a collective; ``flag`` itself without a process group)."""
+    if not is_distributed():
+        return flag
+    backend = dist.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
 def broadcast_object(obj: object, src: int = 0) -> object:
     """Broadcast a picklable Python object from ``src`` to every rank (identity without a group)."""
     if not is_distributed():

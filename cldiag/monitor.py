@@ -220,8 +220,22 @@ class Monitor:
 
         self._store: RunStore | None = None
         self._meta: dict[str, Any] = {}
+        open_error: Exception | None = None
         if self._is_writer:
-            self._open_store(run_dir, config, name, if_exists, storage_options)
+            try:
+                self._open_store(run_dir, config, name, if_exists, storage_options)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                open_error = exc
+        if dist.is_distributed():
+            # Other ranks would otherwise block in their first log() until the process group times out.
+            verdict = dist.broadcast_object(
+                None if open_error is None else f"{type(open_error).__name__}: {open_error}"
+            )
+            if verdict is not None and open_error is None:
+                raise RunStoreError(f"rank 0 could not open the run, so no rank logs: {verdict}")
+        if open_error is not None:
+            raise open_error
+        if self._is_writer:
             self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
             self._heartbeat_secs = float(heartbeat_secs)
             self._start_writer()
@@ -468,10 +482,20 @@ class Monitor:
         if not isinstance(step, int | np.integer) or isinstance(step, bool):
             raise TypeError(f"step must be an int, got {type(step).__name__}")
         step = int(step)
-        a, b, temperature = self._unpack(a, b, temperature)
-        n = a.shape[0]
-        labels_t = self._check_vector("labels", labels, n)
-        ids_t = self._check_vector("ids", ids, n)
+        local_error: Exception | None = None
+        try:
+            a, b, temperature = self._unpack(a, b, temperature)
+            n = a.shape[0]
+            labels_t = self._check_vector("labels", labels, n)
+            ids_t = self._check_vector("ids", ids, n)
+        except (TypeError, ValueError, KeyError) as exc:
+            local_error = exc
+        if dist.is_distributed() and not dist.all_true(local_error is None):
+            # Every rank skips the step together: one rank raising alone would leave the others waiting
+            # in the gather below (a hang, not an error).
+            raise local_error or ValueError("another rank's inputs for this step were rejected")
+        if local_error is not None:
+            raise local_error
         if labels_t is not None:
             labels_t = labels_t.to(a.device)
         if dist.is_distributed():

@@ -103,6 +103,25 @@ def _worker(rank: int, port: int, root: str) -> None:
         except ValueError as exc:
             report["bad"] = str(exc)
         mon.close()
+
+        # Labels rejected on one rank only: every rank gets an error for that step (nobody waits forever
+        # in the gather), and the next step logs normally.
+        mon = Monitor(os.path.join(root, "ddp-onebad"), **MONITOR_KW)
+        a, b, y = _batch(0)
+        try:
+            mon.log(0, a[:4], b[:4], labels=y[:4] if rank == 0 else y[:3])
+            report["onebad"] = "no error"
+        except ValueError as exc:
+            report["onebad"] = str(exc)
+        mon.log(1, a[:4], b[:4])
+        mon.close()
+
+        # Rank 0 cannot open the run (it exists): the other ranks raise at once instead of hanging later.
+        try:
+            Monitor(os.path.join(root, "ddp-onebad"), **MONITOR_KW)
+            report["open"] = "no error"
+        except (FileExistsError, RuntimeError) as exc:
+            report["open"] = f"{type(exc).__name__}: {exc}"
         tdist.barrier()
         with open(os.path.join(root, f"rank{rank}.json"), "w") as fh:
             json.dump(report, fh)
@@ -194,3 +213,18 @@ def test_ddp_mismatched_widths_fail_on_every_rank(ddp_root):
         message = json.loads((ddp_root / f"rank{r}.json").read_text())["bad"]
         assert "(4, 8)" in message and "(4, 9)" in message, message
     assert read_run(ddp_root / "ddp-bad").scalars().empty
+
+
+def test_ddp_input_rejected_on_one_rank_fails_every_rank_without_hanging(ddp_root):
+    r0, r1 = (json.loads((ddp_root / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert "another rank's inputs" in r0["onebad"], r0["onebad"]
+    assert "labels must have shape (4,)" in r1["onebad"], r1["onebad"]
+    run = read_run(ddp_root / "ddp-onebad")
+    assert run.scalars(["batch_size"]).step.tolist() == [1]  # step 0 skipped everywhere, step 1 logged
+    assert run.scalars(["batch_size"]).value.tolist() == [8.0]
+
+
+def test_ddp_rank0_open_failure_reaches_every_rank(ddp_root):
+    r0, r1 = (json.loads((ddp_root / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["open"].startswith("FileExistsError"), r0["open"]
+    assert r1["open"].startswith("RunStoreError: rank 0 could not open the run"), r1["open"]
