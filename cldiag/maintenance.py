@@ -106,6 +106,8 @@ def compact_run(
 
     Raises:
         FileNotFoundError: ``path`` holds no ``meta.json``.
+        SchemaVersionError: the run was written by another schema version (its parts are left alone).
+        ValueError: ``meta.json`` is not valid JSON.
         RunStoreError: another compaction of this run is running (local runs).
         OSError: writing or deleting a part failed; the run stays consistent, and a later compaction
             finishes the job.
@@ -124,6 +126,12 @@ def compact_run(
     store = RunStore(path, storage_options)
     if not store.exists(schema.META_FILE):
         raise FileNotFoundError(f"{store.uri!r} is not a cldiag run: it has no meta.json")
+    version = store.read_meta().get("schema_version")
+    if version != schema.SCHEMA_VERSION:
+        raise schema.SchemaVersionError(
+            f"{store.uri!r} was written with cldiag schema version {version!r}; this cldiag compacts "
+            f"version {schema.SCHEMA_VERSION} only",
+        )
     problems: list[str] = []
     before = _sizes(store)
     rows = 0
