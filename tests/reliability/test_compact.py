@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from rel_helpers import PYTHON, assert_same_tables, batch, canonical, make_run, 
 
 from cldiag import Monitor, read_run
 from cldiag.maintenance import LOCK_FILE, compact_run
+from cldiag.schema import SchemaVersionError
 from cldiag.store import RunStore, RunStoreError
 
 
@@ -207,3 +209,13 @@ def test_linked_parts_and_tables_are_left_alone(tmp_path):
     assert link.is_symlink() and outside_part.exists() and part_counts(elsewhere) == before
     assert any("linked part" in p for p in result.problems) and any("spectra" in p for p in result.problems)
     assert part_counts(path)["scalars"] == 2  # the merged part and the link, which the reader skips
+
+
+def test_other_schema_version_is_refused(tmp_path):
+    path = tmp_path / "run"
+    make_run(path, steps=3, snapshot_every=0)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "schema_version": 2}))
+    with pytest.raises(SchemaVersionError, match="version 2"):
+        compact_run(path)
+    assert part_counts(path)["scalars"] == 3
