@@ -18,28 +18,33 @@ HERE = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="cldiag", page_icon=":material/troubleshoot:", layout="wide")
 
+# (file in pages/, title, icon, url path)
 RUN_PAGES = [
-    ("1_overview.py", "Overview", ":material/dashboard:"),
-    ("2_scores.py", "Scores", ":material/stacked_bar_chart:"),
-    ("3_geometry.py", "Geometry", ":material/scatter_plot:"),
-    ("4_temperature.py", "Temperature", ":material/thermostat:"),
-    ("5_modality_gap.py", "Modality gap", ":material/compare_arrows:"),
-    ("6_spectrum.py", "Spectrum", ":material/equalizer:"),
-    ("7_embeddings.py", "Embeddings", ":material/bubble_chart:"),
-    ("8_compare.py", "Compare", ":material/difference:"),
+    ("1_overview.py", "Overview", ":material/dashboard:", "overview"),
+    ("2_scores.py", "Scores", ":material/stacked_bar_chart:", "scores"),
+    ("3_geometry.py", "Geometry", ":material/scatter_plot:", "geometry"),
+    ("4_temperature.py", "Temperature", ":material/thermostat:", "temperature"),
+    ("5_modality_gap.py", "Modality gap", ":material/compare_arrows:", "modality-gap"),
+    ("6_spectrum.py", "Spectrum", ":material/equalizer:", "spectrum"),
+    ("7_embeddings.py", "Embeddings", ":material/bubble_chart:", "embeddings"),
+    ("8_compare.py", "Compare", ":material/difference:", "compare"),
 ]
 LEARN_PAGES = [
-    ("lab.py", "Lab", ":material/science:"),
-    ("concepts.py", "Concepts", ":material/school:"),
+    ("lab.py", "Lab", ":material/science:", "lab"),
+    ("concepts.py", "Concepts", ":material/school:", "concepts"),
 ]
 
 sections = {
     "Runs": [
-        st.Page(f"pages/{file}", title=title, icon=icon, default=i == 0)
-        for i, (file, title, icon) in enumerate(RUN_PAGES)
+        st.Page(f"pages/{file}", title=title, icon=icon, url_path=url, default=i == 0)
+        for i, (file, title, icon, url) in enumerate(RUN_PAGES)
     ],
 }
-learn = [st.Page(f"pages/{f}", title=t, icon=i) for f, t, i in LEARN_PAGES if (HERE / "pages" / f).is_file()]
+learn = [
+    st.Page(f"pages/{file}", title=title, icon=icon, url_path=url)
+    for file, title, icon, url in LEARN_PAGES
+    if (HERE / "pages" / file).is_file()
+]
 if learn:
     sections["Learn"] = learn
 

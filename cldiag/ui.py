@@ -643,11 +643,14 @@ def _no_runs(sel: Selection, title: str) -> None:
 
 
 def _run_problems(view: RunView) -> None:
-    if view.run.problems:
+    problems = view.run.problems
+    if problems:
         st.warning(
-            f"Run `{view.name}`: some part files could not be read and were skipped:\n\n"
-            + "\n".join(f"- {p}" for p in view.run.problems[:10]),
+            f"Run `{view.name}`: {len(problems)} part file(s) could not be read and were skipped; "
+            "the charts show the rest.",
         )
+        with st.expander("What was skipped"):
+            st.code("\n".join(problems[:50]), language=None, wrap_lines=True)
 
 
 def _is_live(run: Run) -> bool:

@@ -48,16 +48,30 @@ def runs_table(sel: ui.Selection) -> None:
     )
 
 
+def name(v: health.Verdict) -> str:
+    return v.rule.replace("_", " ")
+
+
+def verdict(v: health.Verdict, *, expanded: bool) -> None:
+    with st.expander(f"{LEVEL_ICON[v.level]} — **{name(v)}**: {v.reason}", expanded=expanded):
+        st.markdown(f"**What to try:** {v.action}")
+        st.markdown(f"**Threshold:** {v.threshold}  \n**Source:** {v.source}")
+        st.json(v.to_dict()["evidence"], expanded=False)
+
+
 def verdicts(view: ui.RunView) -> None:
     st.subheader(f"Health of {view.name}")
     found = sorted(view.verdicts(), key=lambda v: -health.LEVELS.index(v.level))
     if not found:
         st.info("No health rule applies yet: the run has too few logged steps.")
-    for v in found:
-        with st.expander(f"{LEVEL_ICON[v.level]} — **{v.rule.replace('_', ' ')}**: {v.reason}"):
-            st.markdown(f"**What to try:** {v.action}")
-            st.markdown(f"**Threshold:** {v.threshold}  \n**Source:** {v.source}")
-            st.json(v.to_dict()["evidence"], expanded=False)
+    problems = [v for v in found if v.level != "ok"]
+    fine = [v for v in found if v.level == "ok"]
+    for v in problems:
+        verdict(v, expanded=v.level == "alarm")
+    if fine:
+        with st.expander(f"{LEVEL_ICON['ok']} — {len(fine)} checks pass: {', '.join(name(v) for v in fine)}"):
+            for v in fine:
+                st.markdown(f"**{name(v)}**: {v.reason}  \n:gray[{v.source}]")
     skipped = health.not_checked(found)
     if skipped:
         st.caption(

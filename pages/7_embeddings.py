@@ -50,7 +50,14 @@ def render(view: ui.RunView) -> None:
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     chosen = c1.multiselect("Snapshots", steps, default=[steps[-1]], key="emb_steps")
     label = c2.radio("Method", list(METHODS), horizontal=True, key="emb_method")
-    color_by = c3.radio("Colour by", ["label", "modality", "step"], horizontal=True, key="emb_color")
+    labelled = view.embedding_matrix(steps[-1])[1]["label"].notna().any()
+    color_by = c3.radio(
+        "Colour by",
+        ["label", "modality", "step"],
+        index=0 if labelled else 1,
+        horizontal=True,
+        key="emb_color",
+    )
     cap = c4.select_slider("Point cap", CAPS, value=5000, key="emb_cap")
     if not chosen:
         st.info("Pick at least one snapshot.")
@@ -62,7 +69,7 @@ def render(view: ui.RunView) -> None:
         st.info("The chosen snapshots hold no rows.")
         return
     if color_by == "label" and info["label"].isna().all():
-        st.caption("This run logged no labels: every point is grey. Colour by modality or step instead.")
+        st.caption("These snapshots have no labels: every point is grey. Colour by modality or step instead.")
     if color_by == "step" and len(chosen) == 1:
         st.caption("Pick several snapshots to see the embedding move over training.")
     strata = (info["modality"].astype(str) + "/" + info["label"].astype("string").fillna("none")).to_numpy()

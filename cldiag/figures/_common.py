@@ -56,7 +56,7 @@ def finish(
         title={"text": title, "x": 0.0, "xanchor": "left"},
         height=height,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        # Plotly's default legend (right of the plot, top-aligned) never collides with the modebar.
         hovermode="closest",
     )
     if x_title is not None:
@@ -70,9 +70,9 @@ def bound_axis(info: MetricInfo) -> dict[str, Any]:
     """Axis settings that keep autorange inside the metric's natural bounds (never beyond them)."""
     options: dict[str, float] = {}
     if info.lower is not None:
-        options["minallowed"] = info.lower
+        options["clipmin"] = info.lower
     if info.upper is not None:
-        options["maxallowed"] = info.upper
+        options["clipmax"] = info.upper
     return (
         {"title_text": info.axis_title, "autorangeoptions": options}
         if options

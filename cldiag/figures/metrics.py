@@ -75,7 +75,7 @@ METRICS: dict[str, MetricInfo] = {
         _info(schema.M_NONFINITE, "non-finite rows", False, 0.0, 1.0, "NaN/Inf share"),
         _info(schema.M_BATCH, "batch size", None, 0.0, None, "rows per step"),
         _info(schema.M_GAP, "modality gap ‖Δ‖", False, 0.0, 2.0, "Liang et al. 2022"),
-        _info(schema.M_CONE, "cone (mean cosine within modality)", False, -1.0, 1.0, "Liang et al. 2022"),
+        _info(schema.M_CONE, "cone: within-modality cosine", False, -1.0, 1.0, "Liang et al. 2022"),
         _info(schema.M_MATCHED_DIST, "matched-pair distance", False, 0.0, 2.0, "Liang et al. 2022"),
     )
 }

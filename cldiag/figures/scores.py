@@ -292,5 +292,5 @@ def fig_hard_negative_quantiles(
                 hovertemplate=f"{name}<br>step %{{x}}<br>cosine %{{y:.3f}}<extra></extra>",
             ),
         )
-    fig.update_yaxes(autorangeoptions={"minallowed": -1, "maxallowed": 1})
+    fig.update_yaxes(autorangeoptions={"clipmin": -1, "clipmax": 1})
     return finish(fig, title=title, x_title="training step", y_title="cosine similarity")

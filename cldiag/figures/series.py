@@ -81,13 +81,16 @@ def fig_metric_series(
     chosen = _present(df, metrics)
     runs = _runs(df)
     colors = color_map(runs if len(runs) > 1 else chosen)
+    bases = {m.partition("/")[0] for m in chosen}
+    # Variants of one metric ("cone/image", "cone/text") share the axis title and are named by modality.
+    shared = bases.pop() if len(bases) == 1 and all("/" in m for m in chosen) else None
     fig = go.Figure()
     for run in runs:
         for m, metric in enumerate(chosen):
             part = _select(df, metric, run)
             if part.empty:
                 continue
-            label = metric_info(metric, dim=dim).label
+            label = metric.partition("/")[2] if shared else metric_info(metric, dim=dim).label
             name = label if run is None else (run if len(chosen) == 1 else f"{run} · {label}")
             fig.add_trace(
                 go.Scatter(
@@ -115,7 +118,7 @@ def fig_metric_series(
                 hoverinfo="name",
             ),
         )
-    axis = bound_axis(metric_info(chosen[0], dim=dim))
+    axis = bound_axis(metric_info(shared or chosen[0], dim=dim))
     if y_title is not None:
         axis["title_text"] = y_title
     fig.update_yaxes(**axis)
@@ -158,7 +161,8 @@ def fig_metric_grid(
         cols=cols,
         subplot_titles=[i.axis_title for i in infos],
         horizontal_spacing=0.08,
-        vertical_spacing=min(0.12, 0.5 / rows),
+        # ~80 px between rows, so a panel title never sits on the tick labels of the panel above.
+        vertical_spacing=min(0.3, 80 / (panel_height * rows)) if rows > 1 else 0.0,
     )
     runs = _runs(df)
     colors = color_map(runs)

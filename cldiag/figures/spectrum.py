@@ -59,7 +59,7 @@ def fig_spectrum(spec_at_step: pd.DataFrame, *, title: str | None = None) -> go.
         )
     if title is None:
         title = f"Embedding spectrum at step {int(steps[0])}"
-    fig.update_yaxes(autorangeoptions={"minallowed": float(np.log10(EIGEN_FLOOR))})
+    fig.update_yaxes(autorangeoptions={"clipmin": float(np.log10(EIGEN_FLOOR))})
     return finish(fig, title=title, x_title="eigenvalue index (0 = largest)", y_title="log₁₀ eigenvalue")
 
 

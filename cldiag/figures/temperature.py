@@ -100,7 +100,7 @@ def fig_temperature_curves(
                 col=col,
             )
         _, lower, upper = CURVES.get(curve, (curve, None, None))
-        bounds = {k2: v for k2, v in (("minallowed", lower), ("maxallowed", upper)) if v is not None}
+        bounds = {k2: v for k2, v in (("clipmin", lower), ("clipmax", upper)) if v is not None}
         fig.update_yaxes(autorangeoptions=bounds, row=row, col=col)
         fig.update_xaxes(type="log", row=row, col=col, title_text="temperature τ" if row == rows else None)
     if title is None:

@@ -168,7 +168,7 @@ def test_metric_series_one_trace_per_run_and_metric():
     ]
     np.testing.assert_allclose(fig.data[2].y, np.sin(np.arange(20) / 10))
     assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
-    assert fig.layout.yaxis.autorangeoptions.minallowed == -1.0
+    assert fig.layout.yaxis.autorangeoptions.clipmin == -1.0
     assert fig.layout.xaxis.title.text == "training step" and fig.layout.title.text == "t"
     with pytest.raises(ValueError, match="none of the metrics"):
         F.fig_metric_series(df, ["nope"], title="t")
@@ -178,20 +178,28 @@ def test_metric_series_one_trace_per_run_and_metric():
         F.fig_metric_series(df.iloc[0:0], title="t")
 
 
+def test_metric_series_names_modality_variants_by_modality():
+    df = scalars_frame(["cone/image", "cone/text"], range(5))
+    fig = F.fig_metric_series(df, title="cones")
+    assert [t.name for t in fig.data] == ["image", "text"]
+    assert fig.layout.yaxis.title.text == F.metric_info("cone").axis_title
+    assert fig.layout.yaxis.autorangeoptions.clipmax == 1.0
+
+
 def test_metric_grid_panels_and_single_legend_entry_per_run():
     df = pd.concat([scalars_frame(["loss", "alignment", "uniformity"], range(5), run=r) for r in "xy"])
     fig = F.fig_metric_grid(df, ["loss", "alignment", "uniformity", "absent"], title="grid", cols=2)
     assert len(fig.data) == 6
     assert [a.text for a in fig.layout.annotations] == ["loss ↓", "alignment ↓", "uniformity (t=2) ↓"]
     assert sum(bool(t.showlegend) for t in fig.data) == 2
-    assert fig.layout.yaxis2.autorangeoptions.maxallowed == 4.0
+    assert fig.layout.yaxis2.autorangeoptions.clipmax == 4.0
 
 
 def test_dual_axis_puts_right_metrics_on_secondary_axis():
     df = scalars_frame(["effective_rank", "uniformity"], range(10))
     fig = F.fig_dual_axis(df, ["effective_rank"], ["uniformity"], title="r", dim=32)
     assert [t.yaxis for t in fig.data] == ["y", "y2"]
-    assert fig.layout.yaxis.autorangeoptions.maxallowed == 32.0
+    assert fig.layout.yaxis.autorangeoptions.clipmax == 32.0
     assert fig.layout.yaxis2.title.text.startswith("uniformity")
 
 
