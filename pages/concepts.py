@@ -19,10 +19,10 @@ from cldiag import functional as F
 from cldiag.figures import concepts as FC
 from cldiag.figures.scores import fig_score_overlay, overlap_coefficient
 from cldiag.reader import list_runs
-from cldiag.ui import PLOTLY_CONFIG
+from cldiag.ui import PLOTLY_CONFIG, resolve_root
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_ROOT = REPO / "sample_runs"
+# The dashboard's run root (``$CLDIAG_RUN_ROOT`` or the bundled samples): links name runs under it.
+RUN_ROOT = resolve_root((), Path(__file__).resolve().parents[1] / "sample_runs")
 CACHE = {"max_entries": 64, "ttl": 3600, "show_spinner": False}
 TAUS = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0, 5.0, 10.0]
 CONCENTRATIONS = [0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0, float("inf")]
@@ -56,9 +56,7 @@ def fmt_kappa(kappa: float) -> str:
 # ------------------------------------------------------------------------------------- sample runs
 @st.cache_data(max_entries=1, ttl=60, show_spinner=False)
 def sample_runs(root: str) -> list[tuple[str, bool, bool]]:
-    """(name, two_modality, has a snapshot) of each run under the sample root."""
-    if not Path(root).is_dir():
-        return []
+    """(name, two_modality, has a snapshot) of each run under the run root; none if it cannot be listed."""
     try:
         runs = list_runs(root)
     except (OSError, ValueError):
@@ -83,7 +81,7 @@ def snapshot_scores(root: str, name: str) -> tuple[float | None, np.ndarray, str
 def real_run_link(which: str) -> None:
     """A link to the dashboard page that shows this diagnostic, opened on a fitting sample run."""
     page, title = REAL_RUN_PAGES[which]
-    runs = sample_runs(str(SAMPLE_ROOT))
+    runs = sample_runs(RUN_ROOT)
     want_two = which == "gap"
     fitting = [name for name, two, _ in runs if two == want_two] or [name for name, _, _ in runs]
     params = {"run": fitting[0]} if fitting else None
@@ -94,7 +92,7 @@ def real_run_link(which: str) -> None:
         # The page is not registered when this file runs outside the dashboard's router.
         st.caption(f"See it in a real run: open the {title} page of the dashboard (`streamlit run app.py`).")
     if not fitting:
-        st.caption("No sample runs yet: `cldiag demo` writes them to `sample_runs/`.")
+        st.caption(f"No runs under `{RUN_ROOT}` yet: `cldiag demo` writes the sample runs.")
 
 
 def chart(fig: object, key: str) -> None:
@@ -138,7 +136,7 @@ def explain_temperature() -> None:
             """
         )
     )
-    snapshots = [name for name, _, snap in sample_runs(str(SAMPLE_ROOT)) if snap]
+    snapshots = [name for name, _, snap in sample_runs(RUN_ROOT) if snap]
     left, right = st.columns([1, 2])
     with left:
         source = st.selectbox(
@@ -157,7 +155,7 @@ def explain_temperature() -> None:
             st.caption("Scores are the distribution's quantiles, so the set is smooth and repeatable.")
         else:
             try:
-                snap_pos, neg_arr, what = snapshot_scores(str(SAMPLE_ROOT), source)
+                snap_pos, neg_arr, what = snapshot_scores(RUN_ROOT, source)
             except (OSError, ValueError, KeyError, StopIteration) as exc:
                 st.warning(f"Could not read the snapshot of {source}: {exc}")
                 return

@@ -428,3 +428,43 @@ def test_page_links_to_the_dashboard_page_inside_the_router():
     links = at.get("page_link")
     assert links and links[0].proto.page_script_hash
     assert "Temperature" in links[0].proto.label
+
+
+def test_shrinking_the_dimension_below_k_does_not_break_the_page(page):
+    page.session_state["concept"] = "Dimensional collapse"
+    page.run()
+    page.slider(key="c_active").set_value(48).run()
+    page.select_slider(key="c_dim").set_value(16).run()
+    assert not page.exception
+    assert metrics(page)["effective rank (RankMe)"].endswith("of 16")
+
+
+@pytest.fixture(scope="module")
+def sample_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("samples")
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(48, 8, generator=g)
+    b = a + 0.2 * torch.randn(48, 8, generator=g)
+    with Monitor(root / "views", snapshot_every=1, snapshot_size=48) as mon:
+        mon.log(0, a, b)
+    with Monitor(root / "pairs", modalities=("image", "text"), snapshot_every=1, snapshot_size=48) as mon:
+        mon.log(0, a, b)
+    return root
+
+
+def test_snapshot_negatives_and_links_use_the_run_root(sample_root, monkeypatch):
+    monkeypatch.setenv("CLDIAG_RUN_ROOT", str(sample_root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/concepts.py").run()
+    assert not at.exception
+    assert at.get("page_link")[0].proto.query_string == "run=views"
+    at.selectbox(key="t_source").set_value("pairs").run()
+    assert not at.exception
+    # The positive now comes from the snapshot: the cosine of the first matched image/text pair.
+    sa, sb = C.split_snapshot(*read_run(sample_root / "pairs").embedding_matrix())
+    pos = float(F.similarity_matrix(sa[:1], sb[:1])[0, 0])
+    assert any(f"{pos:.3f}" in c.value for c in at.caption)
+    assert metrics(at)["effective negatives"].endswith("of 47")
+    at.session_state["concept"] = "Modality gap"
+    at.run()
+    assert at.get("page_link")[0].proto.query_string == "run=pairs"
