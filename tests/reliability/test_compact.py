@@ -141,7 +141,7 @@ def test_compact_while_monitor_writes_and_reader_polls(tmp_path):
         done.set()
         reader.join(timeout=60)
     assert not failures, failures
-    assert polls[0] >= 3 and compactions == steps // 40
+    assert polls[0] >= 2 and compactions == steps // 40
     df = read_run(path).scalars(["alignment"])
     assert sorted(df.step) == list(range(steps))
     hist = read_run(path).histograms()
