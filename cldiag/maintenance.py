@@ -26,6 +26,7 @@ import json
 import os
 import posixpath
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ REPLACES_META_KEY = b"cldiag.replaces"
 """Parquet schema-metadata key of a merged part: a JSON list of the part names (same directory) it holds."""
 
 LOCK_FILE = ".compact.lock"
+_TEMP_MAX_AGE_SECS = 3600.0
 
 
 def replaced_parts(table: pa.Table) -> frozenset[str]:
@@ -77,6 +79,7 @@ class CompactResult:
         bytes_before: total size of the part files before compaction.
         bytes_after: total size after compaction.
         problems: parts left untouched and why (unreadable, or a schema other than the table's).
+        temp_files_removed: temporary files of killed writers deleted (local runs; older than an hour).
     """
 
     path: str
@@ -86,6 +89,7 @@ class CompactResult:
     bytes_before: int
     bytes_after: int
     problems: tuple[str, ...] = ()
+    temp_files_removed: int = 0
 
 
 def compact_run(
@@ -135,10 +139,11 @@ def compact_run(
         )
     problems: list[str] = []
     before = _sizes(store)
-    rows = 0
+    rows = removed = 0
     with _lock(store):
         for relpath, expected in _table_dirs(store):
             rows += _compact_dir(store, relpath, expected, problems)
+            removed += _remove_stale_temp_files(store, relpath)
     after = _sizes(store)
     return CompactResult(
         path=store.uri,
@@ -148,6 +153,7 @@ def compact_run(
         bytes_before=sum(before.values()),
         bytes_after=sum(after.values()),
         problems=tuple(problems),
+        temp_files_removed=removed,
     )
 
 
@@ -217,6 +223,26 @@ def _compact_dir(store: RunStore, relpath: str, expected: pa.Schema | None, prob
     for name in names:
         _remove(store, paths[name])
     return merged.num_rows
+
+
+def _remove_stale_temp_files(store: RunStore, relpath: str) -> int:
+    """Delete the hidden temp files a writer killed mid-write left behind (it never renames them).
+
+    A live writer's temp file exists for milliseconds; one older than an hour is an orphan.
+    """
+    if not store.is_local:
+        return 0  # object stores never hold partial uploads as files
+    removed = 0
+    now = time.time()
+    for name in store.listdir(relpath):
+        path = store.join(relpath, name)
+        if not (name.startswith(".") and name.endswith(".tmp")) or os.path.islink(path):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - os.path.getmtime(path) > _TEMP_MAX_AGE_SECS:
+                os.unlink(path)
+                removed += 1
+    return removed
 
 
 def _links_out(store: RunStore, path: str) -> bool:
