@@ -219,3 +219,16 @@ def test_other_schema_version_is_refused(tmp_path):
     with pytest.raises(SchemaVersionError, match="version 2"):
         compact_run(path)
     assert part_counts(path)["scalars"] == 3
+
+
+def test_orphaned_temp_files_are_removed(tmp_path):
+    path = tmp_path / "run"
+    make_run(path, steps=2, snapshot_every=0)
+    orphan = path / "scalars" / ".part-000000009-dead.parquet.0badf00d.tmp"  # a writer killed mid-write
+    fresh = path / "scalars" / ".part-000000010-live.parquet.1badf00d.tmp"  # a live writer's, right now
+    for f in (orphan, fresh):
+        f.write_bytes(b"PAR1 half")
+    hour_ago = time.time() - 3700
+    os.utime(orphan, (hour_ago, hour_ago))
+    result = compact_run(path)
+    assert result.temp_files_removed == 1 and not orphan.exists() and fresh.exists()
