@@ -55,7 +55,8 @@ def test_every_row_nonfinite(tmp_path):
     a = torch.full((8, 4), float("nan"))
     got, _, mon = _log(tmp_path, a, a.clone())
     assert got["nonfinite_fraction"] == 1.0
-    assert "alignment" not in got and "uniformity" not in got  # undefined: not written, not NaN
+    assert "alignment" not in got and "uniformity" not in got  # undefined: never written as a number,
+    assert got["nonfinite/alignment"] == 1  # but flagged
     assert any("fewer than 2 finite rows" in e for e in mon.errors)
 
 
@@ -190,7 +191,7 @@ def test_ten_thousand_classes(tmp_path):
     a, b, _ = batch(9)
     y = torch.arange(16) * 625 + 1  # 16 distinct labels spread over 10k classes: no same-class pair
     got, run, mon = _log(tmp_path, a, b, labels=y)
-    assert "tolerance" not in got  # undefined without a same-class pair: not written
+    assert "tolerance" not in got and got["nonfinite/tolerance"] == 1  # undefined: a flag, not a number
     same = run.temperature().query("curve == 'same_class_penalty'")
     assert np.allclose(same.value, 0.0)
     assert mon.errors == []

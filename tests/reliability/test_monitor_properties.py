@@ -41,6 +41,7 @@ def _close(got, expected, metric):
     expected = float(expected)
     if not math.isfinite(expected):
         assert metric not in got, f"{metric}: undefined ({expected}) but written as {got.get(metric)}"
+        assert got[f"nonfinite/{metric}"] == 1, f"{metric}: undefined but not flagged"
         return
     assert got[metric] == pytest.approx(expected, rel=1e-4, abs=1e-5), metric
 
