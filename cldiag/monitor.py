@@ -198,8 +198,6 @@ class Monitor:
         self.two_modality = modalities is not None
         self.modalities: tuple[str, str] = modalities or ("view1", "view2")  # type: ignore[assignment]
         self._modalities_explicit = modalities is not None
-        self._edges = torch.linspace(-1.0, 1.0, bins + 1)
-        self._edges_by_device: dict[torch.device, torch.Tensor] = {}
 
         self._is_writer = dist.rank() == 0
         self._pending = _Pending()
@@ -581,11 +579,10 @@ class Monitor:
             if labels is not None:
                 self._add(step, schema.M_TOLERANCE, F.tolerance(a, labels))
             if b is not None:
-                edges = self._edges_on(a.device)
-                h = F.score_histograms(a, b, bins=edges)
-                self._pending.hist.append((step, schema.HIST_POS, h.pos, edges))
-                self._pending.hist.append((step, schema.HIST_NEG, h.neg, edges))
-                self._pending.hist.append((step, schema.HIST_HARD_NEG, h.hard_neg, edges))
+                h = F.score_histograms(a, b, bins=self.bins)
+                self._pending.hist.append((step, schema.HIST_POS, h.pos, h.edges))
+                self._pending.hist.append((step, schema.HIST_NEG, h.neg, h.edges))
+                self._pending.hist.append((step, schema.HIST_HARD_NEG, h.hard_neg, h.edges))
                 self._add(step, schema.M_OVERLAP, F.histogram_overlap(h.pos, h.neg))
                 self._add(step, schema.M_NEG_SIM, F.negative_similarity(a, b))
                 self._add(step, schema.M_HARD_NEG_SIM, h.hardest_neg.mean())
@@ -614,12 +611,6 @@ class Monitor:
             ):
                 if values is not None:
                     self._pending.curves.append((step, taus, curve, values))
-
-    def _edges_on(self, device: torch.device) -> torch.Tensor:
-        edges = self._edges_by_device.get(device)
-        if edges is None:
-            edges = self._edges_by_device[device] = self._edges.to(device)
-        return edges
 
     def _collect_snapshot(
         self,

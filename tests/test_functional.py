@@ -428,6 +428,10 @@ ALL_CALLS = {
     "similarity_matrix": lambda a, b, y: F.similarity_matrix(a, b),
     "score_histograms": lambda a, b, y: F.score_histograms(a, b, bins=8),
     "retrieval_accuracy": lambda a, b, y: F.retrieval_accuracy(a, b),
+    "negative_similarity": lambda a, b, y: F.negative_similarity(a, b),
+    "histogram_overlap": lambda a, b, y: F.histogram_overlap(
+        F.score_histograms(a, b, bins=8).pos, F.score_histograms(a, b, bins=8).neg
+    ),
     "hardness": lambda a, b, y: F.hardness(a, b, 0.2),
     "temperature_curves": lambda a, b, y: F.temperature_curves(a, b, [0.1, 0.5], labels=y),
     "modality_gap": lambda a, b, y: F.modality_gap(a, b),
@@ -745,3 +749,18 @@ def test_histogram_overlap_limits():
     assert float(F.histogram_overlap(torch.zeros(3), torch.ones(3))) == 0.0
     with pytest.raises(ValueError, match="same length"):
         F.histogram_overlap(torch.ones(3), torch.ones(4))
+
+
+@pytest.mark.parametrize("bins", [1, 2, 7, 50, 1000])
+def test_uniform_bin_fast_path_equals_binary_search(bins):
+    # int bins take the linear-guess path; the same edges as a tensor take bucketize's binary search
+    g = torch.Generator().manual_seed(bins)
+    a, b = torch.randn(64, 6, generator=g), torch.randn(64, 6, generator=g)
+    b[:8] = a[:8]  # cosines of exactly 1.0 land in the closed last bin
+    fast = F.score_histograms(a, b, bins=bins)
+    slow = F.score_histograms(a, b, bins=torch.linspace(-1, 1, bins + 1))
+    for name in ("pos", "neg", "hard_neg"):
+        assert torch.equal(getattr(fast, name), getattr(slow, name)), name
+    edges = torch.linspace(-1, 1, bins + 1)
+    x = torch.cat([edges, edges + 1e-7, edges - 1e-7, torch.tensor([float("nan"), float("inf"), -1.5, 1.5])])
+    assert torch.equal(F._histogram(x, edges, uniform=True), F._histogram(x, edges))
