@@ -9,8 +9,8 @@ Cache files are plain ``.npz`` arrays read with ``allow_pickle=False``: the cach
 They live in ``<run>/.cldiag_cache/projections`` when the run is a writable local directory, else in
 ``$CLDIAG_CACHE_DIR`` or ``~/.cache/cldiag/projections`` (read-only and remote runs).
 
-:class:`ProjectionJobs` runs slow projections on a background thread so a page can show PCA at once and the
-UMAP picture when it is ready.
+The dashboard runs slow projections on a background thread (``cldiag.ui.BackgroundJobs``), showing PCA at
+once and the UMAP picture when it is ready.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import json
 import os
 import threading
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +35,6 @@ __all__ = [
     "METHODS",
     "Projection",
     "ProjectionCache",
-    "ProjectionJobs",
     "cache_dir_for",
     "compute_projection",
     "find_cached",
@@ -466,40 +464,3 @@ def to_points(projection: Projection, info: pd.DataFrame) -> pd.DataFrame:
         )
     points = info.iloc[projection.indices].reset_index(drop=True)
     return points.assign(x=projection.coords[:, 0], y=projection.coords[:, 1])
-
-
-# -- background jobs -------------------------------------------------------------------------------------
-class ProjectionJobs:
-    """Runs slow projections one at a time on a background thread, deduplicated by key.
-
-    A page submits a UMAP job and keeps showing PCA; on a later rerun it asks :meth:`get` for the result.
-    Finished jobs are forgotten beyond ``max_done`` (the disk cache keeps their results).
-
-    Args:
-        workers: concurrent jobs (1 on small machines: UMAP and t-SNE use every core they get).
-        max_done: finished futures remembered for :meth:`get`.
-    """
-
-    def __init__(self, workers: int = 1, max_done: int = 32) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cldiag-projection")
-        self._jobs: dict[str, Future[Projection]] = {}
-        self._lock = threading.Lock()
-        self._max_done = max_done
-
-    def submit(self, key: str, fn: Callable[[], Projection]) -> Future[Projection]:
-        """Start ``fn`` unless a job with ``key`` is already queued, running or done; return its future."""
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is not None and not (job.done() and job.exception() is not None):
-                return job
-            job = self._pool.submit(fn)
-            self._jobs[key] = job
-            done = [k for k, f in self._jobs.items() if f.done()]
-            for k in done[: max(0, len(done) - self._max_done)]:
-                del self._jobs[k]
-            return job
-
-    def get(self, key: str) -> Future[Projection] | None:
-        """The job of ``key`` if one was submitted (and not yet forgotten)."""
-        with self._lock:
-            return self._jobs.get(key)

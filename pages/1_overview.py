@@ -61,7 +61,10 @@ def verdict(v: health.Verdict, *, expanded: bool) -> None:
 
 def verdicts(view: ui.RunView) -> None:
     st.subheader(f"Health of {view.name}")
-    found = sorted(view.verdicts(), key=lambda v: -health.LEVELS.index(v.level))
+    verdicts = ui.finished_verdicts(view, st.info)
+    if verdicts is None:
+        return
+    found = sorted(verdicts, key=lambda v: -health.LEVELS.index(v.level))
     if not found:
         st.info("No health rule applies yet: the run has too few logged steps.")
     problems = [v for v in found if v.level != "ok"]
@@ -86,7 +89,7 @@ def key_curves(sel: ui.Selection, views: list[ui.RunView]) -> None:
         st.info("No scalar metrics logged yet.")
         return
     key = ("overview", tuple((v.path, v.token) for v in views), sel.step_range)
-    fig = ui.cached_figure(
+    fig = ui.cached(
         key,
         lambda: F.fig_metric_grid(
             series.plot, KEY_METRICS, title="Key metrics over training", dim=views[0].dim

@@ -22,7 +22,7 @@ def render(view: ui.RunView) -> None:
     step = ui.step_picker(steps, "Step of the distribution", key="scores_step")
     at_step = view.at_step("histograms", step)
     ui.chart(
-        view.figure("score_overlay", lambda: F.fig_score_overlay(at_step), step),
+        view.cached("score_overlay", lambda: F.fig_score_overlay(at_step), step),
         at_step,
         key="overlay",
         file_name=f"{view.name}-scores-step{step}",
@@ -32,9 +32,11 @@ def render(view: ui.RunView) -> None:
             "(Zhu et al., ICCV 2021); the title gives the pos/neg overlap coefficient.",
         ),
     )
+    # Split by kind once per run version; both charts over training reuse it.
+    matrices = view.cached("histogram_matrices", lambda: F.histogram_matrices(hist))
     ui.chart(
-        view.figure("score_heatmap", lambda: F.fig_score_heatmap(hist)),
-        hist,
+        view.cached("score_heatmap", lambda: F.fig_score_heatmap(matrices)),
+        lambda: hist,
         key="heatmap",
         file_name=f"{view.name}-score-histograms",
         caption=(
@@ -43,10 +45,10 @@ def render(view: ui.RunView) -> None:
             "(Zhu et al., ICCV 2021); bands merging means the task got too easy or collapsed.",
         ),
     )
-    if (hist["kind"] == schema.HIST_HARD_NEG).any():
+    if schema.HIST_HARD_NEG in matrices:
         ui.chart(
-            view.figure("hard_quantiles", lambda: F.fig_hard_negative_quantiles(hist)),
-            hist.loc[hist["kind"].isin([schema.HIST_HARD_NEG, schema.HIST_POS])],
+            view.cached("hard_quantiles", lambda: F.fig_hard_negative_quantiles(matrices)),
+            lambda: hist.loc[hist["kind"].isin([schema.HIST_HARD_NEG, schema.HIST_POS])],
             key="hard_quantiles",
             file_name=f"{view.name}-hard-negatives",
             caption=(
@@ -58,7 +60,7 @@ def render(view: ui.RunView) -> None:
     means = view.series(MEANS)
     if not means.full.empty:
         ui.chart(
-            view.figure("score_means", lambda: F.fig_metric_series(means.plot, MEANS, title="Mean scores")),
+            view.cached("score_means", lambda: F.fig_metric_series(means.plot, MEANS, title="Mean scores")),
             means.full,
             key="means",
             file_name=f"{view.name}-score-means",
@@ -72,7 +74,7 @@ def render(view: ui.RunView) -> None:
     overlap = view.series([schema.M_OVERLAP])
     if not overlap.full.empty:
         ui.chart(
-            view.figure(
+            view.cached(
                 "overlap",
                 lambda: F.fig_metric_series(overlap.plot, title="Positive/negative overlap over training"),
             ),

@@ -30,7 +30,7 @@ def render(sel: ui.Selection, views: list[ui.RunView]) -> None:
     au = view.series(shown)
     if not au.full.empty:
         ui.chart(
-            view.figure(
+            view.cached(
                 "au_series", lambda: F.fig_metric_grid(au.plot, shown, title="Alignment and uniformity")
             ),
             au.full,
@@ -59,7 +59,7 @@ def render(sel: ui.Selection, views: list[ui.RunView]) -> None:
     else:
         key = ("plane", tuple((v.path, v.token) for v in views), sel.step_range)
         ui.chart(
-            ui.cached_figure(key, lambda: F.fig_align_uniform_plane(pairs)),
+            ui.cached(key, lambda: F.fig_align_uniform_plane(pairs)),
             pairs,
             key="plane",
             file_name=f"{view.name}-alignment-uniformity-plane",
@@ -74,7 +74,7 @@ def render(sel: ui.Selection, views: list[ui.RunView]) -> None:
     if schema.M_TOLERANCE in metrics:
         tol = view.series([schema.M_TOLERANCE])
         ui.chart(
-            view.figure(
+            view.cached(
                 "tolerance", lambda: F.fig_metric_series(tol.plot, title="Tolerance (same-class cosine)")
             ),
             tol.full,
@@ -101,7 +101,7 @@ def render(sel: ui.Selection, views: list[ui.RunView]) -> None:
             else []
         )
         ui.chart(
-            view.figure(
+            view.cached(
                 "std_l2",
                 lambda: F.fig_metric_series(
                     std.plot, title="Std of L2-normalized embeddings", dim=view.dim, references=refs

@@ -35,7 +35,7 @@ def render(view: ui.RunView) -> None:
         curves = view.at_step("temperature", step)
         tau = run_tau(view, step)
         ui.chart(
-            view.figure("tau_curves", lambda: F.fig_temperature_curves(curves, run_tau=tau), step),
+            view.cached("tau_curves", lambda: F.fig_temperature_curves(curves, run_tau=tau), step),
             curves,
             key="curves",
             file_name=f"{view.name}-temperature-step{step}",
@@ -52,7 +52,7 @@ def render(view: ui.RunView) -> None:
         return
     shown = [m for m in OVER_TRAINING if (trend.full["metric"] == m).any()]
     ui.chart(
-        view.figure(
+        view.cached(
             "tau_trend", lambda: F.fig_metric_grid(trend.plot, shown, title="Temperature over training")
         ),
         trend.full,

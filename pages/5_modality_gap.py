@@ -21,7 +21,7 @@ def render(view: ui.RunView) -> None:
         st.info("No gap metrics logged yet.")
     else:
         ui.chart(
-            view.figure(
+            view.cached(
                 "gap",
                 lambda: F.fig_metric_series(
                     gap.plot,
@@ -45,7 +45,7 @@ def render(view: ui.RunView) -> None:
     cone = view.series(cones)
     if not cone.full.empty:
         ui.chart(
-            view.figure(
+            view.cached(
                 "cones",
                 lambda: F.fig_metric_series(cone.plot, cones, title="Cone: mean cosine within each modality"),
             ),

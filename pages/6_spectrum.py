@@ -19,7 +19,7 @@ def render(view: ui.RunView) -> None:
         step = ui.step_picker(steps, "Step of the spectrum", key="spectrum_step")
         at_step = view.at_step("spectra", step)
         ui.chart(
-            view.figure("spectrum", lambda: F.fig_spectrum(at_step), step),
+            view.cached("spectrum", lambda: F.fig_spectrum(at_step), step),
             at_step,
             key="spectrum",
             file_name=f"{view.name}-spectrum-step{step}",
@@ -36,7 +36,7 @@ def render(view: ui.RunView) -> None:
             with tab:
                 part = spectra.loc[spectra["modality"] == modality]
                 ui.chart(
-                    view.figure(
+                    view.cached(
                         "waterfall", lambda p=part, m=modality: F.fig_spectrum_waterfall(p, m), modality
                     ),
                     part,
@@ -53,7 +53,7 @@ def render(view: ui.RunView) -> None:
     if trend.full.empty:
         return
     ui.chart(
-        view.figure(
+        view.cached(
             "rank",
             lambda: F.fig_dual_axis(
                 trend.plot,

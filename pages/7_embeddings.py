@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -25,8 +23,18 @@ def show(
         x_title, y_title = f"{label} 1", f"{label} 2"
     steps = sorted(int(s) for s in points["step"].unique())
     title = f"{label} of snapshot {', '.join(map(str, steps))} — {len(points):,} of {len(info):,} points"
+    fig = view.cached(
+        "embedding_scatter",
+        lambda: F.fig_embedding_scatter(
+            points, color_by=color_by, title=title, x_title=x_title, y_title=y_title
+        ),
+        proj.method,
+        color_by,
+        tuple(steps),
+        proj.coords.shape[0],  # with the steps, fixes the stratified sample (the seed is fixed)
+    )
     ui.chart(
-        F.fig_embedding_scatter(points, color_by=color_by, title=title, x_title=x_title, y_title=y_title),
+        fig,
         points,
         key="embedding",
         file_name=f"{view.name}-{proj.method}-{'-'.join(map(str, steps))}",
@@ -72,9 +80,20 @@ def render(view: ui.RunView) -> None:
         st.caption("These snapshots have no labels: every point is grey. Colour by modality or step instead.")
     if color_by == "step" and len(chosen) == 1:
         st.caption("Pick several snapshots to see the embedding move over training.")
-    strata = (info["modality"].astype(str) + "/" + info["label"].astype("string").fillna("none")).to_numpy()
+    strata = view.cached(
+        "strata",
+        lambda: (
+            info["modality"].astype(str) + "/" + info["label"].astype("string").fillna("none")
+        ).to_numpy(),
+        tuple(chosen),
+    )
     method = METHODS[label]
-    pca = projection.compute_projection(x, method="pca", cap=cap, strata=strata)
+    pca = view.cached(
+        "pca",
+        lambda: projection.compute_projection(x, method="pca", cap=cap, strata=strata),
+        tuple(chosen),
+        cap,
+    )
     if method == "pca":
         show(pca, info, label, color_by, view)
         return
@@ -89,7 +108,9 @@ def render(view: ui.RunView) -> None:
     if hit is not None:
         show(hit, info, label, color_by, view)
         return
-    job = ui.projection_jobs().submit(key, lambda: projection.compute_projection(x, cache=cache, **spec))
+    job = ui.background_jobs("projection").submit(
+        key, lambda: projection.compute_projection(x, cache=cache, **spec)
+    )
     if job.done():
         if job.exception() is None:
             show(job.result(), info, label, color_by, view)
@@ -97,18 +118,12 @@ def render(view: ui.RunView) -> None:
         st.warning(f"{label} failed ({type(job.exception()).__name__}: {job.exception()}); showing PCA.")
         show(pca, info, "PCA", color_by, view)
         return
-    started = st.session_state.setdefault(f"_emb_started_{key}", time.monotonic())
-
-    def wait() -> None:
-        if job.done():
-            st.rerun()
-        st.info(
-            f"{label} of {min(cap, finite):,} points is computing in the background "
-            f"({time.monotonic() - started:.0f} s so far; the first UMAP in a new process also compiles "
-            "numba, 20–60 s). PCA is shown meanwhile; the result is cached on disk for the next visit.",
-        )
-
-    st.fragment(run_every=2.0)(wait)()
+    st.info(
+        f"{label} of {min(cap, finite):,} points is computing in the background (the first UMAP in a new "
+        "process also compiles numba: 20–60 s). PCA is shown meanwhile and the page switches when the "
+        "result is ready; it is cached on disk, so the next visit is instant.",
+    )
+    ui.rerun_when_done(job)
     show(pca, info, "PCA", color_by, view)
 
 

@@ -51,7 +51,7 @@ def render(sel: ui.Selection, views: list[ui.RunView]) -> None:
         st.info("None of the chosen metrics are logged in the selected steps.")
         return
     key = ("compare", tuple((v.path, v.token) for v in views), sel.step_range, tuple(metrics))
-    fig = ui.cached_figure(
+    fig = ui.cached(
         key,
         lambda: F.fig_metric_grid(
             series.plot, metrics, title="Runs compared, aligned by step", dim=views[0].dim

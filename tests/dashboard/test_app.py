@@ -122,7 +122,7 @@ def test_embeddings_tsne_runs_in_background_then_comes_from_disk_cache(run_root,
     assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("PCA of snapshot 30")
     at.radio(key="emb_method").set_value("t-SNE").run()
     deadline = time.monotonic() + TIMEOUT
-    while "computing in the background" in texts(at.info):
+    while "is computing in the background" in texts(at.info):
         assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("PCA")  # shown meanwhile
         assert time.monotonic() < deadline, "t-SNE did not finish"
         time.sleep(0.5)
@@ -133,7 +133,7 @@ def test_embeddings_tsne_runs_in_background_then_comes_from_disk_cache(run_root,
     assert cached
     again = open_page(run_root, monkeypatch, "simclr", "pages/7_embeddings.py")
     again.radio(key="emb_method").set_value("t-SNE").run()
-    assert "computing" not in texts(again.info)
+    assert "is computing" not in texts(again.info)
     assert chart_specs(again)[0]["layout"]["title"]["text"].startswith("t-SNE")
 
 
@@ -168,6 +168,26 @@ def test_run_without_parts_gives_a_message_on_every_page(run_root, monkeypatch):
         assert not at.exception and not at.error, page
         if page != "pages/1_overview.py":
             assert at.info, f"{page} shows nothing to explain the missing data"
+
+
+def wait_while(at: AppTest, busy: str) -> AppTest:
+    """Rerun until no info/caption mentions ``busy`` (a background job finished)."""
+    deadline = time.monotonic() + TIMEOUT
+    while busy in texts(at.info) + texts(at.caption):
+        assert time.monotonic() < deadline, f"still {busy!r} after {TIMEOUT} s"
+        time.sleep(0.3)
+        at.run()
+    return at
+
+
+def test_health_verdicts_arrive_from_the_background(run_root, monkeypatch):
+    at = wait_while(open_app(run_root, monkeypatch, "corrupt"), "in the background")
+    assert not at.exception
+    labels = [e.label for e in at.expander]
+    assert any("warning" in label and "storage" in label for label in labels), labels
+    at.switch_page("pages/6_spectrum.py").run()
+    at = wait_while(at, "in the background")
+    assert "Health: warning — storage" in texts(at.warning)
 
 
 def test_corrupt_part_is_reported_not_raised(run_root, monkeypatch):
@@ -236,29 +256,6 @@ def test_live_run_redraws_and_stale_run_says_so(run_root, tmp_path, monkeypatch)
     stale = _with_status(run_root, tmp_path / "s", "running", now - dt.timedelta(hours=2))
     at = open_page(stale, monkeypatch, "live", "pages/6_spectrum.py")
     assert "stale" in texts(at.markdown) and "live" not in texts(at.markdown)
-
-
-# -- pure helpers ----------------------------------------------------------------------------------------
-def test_resolve_under_root(tmp_path):
-    root = tmp_path / "runs"
-    (root / "a" / "b").mkdir(parents=True)
-    assert ui.resolve_under_root(str(root), "a/b") == str(root / "a" / "b")
-    assert ui.resolve_under_root(str(root), "./a//b/") == str(root / "a" / "b")
-    os.symlink(tmp_path, root / "up")
-    for bad in ["", "  ", ".", "../x", "a/../../x", "/abs", "~/x", "C:/x", "http://h/x", "up", "a\\..\\.."]:
-        with pytest.raises(ValueError):
-            ui.resolve_under_root(str(root), bad)
-    assert ui.resolve_under_root("s3://bucket/runs/", "team/r1") == "s3://bucket/runs/team/r1"
-    with pytest.raises(ValueError):
-        ui.resolve_under_root("s3://bucket/runs", "../other")
-
-
-def test_resolve_root_precedence(monkeypatch):
-    monkeypatch.delenv(ui.ENV_ROOT, raising=False)
-    assert ui.resolve_root([], "sample_runs") == "sample_runs"
-    monkeypatch.setenv(ui.ENV_ROOT, "/env/runs")
-    assert ui.resolve_root([], "sample_runs") == "/env/runs"
-    assert ui.resolve_root(["--flag", "/cli/runs"], "sample_runs") == "/cli/runs"
 
 
 # -- the bundled sample runs -----------------------------------------------------------------------------

@@ -143,6 +143,21 @@ def test_score_heatmap_merges_rows_by_summing_counts():
     assert "merged" not in small.layout.title.text
 
 
+def test_histogram_matrices_split_kinds_once_and_feed_the_charts():
+    counts = RNG.integers(0, 50, size=(3, 3, 50))
+    df = hist_frame([0, 10, 20], counts=counts)
+    matrices = F.histogram_matrices(df)
+    assert sorted(matrices) == ["hard_neg", "neg", "pos"]
+    np.testing.assert_array_equal(matrices["hard_neg"].counts, counts[:, 2, :])
+    from_frame, from_matrices = F.fig_score_heatmap(df), F.fig_score_heatmap(matrices)
+    np.testing.assert_allclose(from_frame.data[0].z, from_matrices.data[0].z)
+    np.testing.assert_allclose(
+        F.fig_hard_negative_quantiles(matrices).data[0].y, F.fig_hard_negative_quantiles(df).data[0].y
+    )
+    doubled = pd.concat([df, df.iloc[:50]])  # a (step, bin) cell logged twice is summed
+    assert F.histogram_matrix(doubled, "pos").counts[0, 0] == 2 * counts[0, 0, 0]
+
+
 def test_hard_negative_quantiles_trace_values():
     df = hist_frame(np.arange(0, 50, 10))
     fig = F.fig_hard_negative_quantiles(df, quantiles=(0.5, 0.9))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 import pandas as pd
@@ -171,28 +170,3 @@ def test_cache_dir_for_local_writable_and_remote(tmp_path, monkeypatch):
     monkeypatch.setenv("CLDIAG_CACHE_DIR", str(tmp_path / "user"))
     assert P.cache_dir_for("s3://bucket/runs/a") == tmp_path / "user" / "projections"
     assert P.cache_dir_for(tmp_path / "missing") == tmp_path / "user" / "projections"
-
-
-def test_projection_jobs_deduplicate_and_retry_failures():
-    jobs = P.ProjectionJobs()
-    gate = threading.Event()
-    calls = []
-
-    def slow():
-        calls.append(1)
-        gate.wait(5)
-        return P.Projection(np.zeros((1, 2), np.float32), np.arange(1), "umap", None, False)
-
-    first = jobs.submit("k", slow)
-    assert jobs.submit("k", slow) is first and jobs.get("k") is first
-    gate.set()
-    assert first.result(5).method == "umap" and len(calls) == 1
-    assert jobs.get("missing") is None
-
-    def broken():
-        raise RuntimeError("boom")
-
-    failed = jobs.submit("bad", broken)
-    with pytest.raises(RuntimeError):
-        failed.result(5)
-    assert jobs.submit("bad", slow) is not failed

@@ -1,0 +1,68 @@
+"""Pure helpers of cldiag.ui: the background job runner and paths confined to the run root."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from cldiag import ui
+
+
+def test_background_jobs_deduplicate_and_retry_failures():
+    jobs = ui.BackgroundJobs()
+    gate = threading.Event()
+    calls = []
+
+    def slow():
+        calls.append(1)
+        gate.wait(5)
+        return "done"
+
+    first = jobs.submit("k", slow)
+    assert jobs.submit("k", slow) is first and jobs.get("k") is first
+    gate.set()
+    assert first.result(5) == "done" and len(calls) == 1
+    assert jobs.submit("k", slow) is first  # a finished job is the cached result
+    assert jobs.get("missing") is None
+
+    def broken():
+        raise RuntimeError("boom")
+
+    failed = jobs.submit("bad", broken)
+    with pytest.raises(RuntimeError):
+        failed.result(5)
+    retried = jobs.submit("bad", slow)
+    assert retried is not failed and retried.result(5) == "done"
+
+
+def test_background_jobs_forget_old_finished_jobs():
+    jobs = ui.BackgroundJobs(max_done=2)
+    for i in range(5):
+        jobs.submit(i, lambda i=i: i).result(5)
+    jobs.submit("last", lambda: None).result(5)
+    remembered = [k for k in [0, 1, 2, 3, 4, "last"] if jobs.get(k) is not None]
+    assert len(remembered) <= 3 and "last" in remembered
+
+
+def test_resolve_under_root(tmp_path):
+    root = tmp_path / "runs"
+    (root / "a" / "b").mkdir(parents=True)
+    assert ui.resolve_under_root(str(root), "a/b") == str(root / "a" / "b")
+    assert ui.resolve_under_root(str(root), "./a//b/") == str(root / "a" / "b")
+    os.symlink(tmp_path, root / "up")
+    for bad in ["", "  ", ".", "../x", "a/../../x", "/abs", "~/x", "C:/x", "http://h/x", "up", "a\\..\\.."]:
+        with pytest.raises(ValueError):
+            ui.resolve_under_root(str(root), bad)
+    assert ui.resolve_under_root("s3://bucket/runs/", "team/r1") == "s3://bucket/runs/team/r1"
+    with pytest.raises(ValueError):
+        ui.resolve_under_root("s3://bucket/runs", "../other")
+
+
+def test_resolve_root_precedence(monkeypatch):
+    monkeypatch.delenv(ui.ENV_ROOT, raising=False)
+    assert ui.resolve_root([], "sample_runs") == "sample_runs"
+    monkeypatch.setenv(ui.ENV_ROOT, "/env/runs")
+    assert ui.resolve_root([], "sample_runs") == "/env/runs"
+    assert ui.resolve_root(["--flag", "/cli/runs"], "sample_runs") == "/cli/runs"
