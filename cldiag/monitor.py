@@ -29,10 +29,12 @@ step's diagnostics are skipped (``strict=True`` raises instead, for tests and de
 from __future__ import annotations
 
 import atexit
+import datetime as _dt
 import logging
 import math
 import os
 import queue
+import socket
 import threading
 import time
 import warnings
@@ -218,6 +220,7 @@ class Monitor:
 
         self._store: RunStore | None = None
         self._meta: dict[str, Any] = {}
+        self._heartbeat_secs = float(heartbeat_secs)
         open_error: Exception | None = None
         if self._is_writer:
             try:
@@ -235,7 +238,6 @@ class Monitor:
             raise open_error
         if self._is_writer:
             self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-            self._heartbeat_secs = float(heartbeat_secs)
             self._start_writer()
         _live_monitors.add(self)
 
@@ -267,7 +269,9 @@ class Monitor:
                 from cldiag.reader import read_run
 
                 previous = read_run(store.uri, storage_options=storage_options)
+                _refuse_live_writer(store.uri, previous.meta)
                 self._meta = dict(previous.meta)
+                self._meta.update(host=socket.gethostname(), pid=os.getpid())
                 self._resume_after = previous.last_step()
                 self._seq = sum(1 for _ in store.iter_all_parts())
                 self._meta["status"] = schema.STATUS_RUNNING
@@ -291,8 +295,10 @@ class Monitor:
                     cldiag_version=__version__,
                     torch_version=torch.__version__,
                 )
+                self._meta["pid"] = os.getpid()
+            self._meta["heartbeat_secs"] = self._heartbeat_secs
             store.write_meta(self._meta)
-        except (schema.SchemaVersionError, RunStoreError):
+        except (schema.SchemaVersionError, RunStoreError, FileExistsError):
             raise
         except Exception as exc:  # remote filesystems raise their own types (botocore, aiohttp)
             raise RunStoreError(f"cannot write run directory {store.uri!r}: {exc}") from exc
@@ -941,6 +947,37 @@ class Monitor:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.close(status="failed" if exc_type is not None else "finished")
+
+
+def _refuse_live_writer(uri: str, meta: Mapping[str, Any]) -> None:
+    """Refuse to resume a run that another live process is still writing (two writers would interleave)."""
+    if meta.get("status") != schema.STATUS_RUNNING:
+        return
+    pid, host = meta.get("pid"), meta.get("host")
+    if host == socket.gethostname() and isinstance(pid, int):
+        if pid == os.getpid():
+            return  # this process re-opens its own run (e.g. a Lightning restore in the same process)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return  # the writer died (crash, SIGKILL): resuming is what the user wants
+        except PermissionError:
+            pass  # alive, owned by another user
+        raise FileExistsError(
+            f"{uri!r} is still being written by process {pid} on this host; stop it before resuming, or "
+            "write to another run_dir",
+        )
+    beat = meta.get("heartbeat")
+    interval = float(meta.get("heartbeat_secs") or 30.0)
+    try:
+        age = (_dt.datetime.now(_dt.timezone.utc) - _dt.datetime.fromisoformat(str(beat))).total_seconds()
+    except (TypeError, ValueError):
+        return
+    if age < 3 * interval:
+        raise FileExistsError(
+            f"{uri!r} is being written on host {host!r} (heartbeat {age:.0f} s ago); resume it once that "
+            f"writer has stopped (no heartbeat for {3 * interval:.0f} s), or write to another run_dir",
+        )
 
 
 def _scalar(value: TensorOrNumber) -> torch.Tensor | float:

@@ -299,3 +299,35 @@ def test_nonfinite_scalar_becomes_a_flag_row(tmp_path):
     assert list(df[df.metric == "loss"].step) == [0]
     assert list(df[df.metric == "nonfinite/loss"].step) == [1]
     assert list(df[df.metric == "nonfinite/knn_acc"].step) == [2]
+
+
+def test_resume_refuses_a_run_another_live_process_writes(tmp_path):
+    import subprocess
+    import sys
+
+    from cldiag.store import RunStore
+
+    path = tmp_path / "busy"
+    with Monitor(path) as mon:
+        mon.log(0, *_batch(0)[:2])
+    store = RunStore(path)
+    meta = store.read_meta()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store.write_meta({**meta, "status": "running", "pid": other.pid})
+        with pytest.raises(FileExistsError, match=f"still being written by process {other.pid}"):
+            Monitor(path, if_exists="resume")
+    finally:
+        other.kill()
+        other.wait()
+    with Monitor(path, if_exists="resume") as mon:  # that writer is dead now: resuming is allowed
+        mon.log(1, *_batch(1)[:2])
+    # A writer on another host is judged by its heartbeat.
+    fresh = {**store.read_meta(), "status": "running", "host": "elsewhere", "heartbeat": schema.now_iso()}
+    store.write_meta(fresh)
+    with pytest.raises(FileExistsError, match="being written on host 'elsewhere'"):
+        Monitor(path, if_exists="resume")
+    store.write_meta({**fresh, "heartbeat": "2020-01-01T00:00:00+00:00"})
+    with Monitor(path, if_exists="resume") as mon:
+        mon.log(2, *_batch(2)[:2])
+    assert sorted(read_run(path).scalars(["alignment"]).step) == [0, 1, 2]
