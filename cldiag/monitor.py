@@ -919,8 +919,16 @@ class Monitor:
 
     # ---------------------------------------------------------------------------------------------------
     # closing
-    def close(self, status: Literal["finished", "failed"] = "finished") -> None:
-        """Flush everything, wait for the writer, and mark the run ``finished`` (or ``failed``)."""
+    def close(
+        self, status: Literal["finished", "failed"] = "finished", *, timeout: float | None = None
+    ) -> None:
+        """Flush everything, wait for the writer, and mark the run ``finished`` (or ``failed``).
+
+        Args:
+            status: what ``meta.json`` records.
+            timeout: seconds to wait for the writer (None: as long as it takes). At interpreter exit the
+                wait is capped at 60 s so that a hung filesystem cannot keep a finished training alive.
+        """
         if self._closed:
             return
         self._closed = True
@@ -931,7 +939,10 @@ class Monitor:
             self.flush()
             self._ensure_writer()
             self._queue.put(None)
-            self._writer.join()
+            self._writer.join(timeout)
+            if self._writer.is_alive():
+                self._report(f"the writer is still busy after {timeout} s; closing without waiting for it")
+                return
             self._raise_writer_error()
             self._meta["status"] = status
             self._meta["heartbeat"] = schema.now_iso()
@@ -1008,4 +1019,4 @@ _live_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
 def _close_live_monitors() -> None:
     # A script that forgets close() still gets every logged step on disk.
     for mon in list(_live_monitors):
-        mon.close()
+        mon.close(timeout=60.0)

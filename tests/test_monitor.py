@@ -331,3 +331,23 @@ def test_resume_refuses_a_run_another_live_process_writes(tmp_path):
     with Monitor(path, if_exists="resume") as mon:
         mon.log(2, *_batch(2)[:2])
     assert sorted(read_run(path).scalars(["alignment"]).step) == [0, 1, 2]
+
+
+def test_close_with_timeout_does_not_hang_on_a_stuck_writer(tmp_path, monkeypatch):
+    import threading as _threading
+
+    from cldiag.store import RunStore
+
+    release = _threading.Event()
+    real = RunStore.write_part
+
+    def stuck(self, *args, **kwargs):
+        release.wait(30)  # a filesystem that does not answer
+        return real(self, *args, **kwargs)
+
+    mon = Monitor(tmp_path / "stuck", pairwise_every=0)
+    mon.log(0, *_batch(0)[:2])
+    monkeypatch.setattr(RunStore, "write_part", stuck)
+    with pytest.warns(RuntimeWarning, match="still busy after 0.5 s"):
+        mon.close(timeout=0.5)
+    release.set()
