@@ -237,8 +237,8 @@ class BackgroundJobs(Generic[T]):
     """Runs slow work one job at a time on a background thread, deduplicated by key.
 
     A page submits a job (a UMAP projection, the health rules of a large run) and keeps drawing; a later
-    rerun picks the result up with :meth:`get`. Finished jobs are remembered up to ``max_done`` (their
-    futures are the in-memory cache of the results).
+    rerun submits the same key again and gets the same future, finished by then. Finished jobs are
+    remembered up to ``max_done`` (their futures are the in-memory cache of the results).
 
     Args:
         workers: concurrent jobs (1 on small machines: the dashboard itself needs a core too).
@@ -263,11 +263,6 @@ class BackgroundJobs(Generic[T]):
             for k in done[: max(0, len(done) - self._max_done)]:
                 del self._jobs[k]
             return job
-
-    def get(self, key: Hashable) -> Future[T] | None:
-        """The job of ``key`` if one was submitted (and not yet forgotten)."""
-        with self._lock:
-            return self._jobs.get(key)
 
 
 @st.cache_resource(show_spinner=False)

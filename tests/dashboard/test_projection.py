@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import types
 
 import numpy as np
 import pandas as pd
@@ -101,6 +103,28 @@ def test_tsne_separates_clusters():
     coords, explained = P.project(x, "tsne", {"perplexity": 10})
     assert coords.shape == (90, 2) and coords.dtype == np.float32 and explained is None
     assert knn_purity(coords, y) > 0.95
+
+
+def test_umap_gets_unit_rows_cosine_metric_and_a_feasible_neighbourhood(monkeypatch):
+    seen = {}
+
+    class FakeUMAP:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def fit_transform(self, z):
+            seen["norms"] = np.linalg.norm(z, axis=1)
+            return z[:, :2] * 2
+
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
+    x = RNG.normal(size=(12, 4)) * 7
+    coords, explained = P.project(x, "umap", {"min_dist": 0.3})
+    assert seen["n_neighbors"] == 11 and seen["metric"] == "cosine" and seen["min_dist"] == 0.3
+    assert seen["n_components"] == 2 and seen["random_state"] == 0
+    np.testing.assert_allclose(seen["norms"], 1.0)
+    assert coords.dtype == np.float32 and explained is None
+    with pytest.raises(ValueError, match="finite"):
+        P.project(np.full((12, 4), np.nan), "umap")
 
 
 @pytest.mark.slow
