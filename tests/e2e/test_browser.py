@@ -11,10 +11,15 @@ PAGES = ["Overview", "Scores", "Geometry", "Temperature", "Modality gap", "Spect
 TIMEOUT_MS = 90_000
 
 
-def settle(page) -> None:
-    """Wait until the script run is over and a plotly chart is drawn."""
+def settle(page, chart: bool = True) -> None:
+    """Wait until the script run is over (and a plotly chart is drawn)."""
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=TIMEOUT_MS)
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=TIMEOUT_MS)
+    if chart:
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=TIMEOUT_MS)
+
+
+def shoot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"page-{name.lower().replace(' ', '-')}.png"), full_page=True)
 
 
 def test_every_page_renders_a_chart_without_exceptions(page, dashboard_url):
@@ -29,9 +34,34 @@ def test_every_page_renders_a_chart_without_exceptions(page, dashboard_url):
             timeout=TIMEOUT_MS,
         )
         settle(page)
-        page.screenshot(path=str(ARTIFACTS / f"page-{title.lower().replace(' ', '-')}.png"), full_page=True)
+        shoot(page, title)
         assert page.locator('[data-testid="stException"]').count() == 0, f"exception box on {title}"
         assert page.locator(".js-plotly-plot .main-svg").count() >= 1, f"no chart on {title}"
         assert "clip · finished" in page.locator('[data-testid="stMain"]').inner_text(), (
             f"wrong run on {title}"
         )
+
+
+def test_page_urls_open_directly_with_the_run_in_the_link(page, dashboard_url):
+    page.goto(f"{dashboard_url}/spectrum?run=simclr", timeout=TIMEOUT_MS)
+    settle(page)
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert main.startswith("Spectrum") and "simclr · finished" in main
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_other_pages_in_the_menu_open_without_exceptions(page, dashboard_url):
+    """Pages added beside the run pages (Lab, Concepts) must at least open cleanly under this router."""
+    page.goto(f"{dashboard_url}/?run=clip", timeout=TIMEOUT_MS)
+    settle(page)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    # A link's text is its icon's name, then the title.
+    titles = [t.strip().splitlines()[-1].strip() for t in nav.get_by_role("link").all_inner_texts()]
+    assert set(PAGES) <= set(titles)
+    for title in [t for t in titles if t not in PAGES]:
+        nav.get_by_role("link", name=title).click()
+        page.wait_for_url(lambda url: "overview" not in url, timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)  # let the new script run start before waiting for it to end
+        settle(page, chart=False)
+        shoot(page, title)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"exception box on {title}"
