@@ -60,7 +60,12 @@ def render(view: ui.RunView) -> None:
     means = view.series(MEANS)
     if not means.full.empty:
         ui.chart(
-            view.cached("score_means", lambda: F.fig_metric_series(means.plot, MEANS, title="Mean scores")),
+            view.cached(
+                "score_means",
+                lambda: F.fig_metric_series(
+                    means.plot, MEANS, title="Mean scores", y_title="cosine similarity"
+                ),
+            ),
             means.full,
             key="means",
             file_name=f"{view.name}-score-means",

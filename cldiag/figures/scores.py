@@ -251,13 +251,15 @@ def fig_score_heatmap(
     present = [k for k in kinds if k in matrices]
     if not present:
         raise ValueError(f"none of the kinds {list(kinds)} are present; have {sorted(matrices)}")
+    gap = 0.12
     fig = make_subplots(
         rows=1,
         cols=len(present),
         shared_yaxes=True,
         subplot_titles=[KIND_LABELS.get(k, k) for k in present],
-        horizontal_spacing=0.05,
+        horizontal_spacing=gap,
     )
+    width = (1 - gap * (len(present) - 1)) / len(present)
     merged_note = ""
     for i, kind in enumerate(present):
         m = matrices[kind]
@@ -265,12 +267,27 @@ def fig_score_heatmap(
         if merged:
             merged_note = f" ({m.steps.size} logged steps merged into {steps.size} rows)"
         dens = HistogramMatrix(steps, m.edges, counts).density()
+        # One colour scale per panel: positives are far more peaked than negatives, and a shared scale
+        # would paint the negative panel a single dark colour.
+        axis = "coloraxis" if i == 0 else f"coloraxis{i + 1}"
+        fig.update_layout(
+            {
+                axis: {
+                    "colorscale": "Viridis",
+                    "colorbar": {
+                        "title": {"text": "density"},
+                        "x": (i + 1) * width + i * gap + 0.01,
+                        "len": 0.9,
+                    },
+                },
+            },
+        )
         fig.add_trace(
             go.Heatmap(
                 x=m.centers,
                 y=steps,
                 z=dens,
-                coloraxis="coloraxis",
+                coloraxis=axis,
                 hovertemplate="step ≤ %{y}<br>cosine %{x:.3f}<br>density %{z:.3g}<extra></extra>",
             ),
             row=1,
@@ -278,7 +295,6 @@ def fig_score_heatmap(
         )
         fig.update_xaxes(title_text="cosine similarity", range=[-1, 1], row=1, col=i + 1)
     fig.update_yaxes(title_text="training step", row=1, col=1)
-    fig.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {"title": {"text": "density"}}})
     return finish(fig, title=title + merged_note, height=420)
 
 

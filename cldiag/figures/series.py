@@ -68,7 +68,8 @@ def fig_metric_series(
         metrics: which metrics to draw, in order (default: all in ``df``); absent ones are skipped.
         title: the chart title.
         dim: embedding dimension, for metric bounds that depend on it.
-        y_title: y-axis title; default: the first metric's label with its better-direction arrow.
+        y_title: y-axis title; default: the metric's label with its better-direction arrow (one metric, or
+            variants of one metric), else "value".
         references: horizontal reference lines as ``(y, label)`` (e.g. ``1/√d`` for a healthy spread).
         height: figure height in pixels.
 
@@ -118,7 +119,13 @@ def fig_metric_series(
                 hoverinfo="name",
             ),
         )
-    axis = bound_axis(metric_info(shared or chosen[0], dim=dim))
+    infos = [metric_info(m, dim=dim) for m in chosen]
+    if shared or len(chosen) == 1:
+        axis = bound_axis(metric_info(shared or chosen[0], dim=dim))
+    elif len({(i.lower, i.upper) for i in infos}) == 1:
+        axis = {**bound_axis(infos[0]), "title_text": "value"}  # common bounds, but no one metric's name
+    else:
+        axis = {"title_text": "value"}
     if y_title is not None:
         axis["title_text"] = y_title
     fig.update_yaxes(**axis)

@@ -139,6 +139,7 @@ def test_score_heatmap_merges_rows_by_summing_counts():
     merged = counts[:10, 1, :].sum(axis=0)
     np.testing.assert_allclose(z[0], merged / merged.sum() / (2 / 50))
     assert "1000 logged steps merged into 100 rows" in fig.layout.title.text
+    assert [t.coloraxis for t in fig.data] == ["coloraxis", "coloraxis2"]  # one scale per panel
     small = F.fig_score_heatmap(hist_frame([0, 1], ("pos", "neg")), max_rows=100)
     assert "merged" not in small.layout.title.text
 
@@ -183,7 +184,8 @@ def test_metric_series_one_trace_per_run_and_metric():
     ]
     np.testing.assert_allclose(fig.data[2].y, np.sin(np.arange(20) / 10))
     assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
-    assert fig.layout.yaxis.autorangeoptions.clipmin == -1.0
+    assert fig.layout.yaxis.autorangeoptions.clipmin == -1.0  # both cosines share [-1, 1]
+    assert fig.layout.yaxis.title.text == "value"  # not one metric's name over several metrics
     assert fig.layout.xaxis.title.text == "training step" and fig.layout.title.text == "t"
     with pytest.raises(ValueError, match="none of the metrics"):
         F.fig_metric_series(df, ["nope"], title="t")
