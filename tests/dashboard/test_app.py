@@ -8,6 +8,7 @@ first run, and page widgets are driven normally. The browser test covers the rea
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -15,6 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -56,6 +58,13 @@ def chart_specs(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
+def array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or a typed array ``{"dtype", "bdata"}`` (base64) as plotly ≥ 6 sends."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
+
+
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
@@ -92,6 +101,15 @@ def test_scores_overlay_defaults_to_the_newest_step(run_root, monkeypatch):
     assert titles[0].startswith("Score distributions at step 55")  # pairwise_every=5 over steps 0..59
     at.select_slider(key="scores_step").set_value(20).run()
     assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("Score distributions at step 20")
+
+
+def test_step_range_limits_every_chart(run_root, monkeypatch):
+    at = open_app(run_root, monkeypatch, "simclr", _cldiag_compare=[], _cldiag_steps_59=(10, 30))
+    at.switch_page("pages/2_scores.py").run()
+    assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("Score distributions at step 30")
+    at.switch_page("pages/3_geometry.py").run()
+    steps = np.concatenate([array(t["x"]) for t in chart_specs(at)[0]["data"]])
+    assert steps.min() == 10 and steps.max() == 30
 
 
 def test_temperature_page_marks_the_runs_own_tau(run_root, monkeypatch):
