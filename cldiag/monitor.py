@@ -40,14 +40,12 @@ import time
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
 import torch
 
-from cldiag import __version__, dist, schema
+from cldiag import __version__, dist, host_tables, schema
 from cldiag import functional as F
 from cldiag.store import IfExists, RunStore, RunStoreError, snapshot_dir
 
@@ -64,40 +62,6 @@ _OPENCLIP_KEYS = ("image_features", "text_features")
 
 Number = float | int
 TensorOrNumber = torch.Tensor | float | int
-
-
-@dataclass
-class _Pending:
-    """Everything logged since the last flush; tensors stay on their devices until the flush."""
-
-    scalar_steps: list[int] = field(default_factory=list)
-    scalar_names: list[str] = field(default_factory=list)
-    scalar_values: list[torch.Tensor | float] = field(default_factory=list)
-    hist: list[tuple[int, str, torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    spectra: list[tuple[int, str, torch.Tensor]] = field(default_factory=list)
-    curves: list[tuple[int, torch.Tensor, str, torch.Tensor]] = field(default_factory=list)
-    snapshots: list[tuple[int, str, torch.Tensor, torch.Tensor | None, torch.Tensor]] = field(
-        default_factory=list,
-    )
-    n_steps: int = 0
-
-    def empty(self) -> bool:
-        return not (self.scalar_values or self.hist or self.spectra or self.curves or self.snapshots)
-
-    def sizes(self) -> tuple[int, int, int, int, int]:
-        return (
-            len(self.scalar_values),
-            len(self.hist),
-            len(self.spectra),
-            len(self.curves),
-            len(self.snapshots),
-        )
-
-    def truncate(self, sizes: tuple[int, int, int, int, int]) -> None:
-        """Drop what was added after :meth:`sizes` returned ``sizes``."""
-        n, hist, spectra, curves, snapshots = sizes
-        del self.scalar_steps[n:], self.scalar_names[n:], self.scalar_values[n:]
-        del self.hist[hist:], self.spectra[spectra:], self.curves[curves:], self.snapshots[snapshots:]
 
 
 class Monitor:
@@ -202,7 +166,7 @@ class Monitor:
         self._modalities_explicit = modalities is not None
 
         self._is_writer = dist.rank() == 0
-        self._pending = _Pending()
+        self._pending = host_tables.Pending()
         self._last_flush = time.monotonic()
         self._snap_step: int | None = None
         self._snap_rows = 0
@@ -681,11 +645,11 @@ class Monitor:
             return
         self._raise_writer_error()
         with self._lock:
-            pending, self._pending = self._pending, _Pending()
+            pending, self._pending = self._pending, host_tables.Pending()
             self._last_flush = time.monotonic()
             if not pending.empty():
                 try:
-                    job = self._to_host(pending)
+                    job = host_tables.to_host(pending, self._dim)
                 except Exception as exc:
                     if self.strict:
                         raise
@@ -697,47 +661,6 @@ class Monitor:
         if wait:
             self._wait_for_writer()
             self._raise_writer_error()
-
-    def _to_host(self, p: _Pending) -> dict[str, Any]:
-        """One device→host copy per device for all buffered values; builds numpy columns."""
-        job: dict[str, Any] = {}
-        if p.scalar_values:
-            values = np.empty(len(p.scalar_values), dtype=np.float64)
-            by_device: dict[torch.device, list[int]] = {}
-            for i, v in enumerate(p.scalar_values):
-                if isinstance(v, torch.Tensor):
-                    by_device.setdefault(v.device, []).append(i)
-                else:
-                    values[i] = v
-            for idx in by_device.values():
-                stacked = torch.stack([p.scalar_values[i].float() for i in idx]).cpu().numpy()  # type: ignore[union-attr]
-                values[idx] = stacked
-            job["scalars"] = (
-                np.asarray(p.scalar_steps, np.int64),
-                np.asarray(p.scalar_names, object),
-                values,
-            )
-        if p.hist:
-            job["histograms"] = [(s, k, c.cpu().numpy(), e.cpu().numpy()) for s, k, c, e in p.hist]
-        if p.spectra:
-            job["spectra"] = [(s, m, e.cpu().numpy()) for s, m, e in p.spectra]
-        if p.curves:
-            job["temperature"] = [(s, t.cpu().numpy(), c, v.cpu().numpy()) for s, t, c, v in p.curves]
-        if p.snapshots:
-            job["snapshots"] = [
-                (
-                    s,
-                    m,
-                    z.float().cpu().numpy(),
-                    lab.cpu().numpy() if lab is not None else None,
-                    ids.cpu().numpy(),
-                )
-                for s, m, z, lab, ids in p.snapshots
-            ]
-        steps = [*p.scalar_steps, *(s for s, *_ in p.snapshots)]
-        job["last_step"] = max(steps) if steps else None
-        job["dim"] = self._dim
-        return job
 
     # ---------------------------------------------------------------------------------------------------
     # writer thread
@@ -819,95 +742,16 @@ class Monitor:
     def _write_job(self, job: dict[str, Any]) -> None:
         store = self._store
         assert store is not None
-        if "scalars" in job:
-            steps, names, values = job["scalars"]
-            # A non-finite value is never written as a number: it becomes a flag row
-            # "nonfinite/<metric>" = 1 at that step (a NaN loss is then visible, not silently missing).
-            bad = ~np.isfinite(values)
-            if bad.any():
-                names = names.copy()
-                names[bad] = [f"{schema.NONFINITE_PREFIX}{n}" for n in names[bad]]
-                values = np.where(bad, 1.0, values)
-            table = pa.table(
-                {"step": steps, "metric": pa.array(names, pa.string()), "value": values},
-                schema=schema.SCALARS,
-            )
-            store.write_part("scalars", table, self._next_seq())
-            del job["scalars"]  # a retry after a later failure must not write this part twice
-        if "histograms" in job:
-            cols: dict[str, list[Any]] = {
-                "step": [],
-                "kind": [],
-                "bin_left": [],
-                "bin_right": [],
-                "count": [],
-            }
-            for step, kind, counts, edges in job["histograms"]:
-                k = len(counts)
-                cols["step"].append(np.full(k, step, np.int64))
-                cols["kind"].append(np.full(k, kind, object))
-                cols["bin_left"].append(edges[:-1].astype(np.float32))
-                cols["bin_right"].append(edges[1:].astype(np.float32))
-                cols["count"].append(counts.astype(np.int64))
-            table = pa.table({c: np.concatenate(v) for c, v in cols.items()}, schema=schema.HISTOGRAMS)
-            store.write_part("histograms", table, self._next_seq())
-            del job["histograms"]
-        if "spectra" in job:
-            parts = [
-                pa.table(
-                    {
-                        "step": np.full(len(e), s, np.int64),
-                        "modality": np.full(len(e), m, object),
-                        "index": np.arange(len(e), dtype=np.int32),
-                        "eigenvalue": e.astype(np.float64),
-                    },
-                    schema=schema.SPECTRA,
-                )
-                for s, m, e in job["spectra"]
-            ]
-            store.write_part("spectra", pa.concat_tables(parts), self._next_seq())
-            del job["spectra"]
-        if "temperature" in job:
-            parts = []
-            for s, taus, curve, values in job["temperature"]:
-                ok = np.isfinite(values)
-                parts.append(
-                    pa.table(
-                        {
-                            "step": np.full(int(ok.sum()), s, np.int64),
-                            "tau": taus[ok].astype(np.float64),
-                            "curve": np.full(int(ok.sum()), curve, object),
-                            "value": values[ok].astype(np.float64),
-                        },
-                        schema=schema.TEMPERATURE,
-                    ),
-                )
-            store.write_part("temperature", pa.concat_tables(parts), self._next_seq())
-            del job["temperature"]
+        # Each table's part is removed from the job once written, so a retry after a later failure in
+        # the same job never writes a part twice.
+        for table in ("scalars", "histograms", "spectra", "temperature"):
+            if table in job:
+                store.write_part(table, host_tables.build(table, job[table]), self._next_seq())
+                del job[table]
         if "snapshots" in job:
-            by_step: dict[int, list[pa.Table]] = {}
-            for s, m, z, lab, ids in job["snapshots"]:
-                n, d = z.shape
-                by_step.setdefault(s, []).append(
-                    pa.table(
-                        {
-                            "step": np.full(n, s, np.int64),
-                            "sample_id": ids.astype(np.int64),
-                            "modality": np.full(n, m, object),
-                            "label": pa.array(
-                                lab.astype(np.int64) if lab is not None else [None] * n, pa.int64()
-                            ),
-                            "vector": pa.FixedSizeListArray.from_arrays(
-                                pa.array(z.reshape(-1).astype(np.float32)),
-                                d,
-                            ),
-                        },
-                        schema=schema.embeddings_schema(d),
-                    ),
-                )
-            for s, tables in by_step.items():
-                store.write_part(snapshot_dir(s), pa.concat_tables(tables), self._next_seq())
-                job["snapshots"] = [snap for snap in job["snapshots"] if snap[0] != s]
+            for step, snapshot in host_tables.snapshot_tables(job["snapshots"]).items():
+                store.write_part(snapshot_dir(step), snapshot, self._next_seq())
+                job["snapshots"] = [snap for snap in job["snapshots"] if snap[0] != step]
             del job["snapshots"]
         if job.get("last_step") is not None:
             last = self._meta.get("last_step")
