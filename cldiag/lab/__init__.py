@@ -1,0 +1,11 @@
+"""The cldiag lab: small contrastive trainings on a laptop CPU that write normal cldiag runs.
+
+- :mod:`cldiag.lab.data` -- offline data sets (digits with augmented views, image↔caption pairs, the
+  Jing et al. toy, synthetic sets where raw inputs are poor for kNN).
+- :mod:`cldiag.lab.models` -- tiny encoders.
+- :mod:`cldiag.lab.trainer` -- :class:`LabConfig`, :func:`train`, :class:`LabSession` (background thread).
+- :mod:`cldiag.lab.presets` -- four presets that reproduce published findings, :func:`run_preset`.
+- :mod:`cldiag.lab.demo` -- :func:`make_sample_runs`, the bundled sample runs.
+
+Importing this package is cheap; the submodules import torch.
+"""
