@@ -7,7 +7,6 @@ argument after ``--`` overrides it. The Lab and Concepts pages join the menu whe
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import streamlit as st
@@ -49,8 +48,5 @@ if learn:
     sections["Learn"] = learn
 
 page = st.navigation(sections)
-# Only `streamlit run app.py -- ROOT` passes arguments to this script; elsewhere (tests, embedding) argv
-# belongs to another program.
-args = sys.argv[1:] if Path(sys.argv[0]).name == Path(__file__).name else []
-ui.sidebar(HERE / "sample_runs", args)
+ui.sidebar(HERE / "sample_runs", ui.launch_args())
 page.run()

@@ -17,11 +17,12 @@ import logging
 import os
 import posixpath
 import re
+import sys
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
     "finished_verdicts",
     "guarded",
     "health_banner",
+    "launch_args",
     "page_intro",
     "rerun_when_done",
     "resolve_root",
@@ -62,6 +64,8 @@ logger = logging.getLogger("cldiag.ui")
 T = TypeVar("T")
 
 ENV_ROOT = "CLDIAG_RUN_ROOT"
+APP_DIR = Path(__file__).resolve().parents[1]
+"""The source checkout's root, holding ``app.py`` and ``sample_runs/``."""
 MAX_POINTS = 2000
 """Points per plotted series; longer series are min/max-downsampled (the CSV keeps every point)."""
 REFRESH_SECS = 5.0
@@ -79,6 +83,15 @@ _RANGE_KEY = "_cldiag_step_range"
 
 # ---------------------------------------------------------------------------------------------------------
 # The run root and paths inside it
+def launch_args() -> list[str]:
+    """Arguments given to the dashboard (``streamlit run app.py -- ROOT``); none when embedded or tested.
+
+    Only ``streamlit run app.py`` hands its script arguments over in ``sys.argv``; elsewhere (pytest,
+    another host program) ``sys.argv`` belongs to someone else.
+    """
+    return sys.argv[1:] if Path(sys.argv[0]).name == "app.py" else []
+
+
 def resolve_root(args: Sequence[str], default: str | os.PathLike[str]) -> str:
     """The run root: the first argument after ``--``, else ``$CLDIAG_RUN_ROOT``, else ``default``.
 
@@ -560,10 +573,11 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
 def selection() -> Selection:
     """The selection made by the sidebar in this session (drawing the sidebar if the page runs alone)."""
     sel = st.session_state.get(_SELECTION_KEY)
-    if not isinstance(sel, Selection):
-        st.info("Open the dashboard through its entry point: `streamlit run app.py` or `cldiag serve`.")
-        st.stop()
-    return sel
+    if isinstance(sel, Selection):
+        return sel
+    # The very first request of a fresh server to a page URL (a bookmark of /spectrum) runs that page
+    # without app.py: Streamlit's fallback for apps with a pages/ folder. Draw the same sidebar here.
+    return sidebar(APP_DIR / "sample_runs", launch_args())
 
 
 def _open_or_warn(path: str) -> Run | None:

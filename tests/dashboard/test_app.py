@@ -266,6 +266,17 @@ def _with_status(run_root: Path, tmp_path: Path, status: str, heartbeat: dt.date
     return root
 
 
+def test_a_page_opened_without_the_router_draws_the_sidebar_itself(run_root, monkeypatch):
+    # A fresh server's first request to a page URL runs the page alone (Streamlit's pages/ fallback).
+    monkeypatch.setenv(ui.ENV_ROOT, str(run_root))
+    at = AppTest.from_file("../../pages/6_spectrum.py", default_timeout=TIMEOUT)
+    at.query_params["run"] = "clip"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="_cldiag_run").value == str(run_root / "clip")
+    assert at.title[0].value == "Spectrum" and chart_specs(at)
+
+
 def test_live_run_redraws_and_stale_run_says_so(run_root, tmp_path, monkeypatch):
     now = dt.datetime.now(dt.timezone.utc)
     root = _with_status(run_root, tmp_path, "running", now)

@@ -25,6 +25,16 @@ def shoot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"page-{name.lower().replace(' ', '-')}.png"), full_page=True)
 
 
+def test_page_urls_open_directly_with_the_run_in_the_link(page, dashboard_url):
+    # First in this file, so it is the fresh server's first request: a page URL then runs the page without
+    # app.py (Streamlit's fallback for apps with a pages/ folder), and must still work.
+    page.goto(f"{dashboard_url}/spectrum?run=simclr", timeout=TIMEOUT_MS)
+    settle(page)
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert main.startswith("Spectrum") and "simclr · finished" in main
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_every_page_renders_a_chart_without_exceptions(page, dashboard_url):
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(f"{dashboard_url}/?run=clip", timeout=TIMEOUT_MS)
@@ -43,14 +53,6 @@ def test_every_page_renders_a_chart_without_exceptions(page, dashboard_url):
         assert "clip · finished" in page.locator('[data-testid="stMain"]').inner_text(), (
             f"wrong run on {title}"
         )
-
-
-def test_page_urls_open_directly_with_the_run_in_the_link(page, dashboard_url):
-    page.goto(f"{dashboard_url}/spectrum?run=simclr", timeout=TIMEOUT_MS)
-    settle(page)
-    main = page.locator('[data-testid="stMain"]').inner_text()
-    assert main.startswith("Spectrum") and "simclr · finished" in main
-    assert page.locator('[data-testid="stException"]').count() == 0
 
 
 def test_other_pages_in_the_menu_open_without_exceptions(page, dashboard_url):
