@@ -1,0 +1,190 @@
+"""The Lab page through Streamlit's AppTest: controls, a background training started and stopped from the
+page, the run it writes, rejected and diverging settings, and a preset.
+
+As in tests/dashboard/test_app.py the first run goes through ``app.py`` (router + sidebar) and later runs
+execute the page alone with the sidebar's selection kept in session state. AppTest does not fire the live
+fragment's timer, so the tests rerun the page themselves while the training thread works.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cldiag import list_runs, read_run, ui
+from cldiag.lab import trainer as T
+from cldiag.lab.presets import PRESETS
+
+APP = "../../app.py"  # relative to this file, as AppTest resolves it
+PAGE = "pages/lab.py"
+TIMEOUT = 120  # generous: CI machines are shared
+WAIT = 120.0
+
+
+def open_lab(root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv(ui.ENV_ROOT, str(root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def session(at: AppTest) -> T.LabSession:
+    return at.session_state["lab_session"]
+
+
+def wait_for(condition, what: str) -> None:
+    # A deadline against hanging, not a speed assertion.
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+@pytest.fixture(autouse=True)
+def no_training_left(request):
+    # A test that fails mid-training must not leave a thread writing into the next test's run root.
+    yield
+    at = getattr(request.node, "lab_app", None)
+    if at is not None and "lab_session" in at.session_state:
+        session(at).stop(timeout=60)
+
+
+def test_page_renders_controls_bounded_by_the_trainer(tmp_path, monkeypatch, request):
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    assert at.title[0].value == "Lab"
+    assert not at.error
+    assert "Nothing trained in this session yet" in texts(at.info)
+    tau = at.number_input(key="lab_tau")
+    assert (tau.min, tau.max) == T.TEMPERATURE_RANGE
+    steps = at.number_input(key="lab_steps")
+    assert (steps.min, steps.max) == (1, T.MAX_STEPS)
+    batches = at.select_slider(key="lab_batch").options
+    assert [int(b) for b in batches] == [4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    assert at.slider(key="lab_aug_images").max == 1.0
+    at.selectbox(key="lab_data").set_value("toy").run()
+    assert at.slider(key="lab_aug_toy").max == T.TOY_NOISE_MAX
+    assert not at.button(key="lab_start").disabled
+    assert at.button(key="lab_stop").disabled
+    # Every preset shows the paper's claim and a button to run it.
+    shown = texts(at.markdown)
+    for preset in PRESETS.values():
+        assert preset.claim in shown
+        assert f"lab_preset_{preset.name}" in [b.key for b in at.button]
+
+
+def test_rejected_settings_say_why_and_cannot_start(tmp_path, monkeypatch, request):
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    at.selectbox(key="lab_data").set_value("pairs").run()  # the loss stays nt_xent: one modality only
+    assert "These settings are rejected" in texts(at.error)
+    assert "cross-modal loss" in texts(at.error)
+    assert at.button(key="lab_start").disabled
+    at.selectbox(key="lab_loss").set_value("clip").run()
+    assert not at.error
+    assert not at.button(key="lab_start").disabled
+
+
+def test_start_rerun_and_stop_a_training_then_open_its_run(tmp_path, monkeypatch, request):
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    at.number_input(key="lab_steps").set_value(T.MAX_STEPS).run()
+    at.select_slider(key="lab_batch").set_value(32).run()
+    at.button(key="lab_start").click().run()
+    assert not at.exception, at.exception
+    lab = session(at)
+    assert lab.running
+    run_dir = lab.progress.run_dir
+    wait_for(lambda: lab.progress.step >= 5, "five training steps")
+
+    # A widget change reruns the page; the training carries on in the same run.
+    at.number_input(key="lab_seed").set_value(7).run()
+    assert not at.exception, at.exception
+    assert lab.running and lab.progress.run_dir == run_dir
+    assert not at.button(key="lab_stop").disabled
+
+    at.button(key="lab_stop").click().run()
+    assert not at.exception, at.exception
+    assert not lab.running
+    result = lab.result
+    assert result.status == "stopped"
+    assert 5 <= result.steps_done < T.MAX_STEPS
+    assert f"stopped on request after {result.steps_done} of {T.MAX_STEPS} steps" in texts(at.info)
+
+    # The run sits directly under the run root, so the sidebar lists it, and reads like any other run.
+    assert Path(run_dir).parent == tmp_path.resolve()
+    assert [r.path for r in list_runs(tmp_path)] == [run_dir]
+    run = read_run(run_dir)
+    assert run.meta["status"] == "finished"
+    assert run.config["batch_size"] == 32 and run.config["steps"] == T.MAX_STEPS
+    loss = run.scalars(["loss"])
+    assert loss["step"].tolist() == list(range(result.steps_done))
+    assert run.scalars(["knn_acc"])["step"].max() == result.steps_done
+
+    # The page draws the run's diagnostics and links every dashboard page to it by name.
+    assert at.get("plotly_chart")
+    links = at.get("page_link")
+    assert {link.proto.query_string for link in links} == {f"run={Path(run_dir).name}"}
+    assert len(links) == 4  # one modality: no modality-gap page
+
+
+def test_second_start_stops_the_first_training(tmp_path, monkeypatch, request):
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    at.number_input(key="lab_steps").set_value(T.MAX_STEPS).run()
+    at.select_slider(key="lab_batch").set_value(32).run()
+    at.button(key="lab_start").click().run()
+    lab = session(at)
+    first = lab.progress.run_dir
+    wait_for(lambda: lab.progress.step >= 1, "a first training step")
+    at.button(key="lab_start").click().run()
+    assert not at.exception, at.exception
+    second = lab.progress.run_dir
+    assert second != first and lab.running
+    assert "previous training was stopped" in texts(at.info)
+    stopped = read_run(first)
+    assert stopped.meta["status"] == "finished"  # closed cleanly before the second one began
+    assert stopped.meta["last_step"] < T.MAX_STEPS - 1
+    lab.stop(timeout=60)
+
+
+def test_a_diverging_training_says_so(tmp_path, monkeypatch, request):
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    at.number_input(key="lab_lr").set_value(1e30).run()  # the trainer's bound; Adam overflows at once
+    at.button(key="lab_start").click().run()
+    lab = session(at)
+    wait_for(lambda: not lab.running, "the diverging training to end")
+    at.run()
+    assert not at.exception, at.exception
+    assert lab.result.status == "diverged"
+    errors = texts(at.error)
+    assert "diverged" in errors and "Lower the learning rate" in errors
+    assert read_run(lab.progress.run_dir).meta["status"] == "failed"
+
+
+def test_preset_runs_in_the_background_and_shows_its_verdict(tmp_path, monkeypatch, request):
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    at.select_slider(key="lab_preset_scale").set_value(0.1).run()
+    at.button(key="lab_preset_collapse").click().run()
+    assert not at.exception, at.exception
+    lab = session(at)
+    assert lab.preset == "collapse"
+    wait_for(lambda: not lab.running, "the collapse preset")
+    at.run()
+    assert not at.exception, at.exception
+    result = lab.preset_result
+    names = sorted(Path(r.run_dir).name for r in result.results)
+    assert names == ["collapse-strong", "collapse-weak"]
+    assert sorted(r.name for r in list_runs(tmp_path)) == names
+    verdict = "reproduced" if result.passed else "not reproduced"
+    shown = texts(at.markdown)
+    assert f"{verdict}]. {result.summary}" in shown
+    captions = texts(at.caption)
+    assert "Shortened runs" in captions
+    assert "`collapse-weak`, `collapse-strong`" in captions
