@@ -547,13 +547,16 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
     if extra is not None and st.session_state.get("_cldiag_opened") != extra:
         # A newly typed path becomes the focus once; the picker decides afterwards.
         st.session_state["_cldiag_run"] = st.session_state["_cldiag_opened"] = extra
-    elif wanted is not None and "_cldiag_run" not in st.session_state:
+    elif wanted is not None and st.query_params.get("run") != st.session_state.get("_cldiag_linked"):
+        # ?run= changed since the sidebar last wrote it: a link (st.page_link(..., query_params={"run": ...}))
+        # or a fresh session. It moves the focus once; afterwards the picker decides.
         st.session_state["_cldiag_run"] = wanted
     if st.session_state.get("_cldiag_run") not in paths:
         st.session_state["_cldiag_run"] = paths[0]
     focus = st.sidebar.selectbox("Run", paths, format_func=sel.label, key="_cldiag_run")
     if focus != extra:
         st.query_params["run"] = posixpath.basename(focus.rstrip("/"))
+    st.session_state["_cldiag_linked"] = st.query_params.get("run")
     others = [p for p in paths if p != focus]
     compare = st.sidebar.multiselect(
         "Compare with",
