@@ -21,7 +21,6 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as nnf
 
 from cldiag import Monitor
 from cldiag import functional as F
