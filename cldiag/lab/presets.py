@@ -130,8 +130,8 @@ def _as_run(item: RunLike) -> Run:
 
 def _snapshot(
     run: Run, step: int | None = None, modality: str | None = None
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Rows of one snapshot (latest when ``step`` is None) as a float tensor, and their labels."""
+) -> tuple[torch.Tensor, np.ndarray | None]:
+    """One snapshot (latest if ``step`` is None) as a tensor, and its labels (None if any is missing)."""
     matrix, rows = run.embedding_matrix(step)
     if modality is not None:
         keep = (rows["modality"] == modality).to_numpy()
@@ -139,7 +139,8 @@ def _snapshot(
     if len(matrix) < 2:
         where = "" if step is None else f" at step {step}"
         raise ValueError(f"run {run.name!r} has no usable embedding snapshot{where}")
-    return torch.from_numpy(np.array(matrix, dtype=np.float32)), rows["label"].to_numpy()
+    labels = None if rows["label"].isna().any() else rows["label"].to_numpy(dtype=np.int64)
+    return torch.from_numpy(np.array(matrix, dtype=np.float32)), labels
 
 
 def _last_scalar(run: Run, metric: str) -> float:
@@ -187,11 +188,20 @@ def _check_temperature(items: Sequence[RunLike]) -> tuple[bool, str]:
     taus = sorted(by_tau)
     unif, tol, knn = [], [], []
     for tau in taus:
-        run = by_tau[tau][0]
-        z, labels = _snapshot(run)
-        unif.append(float(F.uniformity(z)))
-        tol.append(float(F.tolerance(z, torch.from_numpy(labels.astype(np.int64)))))
-        knn.append(_last_scalar(run, "knn_acc"))
+        # Several runs at one τ (e.g. seeds) are averaged.
+        per_run = []
+        for run in by_tau[tau]:
+            z, labels = _snapshot(run)
+            if any(label is None or label != label for label in labels):  # None or NaN: unlabelled rows
+                raise ValueError(f"run {run.name!r} has snapshot rows without labels; tolerance needs them")
+            labels_t = torch.from_numpy(labels.astype(np.int64))
+            per_run.append(
+                (float(F.uniformity(z)), float(F.tolerance(z, labels_t)), _last_scalar(run, "knn_acc"))
+            )
+        u, t, k = np.mean(per_run, axis=0)
+        unif.append(float(u))
+        tol.append(float(t))
+        knn.append(float(k))
     raw = _last_scalar(by_tau[taus[0]][0], "knn_acc_raw")
     ok_u, ok_t = _increasing(unif), _increasing(tol)
     text = (
