@@ -2,18 +2,24 @@
 
 The router: the sidebar (run root, run picker, step range) is drawn here for every page, then the chosen
 page runs. The run root defaults to ``sample_runs/`` next to this file; ``$CLDIAG_RUN_ROOT`` or a command-line
-argument after ``--`` overrides it. The Lab and Concepts pages join the menu when their files exist.
+argument after ``--`` overrides it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
+import torch
 
 from cldiag import ui
 
 HERE = Path(__file__).resolve().parent
+
+# The dashboard's tensors are small (Concepts, Lab): a second OpenMP thread only adds synchronization.
+# Measured on the 2-core VM: Concepts slider moves 220-740 ms with 2 threads, <= 190 ms with 1.
+torch.set_num_threads(int(os.environ.get("CLDIAG_TORCH_THREADS", "1")))
 
 st.set_page_config(page_title="cldiag", page_icon=":material/troubleshoot:", layout="wide")
 
@@ -39,13 +45,9 @@ sections = {
         for i, (file, title, icon, url) in enumerate(RUN_PAGES)
     ],
 }
-learn = [
-    st.Page(f"pages/{file}", title=title, icon=icon, url_path=url)
-    for file, title, icon, url in LEARN_PAGES
-    if (HERE / "pages" / file).is_file()
+sections["Learn"] = [
+    st.Page(f"pages/{file}", title=title, icon=icon, url_path=url) for file, title, icon, url in LEARN_PAGES
 ]
-if learn:
-    sections["Learn"] = learn
 
 page = st.navigation(sections)
 ui.sidebar(HERE / "sample_runs", ui.launch_args())
