@@ -192,12 +192,10 @@ def _check_temperature(items: Sequence[RunLike]) -> tuple[bool, str]:
         per_run = []
         for run in by_tau[tau]:
             z, labels = _snapshot(run)
-            if any(label is None or label != label for label in labels):  # None or NaN: unlabelled rows
+            if labels is None:
                 raise ValueError(f"run {run.name!r} has snapshot rows without labels; tolerance needs them")
-            labels_t = torch.from_numpy(labels.astype(np.int64))
-            per_run.append(
-                (float(F.uniformity(z)), float(F.tolerance(z, labels_t)), _last_scalar(run, "knn_acc"))
-            )
+            tolerance = float(F.tolerance(z, torch.from_numpy(labels)))
+            per_run.append((float(F.uniformity(z)), tolerance, _last_scalar(run, "knn_acc")))
         u, t, k = np.mean(per_run, axis=0)
         unif.append(float(u))
         tol.append(float(t))

@@ -172,3 +172,24 @@ def test_uniformity_numbers_in_the_sentence_are_the_functional_ones(tmp_path):
     _, text = PRESETS["temperature"].check(runs)
     assert "uniformity " + " / ".join(f"{u:.2f}" for u in expected) in text
     assert np.all(np.diff(expected) > 0)
+
+
+def test_temperature_check_needs_labels_and_averages_seeds(tmp_path):
+    from cldiag import functional as F
+
+    unlabelled = [
+        fake_run(tmp_path / f"x{tau}", {"temperature": tau}, snapshots=[(1, clustered(1.0)[0], None, None)])
+        for tau in (0.1, 0.3, 1.0)
+    ]
+    with pytest.raises(ValueError, match="without labels"):
+        PRESETS["temperature"].check(unlabelled)
+    # Two seeds at τ = 0.3: the sentence reports their mean.
+    runs = [
+        fake_run(tmp_path / "a", {"temperature": 0.1}, snapshots=[(1, *clustered(3.0), None)]),
+        fake_run(tmp_path / "b", {"temperature": 0.3, "seed": 0}, snapshots=[(1, *clustered(0.4), None)]),
+        fake_run(tmp_path / "c", {"temperature": 0.3, "seed": 1}, snapshots=[(1, *clustered(1.2), None)]),
+        fake_run(tmp_path / "d", {"temperature": 1.0}, snapshots=[(1, *clustered(0.05), None)]),
+    ]
+    mean_u = (float(F.uniformity(clustered(0.4)[0])) + float(F.uniformity(clustered(1.2)[0]))) / 2
+    _, text = PRESETS["temperature"].check(runs)
+    assert f"/ {mean_u:.2f} /" in text
