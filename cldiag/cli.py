@@ -116,7 +116,7 @@ def _lab(args: argparse.Namespace) -> int:
     presets = _backend("cldiag.lab.presets", "lab")
     result = presets.run_preset(args.preset, args.out, steps_scale=args.steps_scale)
     _print_result(result)
-    return EXIT_ALARM if getattr(result, "passed", True) is False else EXIT_OK
+    return EXIT_OK if result.passed else EXIT_ALARM
 
 
 def _compact(args: argparse.Namespace) -> int:

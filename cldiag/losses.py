@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "LogitScale",
+    "alignment_only_loss",
     "clip_logits",
     "clip_loss",
     "dcl_loss",
@@ -159,6 +160,32 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: Temperature = 0.5) -> Tensor:
     logits = (z @ z.T / tau).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(logits, targets)
+
+
+def alignment_only_loss(z1: Tensor, z2: Tensor) -> Tensor:
+    r"""Negative-free loss: pull the two views together and nothing else — a textbook way to collapse.
+
+    .. math::
+        \ell = \frac{1}{N} \sum_i \lVert \hat z^{(1)}_i - \hat z^{(2)}_i \rVert^2
+
+    This is Wang & Isola's alignment term alone. Without negatives (or the predictor and stop-gradient of
+    BYOL/SimSiam, Chen & He, CVPR 2021) every input can map to the same point at zero loss, and training
+    finds it: uniformity and ``std_of_l2_normalized`` go to 0, the effective rank to 1. The Lab offers it so
+    that learners can watch complete collapse, and the health rules can be seen to fire.
+
+    Args:
+        z1: First view, shape (N, d). Normalized inside.
+        z2: Second view, shape (N, d); row i is the positive of ``z1[i]``. Normalized inside.
+
+    Returns:
+        Scalar mean loss in ``[0, 4]``; 0 when all rows are equal (collapsed).
+
+    Raises:
+        ValueError: If shapes differ, are not 2-D or N < 2.
+        TypeError: If an input is not a floating-point tensor.
+    """
+    _check_pair(z1, z2, ("z1", "z2"))
+    return (F.normalize(z1, dim=1) - F.normalize(z2, dim=1)).pow(2).sum(dim=1).mean()
 
 
 def _dcl(z1: Tensor, z2: Tensor, tau: Temperature, weight: Tensor | None) -> Tensor:

@@ -51,6 +51,7 @@ LOSS_LABELS = {
     "dclw": "DCLW (weighted DCL)",
     "supcon": "SupCon (uses labels)",
     "mochi": "MoCHi (mixed hard negatives)",
+    "align": "alignment only, no negatives (collapses)",
 }
 BATCH_SIZES = [b for b in (2**k for k in range(1, 12)) if T.BATCH_RANGE[0] <= b <= T.BATCH_RANGE[1]]
 PRESET_LENGTHS = {0.1: "quick look (10 % of the steps)", 0.3: "short (30 %)", 1.0: "full length"}

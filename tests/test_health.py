@@ -678,3 +678,16 @@ def test_odd_hand_written_run_does_not_break_evaluate(tmp_path):
     report = report_dict(run, verdicts)
     assert json.loads(json.dumps(report, allow_nan=False)) == report
     assert "overall: ALARM" in format_report(run, verdicts)
+
+
+SAMPLE_RUNS = Path(__file__).resolve().parents[1] / "sample_runs"
+
+
+def test_bundled_sample_runs_get_the_verdicts_they_were_made_for():
+    healthy = evaluate(read_run(SAMPLE_RUNS / "simclr-digits-tau0.2"))
+    assert worst_level(healthy) == "ok", [(v.rule, v.level, v.reason) for v in healthy if v.level != "ok"]
+    collapsed = _by_rule(evaluate(read_run(SAMPLE_RUNS / "collapse-no-negatives")))
+    assert collapsed["complete_collapse"].level == "alarm"
+    assert collapsed["dimensional_collapse"].level == "alarm"
+    gap = _by_rule(evaluate(read_run(SAMPLE_RUNS / "clip-pairs-tau0.01")))
+    assert gap["modality_gap"].level == "warn"

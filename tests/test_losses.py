@@ -316,3 +316,21 @@ def test_other_validation():
         mochi_loss(a, a, torch.randn(5, 4))
     with pytest.raises(ValueError, match="scalar"):
         nt_xent(a, a, torch.ones(2))
+
+
+def test_alignment_only_loss_values_and_collapse_optimum():
+    from cldiag.losses import alignment_only_loss
+
+    z = torch.randn(6, 5)
+    assert float(alignment_only_loss(z, 3 * z)) == pytest.approx(0.0, abs=1e-6)
+    assert float(alignment_only_loss(z, -z)) == pytest.approx(4.0, abs=1e-5)
+    a, b = torch.randn(7, 4), torch.randn(7, 4)
+    an = a.double().numpy() / np.linalg.norm(a.double().numpy(), axis=1, keepdims=True)
+    bn = b.double().numpy() / np.linalg.norm(b.double().numpy(), axis=1, keepdims=True)
+    ref = np.mean([np.sum((an[i] - bn[i]) ** 2) for i in range(7)])
+    assert float(alignment_only_loss(a, b)) == pytest.approx(ref, rel=1e-5)
+    # every input mapped to one point is a global minimum: nothing in the loss prevents collapse
+    same = torch.ones(7, 4)
+    assert float(alignment_only_loss(same, same)) == 0.0
+    with pytest.raises(ValueError):
+        alignment_only_loss(a, b[:3])

@@ -11,6 +11,7 @@ run                            what it shows
 ``simclr-digits-tau1``         the same at a high τ: less uniform, more tolerant
 ``collapse-toy-strong``        dimensional collapse: the Jing et al. toy with strong noise on dims 8–15
 ``collapse-toy-weak``          its healthy twin with weak noise: a full spectrum
+``collapse-no-negatives``      complete collapse: digits trained with the alignment term alone (no negatives)
 ``clip-pairs-tau0.01``         image↔caption CLIP at τ = 0.01: a large modality gap stays (Liang et al.)
 ``clip-pairs-tau1``            the same at τ = 1: the gap closes
 =============================  ==========================================================================
@@ -48,6 +49,7 @@ SAMPLE_RUNS: dict[str, LabConfig] = {
     "simclr-digits-tau1": LabConfig(temperature=1.0, steps=600),
     "collapse-toy-strong": _TOY.replace(augmentation=1.5),
     "collapse-toy-weak": _TOY.replace(augmentation=0.1),
+    "collapse-no-negatives": LabConfig(loss="align", steps=400, snapshot_every=100),
     "clip-pairs-tau0.01": _PAIRS.replace(temperature=0.01),
     "clip-pairs-tau1": _PAIRS.replace(temperature=1.0),
 }

@@ -97,11 +97,6 @@ class PresetResult:
     summary: str
     seconds: float
 
-    @property
-    def reproduced(self) -> bool:
-        """Same as :attr:`passed`; reads better in a sentence about a finding."""
-        return self.passed
-
     def __str__(self) -> str:
         lines = [
             f"preset {self.name}: {'REPRODUCED' if self.passed else 'NOT REPRODUCED'} ({self.seconds:.1f} s)"

@@ -57,7 +57,7 @@ __all__ = [
 
 DataName = Literal["digits", "cluttered-digits", "prototypes", "pairs", "toy"]
 EncoderName = Literal["mlp", "cnn", "linear"]
-LossName = Literal["nt_xent", "info_nce", "clip", "dcl", "dclw", "supcon", "mochi"]
+LossName = Literal["nt_xent", "info_nce", "clip", "dcl", "dclw", "supcon", "mochi", "align"]
 OptimizerName = Literal["adam", "sgd"]
 Status = Literal["running", "finished", "stopped", "diverged", "failed"]
 
@@ -323,6 +323,8 @@ def contrastive_loss(
         return losses.dcl_loss(za, zb, tau)
     if config.loss == "dclw":
         return losses.dclw_loss(za, zb, tau)
+    if config.loss == "align":
+        return losses.alignment_only_loss(za, zb)
     if config.loss == "supcon":
         if labels is None:
             raise ValueError("supcon needs labels")

@@ -291,7 +291,10 @@ def test_live_run_redraws_and_stale_run_says_so(run_root, tmp_path, monkeypatch)
 SAMPLES = sorted(p.name for p in (REPO / "sample_runs").iterdir() if (p / "meta.json").is_file())
 
 
-@pytest.mark.skipif(not SAMPLES, reason="sample_runs/ has no runs yet")
+def test_sample_runs_are_bundled():
+    assert len(SAMPLES) >= 4, SAMPLES
+
+
 @pytest.mark.parametrize("run", SAMPLES)
 def test_every_page_on_each_sample_run(monkeypatch, run):
     at = open_app(REPO / "sample_runs", monkeypatch, run)
@@ -299,4 +302,6 @@ def test_every_page_on_each_sample_run(monkeypatch, run):
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (run, page, at.exception)
-        assert not at.error, (run, page, texts(at.error))
+        # The only red box allowed is the health banner of a run built to be sick (collapse-no-negatives).
+        errors = [e.value for e in at.error if not str(e.value).startswith("Health: alarm")]
+        assert not errors, (run, page, errors)

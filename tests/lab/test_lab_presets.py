@@ -18,7 +18,6 @@ SCALES = {"temperature": 0.4, "collapse": 0.4, "modality-gap": 0.4, "small-batch
 def test_preset_reproduces_its_finding(tmp_path, name):
     result = run_preset(name, tmp_path, steps_scale=SCALES[name])
     assert result.passed, result.summary
-    assert result.reproduced is result.passed
     preset = PRESETS[name]
     assert len(result.results) == len(preset.settings)
     for (label, config), r in zip(preset.scaled(SCALES[name]), result.results, strict=True):
