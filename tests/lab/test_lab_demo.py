@@ -43,3 +43,15 @@ def test_make_sample_runs_writes_compacted_readable_runs(tmp_path):
 def test_bad_scale_is_rejected_before_training(tmp_path):
     with pytest.raises(ValueError, match="steps_scale"):
         make_sample_runs(tmp_path, steps_scale=-1)
+
+
+def test_sample_runs_gitignore_keeps_exactly_the_bundled_runs():
+    # Lab runs written into the default root must not show up as changes to the project.
+    from pathlib import Path
+
+    from cldiag.lab.demo import SAMPLE_RUNS
+
+    ignore = (Path(__file__).resolve().parents[2] / "sample_runs" / ".gitignore").read_text().splitlines()
+    kept = {line[2:-1] for line in ignore if line.startswith("!/") and line.endswith("/")}
+    assert kept == set(SAMPLE_RUNS)
+    assert "/*" in ignore
