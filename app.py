@@ -23,13 +23,15 @@ torch.set_num_threads(int(os.environ.get("CLDIAG_TORCH_THREADS", "1")))
 
 st.set_page_config(page_title="cldiag", page_icon=":material/troubleshoot:", layout="wide")
 
-# (file in pages/, title, icon, url path)
+# (file in pages/, title, icon, url path). Each url path is the one Streamlit derives from the file name
+# ("5_modality_gap.py" -> "modality_gap"): with a pages/ folder, a fresh session first resolves the URL
+# against the folder, and any other spelling shows "Page not found" before the router runs.
 RUN_PAGES = [
     ("1_overview.py", "Overview", ":material/dashboard:", "overview"),
     ("2_scores.py", "Scores", ":material/stacked_bar_chart:", "scores"),
     ("3_geometry.py", "Geometry", ":material/scatter_plot:", "geometry"),
     ("4_temperature.py", "Temperature", ":material/thermostat:", "temperature"),
-    ("5_modality_gap.py", "Modality gap", ":material/compare_arrows:", "modality-gap"),
+    ("5_modality_gap.py", "Modality gap", ":material/compare_arrows:", "modality_gap"),
     ("6_spectrum.py", "Spectrum", ":material/equalizer:", "spectrum"),
     ("7_embeddings.py", "Embeddings", ":material/bubble_chart:", "embeddings"),
     ("8_compare.py", "Compare", ":material/difference:", "compare"),

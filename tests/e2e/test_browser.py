@@ -35,6 +35,23 @@ def test_page_urls_open_directly_with_the_run_in_the_link(page, dashboard_url):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def test_every_page_url_opens_without_page_not_found(page, dashboard_url):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("app_pages", Path(__file__).resolve().parents[2] / "app.py")
+    source = spec.loader.get_source("app_pages")
+    urls = [
+        line.split('"')[-2] for line in source.splitlines() if line.strip().startswith('("') and ".py" in line
+    ]
+    assert "modality_gap" in urls and "concepts" in urls
+    for url in urls:
+        page.goto(f"{dashboard_url}/{url}?run=clip", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)
+        settle(page, chart=False)
+        assert "Page not found" not in page.inner_text("body"), url
+        assert page.locator('[data-testid="stException"]').count() == 0, url
+
+
 def test_every_page_renders_a_chart_without_exceptions(page, dashboard_url):
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(f"{dashboard_url}/?run=clip", timeout=TIMEOUT_MS)
