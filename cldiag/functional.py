@@ -1069,6 +1069,30 @@ def step_statistics(a: Tensor, b: Tensor, *, two_modality: bool = False) -> dict
     """
     a, b = _check_pair(a, b)
     n_rows = a.shape[0]
+    if two_modality:
+        return _step_statistics_two_modality(a, b, n_rows)
+    # Views: only per-row dot products and norms (three passes over the data; no unit vectors are built).
+    # ||â - b̂||² = |â|² + |b̂|² - 2 cos, where |â|² is 1, or 0 for a zero row (normalize keeps it zero).
+    a32, b32 = a.float(), b.float()
+    na, nb = torch.linalg.vector_norm(a32, dim=1), torch.linalg.vector_norm(b32, dim=1)
+    dot = (a32 * b32).sum(dim=1)
+    finite = torch.isfinite(na) & torch.isfinite(nb) & torch.isfinite(dot)
+    na_c, nb_c = na.clamp_min(_EPS), nb.clamp_min(_EPS)
+    cos = (dot / na_c) / nb_c  # divided in turn: na * nb may overflow where each norm does not
+    unit_sq = (na / na_c).square() + (nb / nb_c).square()
+    align = (unit_sq - 2.0 * cos).clamp_min(0.0)
+    zero = torch.zeros((), device=a.device)
+    rows = torch.stack([align, cos, na, nb])
+    n = finite.sum(dtype=torch.float32)
+    sums = torch.where(finite, rows, zero).sum(dim=1) / n
+    out = dict(zip(["alignment", "pos_sim", "norm_a", "norm_b"], sums.unbind(), strict=True))
+    out["nonfinite_fraction"] = 1.0 - n / n_rows
+    out["n_finite"] = n
+    return out
+
+
+def _step_statistics_two_modality(a: Tensor, b: Tensor, n_rows: int) -> dict[str, Tensor]:
+    """:func:`step_statistics` with the modality-gap statistics, which need the unit vectors themselves."""
     x = torch.stack((a.float(), b.float()))  # one (2, B, d) tensor halves the number of kernel launches
     norms = torch.linalg.vector_norm(x, dim=2)
     finite = torch.isfinite(norms).all(dim=0)
@@ -1079,19 +1103,15 @@ def step_statistics(a: Tensor, b: Tensor, *, two_modality: bool = False) -> dict
     n = finite.sum(dtype=torch.float32)
     masked_norms = torch.where(finite, norms, 0.0)
     # Excluded rows are exactly zero in every row below, so plain sums divided by n are masked means.
-    names = ["alignment", "pos_sim", "norm_a", "norm_b"]
-    rows = [diff * diff, (ua * ub).sum(dim=1), masked_norms[0], masked_norms[1]]
-    if two_modality:
-        names.append("matched_distance")
-        rows.append(diff)
+    names = ["alignment", "pos_sim", "norm_a", "norm_b", "matched_distance"]
+    rows = [diff * diff, (ua * ub).sum(dim=1), masked_norms[0], masked_norms[1], diff]
     out = dict(zip(names, (torch.stack(rows).sum(dim=1) / n).unbind(), strict=True))
     out["nonfinite_fraction"] = 1.0 - n / n_rows
     out["n_finite"] = n
-    if two_modality:
-        sums = unit.sum(dim=1)
-        self_sq = torch.where(finite, norms / safe_norms, 0.0).square().sum(dim=1)
-        # Rounding makes the numerator +-1e-7 instead of 0 for a single row; say "undefined" as NaN.
-        cones = torch.where(n > 1, ((sums * sums).sum(dim=1) - self_sq) / (n * (n - 1.0)), math.nan)
-        out["cone_a"], out["cone_b"] = cones.unbind()
-        out["modality_gap"] = torch.linalg.vector_norm((sums[0] - sums[1]) / n)
+    sums = unit.sum(dim=1)
+    self_sq = torch.where(finite, norms / safe_norms, 0.0).square().sum(dim=1)
+    # Rounding makes the numerator +-1e-7 instead of 0 for a single row; say "undefined" as NaN.
+    cones = torch.where(n > 1, ((sums * sums).sum(dim=1) - self_sq) / (n * (n - 1.0)), math.nan)
+    out["cone_a"], out["cone_b"] = cones.unbind()
+    out["modality_gap"] = torch.linalg.vector_norm((sums[0] - sums[1]) / n)
     return out
