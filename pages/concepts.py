@@ -78,12 +78,23 @@ def snapshot_scores(root: str, name: str) -> tuple[float | None, np.ndarray, str
     return pos, neg.numpy(), what
 
 
+SHOWCASE_RUNS = {
+    "temperature": "simclr-digits-tau0.2",
+    "align": "simclr-digits-tau0.2",
+    "gap": "clip-pairs-tau0.01",
+    "collapse": "collapse-toy-strong",
+    "scores": "simclr-digits-tau0.2",
+}
+
+
 def real_run_link(which: str) -> None:
     """A link to the dashboard page that shows this diagnostic, opened on a fitting sample run."""
     page, title = REAL_RUN_PAGES[which]
     runs = sample_runs(RUN_ROOT)
     want_two = which == "gap"
     fitting = [name for name, two, _ in runs if two == want_two] or [name for name, _, _ in runs]
+    # Among the bundled samples (cldiag demo), the one made to show this diagnostic comes first.
+    fitting.sort(key=lambda name: name != SHOWCASE_RUNS[which])
     params = {"run": fitting[0]} if fitting else None
     label = f"See it in a real run: the {title} page" + (f" on `{fitting[0]}`" if fitting else "")
     try:

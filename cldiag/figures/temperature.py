@@ -18,11 +18,11 @@ from cldiag.figures._common import finish, require_columns, require_rows
 __all__ = ["CURVES", "fig_temperature_curves"]
 
 CURVES: dict[str, tuple[str, float | None, float | None]] = {
-    schema.CURVE_ENTROPY: ("hardness: normalized entropy of negative weights", 0.0, 1.0),
-    schema.CURVE_EFFECTIVE_NEGATIVES: ("effective number of negatives exp(H)", 1.0, None),
+    schema.CURVE_ENTROPY: ("hardness entropy H̄(τ)", 0.0, 1.0),
+    schema.CURVE_EFFECTIVE_NEGATIVES: ("effective negatives exp(H)", 1.0, None),
     schema.CURVE_UNIFORMITY: ("uniformity at t = 1/(2τ)", None, 0.0),
-    schema.CURVE_SAME_CLASS_PENALTY: ("share of the penalty on same-class negatives", 0.0, 1.0),
-    schema.CURVE_POS_WEIGHT: ("softmax probability of the positive", 0.0, 1.0),
+    schema.CURVE_SAME_CLASS_PENALTY: ("same-class share of the penalty", 0.0, 1.0),
+    schema.CURVE_POS_WEIGHT: ("p(positive) at τ", 0.0, 1.0),
 }
 """Curve name → (panel title, lower bound, upper bound), in display order."""
 
