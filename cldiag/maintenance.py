@@ -121,7 +121,7 @@ def compact_run(
         >>> from cldiag import Monitor, read_run
         >>> path = tempfile.mkdtemp() + "/run"
         >>> cadence = dict(pairwise_every=0, spectrum_every=0, curves_every=0, snapshot_every=0)
-        >>> with Monitor(path, flush_every=1, **cadence) as mon:
+        >>> with Monitor(path, flush_every=1, compact_on_close=False, **cadence) as mon:
         ...     for step in range(3):
         ...         mon.log(step, torch.randn(8, 4), torch.randn(8, 4))
         >>> result = compact_run(path)

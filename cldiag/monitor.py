@@ -90,6 +90,9 @@ class Monitor:
         storage_options: fsspec options for remote ``run_dir`` URIs.
         heartbeat_secs: how often ``meta.json``'s heartbeat is refreshed while the process lives, so a
             reader can tell a live run from a crashed one.
+        compact_on_close: merge each table's part files into one when the run closes (see
+            :func:`cldiag.maintenance.compact_run`): a finished run then opens in the dashboard without
+            parsing hundreds of small files. A failure is reported, never raised.
 
     Under ``torch.distributed`` every rank calls :meth:`log` at the same steps (it gathers the global
     batch, as contrastive losses do); only rank 0 computes and writes.
@@ -126,6 +129,7 @@ class Monitor:
         strict: bool = False,
         storage_options: dict[str, Any] | None = None,
         heartbeat_secs: float = 30.0,
+        compact_on_close: bool = True,
     ) -> None:
         for arg, value in (
             ("pairwise_every", pairwise_every),
@@ -185,6 +189,8 @@ class Monitor:
         self._store: RunStore | None = None
         self._meta: dict[str, Any] = {}
         self._heartbeat_secs = float(heartbeat_secs)
+        self._compact_on_close = bool(compact_on_close)
+        self._storage_options = storage_options
         open_error: Exception | None = None
         if self._is_writer:
             try:
@@ -796,6 +802,14 @@ class Monitor:
             if self.strict:
                 raise
             self._report(f"close failed: {exc}")
+            return
+        if self._compact_on_close:
+            from cldiag.maintenance import compact_run
+
+            try:
+                compact_run(self._store.uri, storage_options=self._storage_options)
+            except Exception as exc:  # noqa: BLE001 - the run is whole without it; a later compact finishes
+                self._report(f"could not compact the run at close ({type(exc).__name__}: {exc})")
 
     def __enter__(self) -> Monitor:
         return self

@@ -137,7 +137,13 @@ def test_report_on_a_missing_run_is_one_line(tmp_path):
 def test_compact_merges_parts_and_keeps_rows(tmp_path):
     path = tmp_path / "run"
     with Monitor(
-        path, flush_every=1, pairwise_every=1, spectrum_every=0, curves_every=0, snapshot_every=0
+        path,
+        flush_every=1,
+        pairwise_every=1,
+        spectrum_every=0,
+        curves_every=0,
+        snapshot_every=0,
+        compact_on_close=False,
     ) as mon:
         for step in range(6):
             mon.log(step, torch.randn(8, 4), torch.randn(8, 4))

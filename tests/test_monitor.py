@@ -351,3 +351,20 @@ def test_close_with_timeout_does_not_hang_on_a_stuck_writer(tmp_path, monkeypatc
     with pytest.warns(RuntimeWarning, match="still busy after 0.5 s"):
         mon.close(timeout=0.5)
     release.set()
+
+
+def test_close_compacts_each_table_into_one_part(tmp_path):
+    from cldiag.store import RunStore
+
+    with Monitor(tmp_path / "c", flush_every=2, pairwise_every=1, spectrum_every=3, snapshot_every=0) as mon:
+        for step in range(10):
+            mon.log(step, *_batch(step)[:2])
+    store = RunStore(tmp_path / "c")
+    assert len(store.part_files("scalars")) == 1 and len(store.part_files("histograms")) == 1
+    run = read_run(tmp_path / "c")
+    assert sorted(run.scalars(["alignment"]).step) == list(range(10))
+    assert not run.scalars().duplicated(["step", "metric"]).any()
+    with Monitor(tmp_path / "k", flush_every=2, snapshot_every=0, compact_on_close=False) as mon:
+        for step in range(10):
+            mon.log(step, *_batch(step)[:2])
+    assert len(RunStore(tmp_path / "k").part_files("scalars")) == 5

@@ -43,7 +43,7 @@ def test_compacted_run_can_be_resumed_and_compacted_again(tmp_path):
     compact_run(path)
     with (
         pytest.warns(RuntimeWarning, match="resumed"),
-        Monitor(path, if_exists="resume", flush_every=1) as mon,
+        Monitor(path, if_exists="resume", flush_every=1, compact_on_close=False) as mon,
     ):
         for step in range(10, 16):  # 10 and 11 exist already: skipped
             mon.log(step, *batch(step)[:2])
@@ -125,7 +125,15 @@ def test_compact_while_monitor_writes_and_reader_polls(tmp_path):
                 return
             time.sleep(0.05)
 
-    mon = Monitor(path, flush_every=3, pairwise_every=4, spectrum_every=0, curves_every=0, snapshot_every=0)
+    mon = Monitor(
+        path,
+        flush_every=3,
+        pairwise_every=4,
+        spectrum_every=0,
+        curves_every=0,
+        snapshot_every=0,
+        compact_on_close=False,
+    )
     reader = threading.Thread(target=poll)
     reader.start()
     compactions = 0
