@@ -446,17 +446,6 @@ def _check_nonfinite(ctx: _Context) -> Verdict | None:
     )
 
 
-def _heartbeat_age(run: Run, now: _dt.datetime) -> float | None:
-    beat = run.meta.get("heartbeat") or run.meta.get("created")
-    try:
-        when = _dt.datetime.fromisoformat(str(beat))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
-    return (now - when).total_seconds()
-
-
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -502,7 +491,7 @@ def _check_liveness(ctx: _Context) -> Verdict | None:
     if status != schema.STATUS_RUNNING:
         reason = f"meta.json records an unknown status {status!r}."
         return _verdict(rule, "warn", reason, base, "Check how the run was written.")
-    age = _heartbeat_age(run, ctx.now)
+    age = schema.heartbeat_age(run.meta, ctx.now)
     evidence = {**base, "metric": "heartbeat_age_s", "value": None if age is None else round(age, 1)}
     evidence["status"] = status
     if age is None:

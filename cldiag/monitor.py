@@ -29,7 +29,6 @@ step's diagnostics are skipped (``strict=True`` raises instead, for tests and de
 from __future__ import annotations
 
 import atexit
-import datetime as _dt
 import logging
 import math
 import os
@@ -836,13 +835,9 @@ def _refuse_live_writer(uri: str, meta: Mapping[str, Any]) -> None:
             f"{uri!r} is still being written by process {pid} on this host; stop it before resuming, or "
             "write to another run_dir",
         )
-    beat = meta.get("heartbeat")
     interval = float(meta.get("heartbeat_secs") or 30.0)
-    try:
-        age = (_dt.datetime.now(_dt.timezone.utc) - _dt.datetime.fromisoformat(str(beat))).total_seconds()
-    except (TypeError, ValueError):
-        return
-    if age < 3 * interval:
+    age = schema.heartbeat_age(dict(meta))
+    if age is not None and age < 3 * interval:
         raise FileExistsError(
             f"{uri!r} is being written on host {host!r} (heartbeat {age:.0f} s ago); resume it once that "
             f"writer has stopped (no heartbeat for {3 * interval:.0f} s), or write to another run_dir",

@@ -10,7 +10,6 @@ listed merged part declares it replaces is not read, so every row counts once at
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import os
 import posixpath
@@ -100,14 +99,8 @@ class Run:
         """True when the run says ``running`` but its heartbeat is older than ``seconds`` (crashed/killed)."""
         if self.status != schema.STATUS_RUNNING:
             return False
-        beat = self.meta.get("heartbeat") or self.meta.get("created")
-        try:
-            when = _dt.datetime.fromisoformat(str(beat))
-        except ValueError:
-            return True
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=_dt.timezone.utc)
-        return (_dt.datetime.now(_dt.timezone.utc) - when).total_seconds() > seconds
+        age = schema.heartbeat_age(self.meta)
+        return age is None or age > seconds
 
     # -- low level --------------------------------------------------------------------------------------
     def _read_parts(self, relpath: str, expected: pa.Schema | None) -> pa.Table | None:

@@ -122,6 +122,24 @@ class SchemaVersionError(ValueError):
     """A run directory was written by another, incompatible schema version."""
 
 
+def heartbeat_age(meta: dict[str, Any], now: _dt.datetime | None = None) -> float | None:
+    """Seconds since the run's last heartbeat (``created`` if none yet); None if it cannot be parsed.
+
+    A timestamp without a time zone is read as UTC. ``now`` defaults to the current UTC time.
+    """
+    beat = meta.get("heartbeat") or meta.get("created")
+    try:
+        when = _dt.datetime.fromisoformat(str(beat))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=_dt.timezone.utc)
+    return (now - when).total_seconds()
+
+
 def now_iso() -> str:
     """The current UTC time as an ISO-8601 string (seconds)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -360,12 +360,12 @@ class RunView:
     @property
     def live(self) -> bool:
         """Status ``running`` with a recent heartbeat: the pages refresh on a timer."""
-        return self.run.status == schema.STATUS_RUNNING and not self.run.is_stale(STALE_SECS)
+        return _is_live(self.run)
 
     @property
     def status_text(self) -> str:
         """Status for people: ``running``, ``stale (no heartbeat for …)``, ``finished``, ``failed``."""
-        if self.run.status == schema.STATUS_RUNNING and self.run.is_stale(STALE_SECS):
+        if self.run.is_stale(STALE_SECS):  # only ever true for status "running"
             return f"stale (running, but no heartbeat for over {STALE_SECS / 60:.0f} min)"
         return self.run.status
 

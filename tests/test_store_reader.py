@@ -193,3 +193,13 @@ def test_downsample_keeps_extremes_and_bounds_points():
     pd.testing.assert_frame_equal(out[out.metric == "y"].reset_index(drop=True), short)
     with pytest.raises(ValueError, match="max_points"):
         downsample(df, max_points=2)
+
+
+def test_heartbeat_age_reads_naive_times_as_utc_and_says_none_when_unparsable():
+    import datetime as dt
+
+    now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.timezone.utc)
+    assert schema.heartbeat_age({"heartbeat": "2026-01-01T12:00:00+00:00"}, now) == 30.0
+    assert schema.heartbeat_age({"heartbeat": "2026-01-01T12:00:00"}, now) == 30.0  # naive = UTC
+    assert schema.heartbeat_age({"created": "2026-01-01T11:59:30+00:00"}, now) == 60.0  # no beat yet
+    assert schema.heartbeat_age({"heartbeat": "yesterday"}, now) is None
