@@ -17,14 +17,18 @@ import torch
 from cldiag import Monitor, read_run
 from cldiag.health import (
     LEVELS,
+    RULE_BY_NAME,
     RULES,
+    Report,
     Verdict,
     evaluate,
     format_report,
     not_checked,
     report_dict,
+    rules_table,
     worst_level,
 )
+from cldiag.health import thresholds as T
 from cldiag.store import RunStore
 
 B, D, C, STEPS = 64, 32, 8, 40
@@ -626,14 +630,36 @@ def test_every_rule_documents_threshold_and_source():
         doc = rule.check.__doc__ or ""
         assert "Source:" in doc, rule.name
         assert rule.threshold and rule.source and rule.needs
-        assert any(ch.isdigit() for ch in rule.threshold), rule.name
+        # the text is built from the constants the check compares against, each written once
+        for cond in (*rule.alarm, *rule.warn):
+            for value in cond.values:
+                assert cond.fmt(value) in rule.threshold, (rule.name, cond.text)
+    assert RULE_BY_NAME["score_separation"].threshold.startswith(
+        f"alarm: overlap ≥ {T.OVERLAP_ALARM:g} or retrieval ≤ {T.RETRIEVAL_CHANCE_FACTOR:g}/B"
+    )
+    assert f"penalty entropy < {T.ENTROPY_LOW:g}" in RULE_BY_NAME["temperature"].threshold
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_docs_table_matches_the_rules():
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "health.md").read_text(encoding="utf-8")
+    docs = (ROOT / "docs" / "health.md").read_text(encoding="utf-8")
     for rule in RULES:
         row = f"| `{rule.name}` | {rule.title} | {rule.needs} | {rule.threshold} | {rule.source} |"
         assert row in docs, rule.name
+    assert "\n".join(rules_table()) in docs
+
+
+def test_readme_health_table_matches_the_rules():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Health verdicts") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = rules_table(("rule", "threshold", "cite"))
+    assert "\n".join(rows) in section
+    for rule in RULES:
+        assert f"| `{rule.name}` | {rule.threshold} | {rule.cite} |" in section, rule.name
+    assert sum(line.startswith("| `") for line in section.splitlines()) == len(RULES)
 
 
 def test_odd_hand_written_run_does_not_break_evaluate(tmp_path):
@@ -691,3 +717,108 @@ def test_bundled_sample_runs_get_the_verdicts_they_were_made_for():
     assert collapsed["dimensional_collapse"].level == "alarm"
     gap = _by_rule(evaluate(read_run(SAMPLE_RUNS / "clip-pairs-tau0.01")))
     assert gap["modality_gap"].level == "warn"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hostile numbers written into a part file, not through the Monitor
+def _hostile_run(tmp_path: Path) -> Path:
+    import pyarrow as pa
+
+    from cldiag import schema
+
+    path = tmp_path / "hostile"
+    data = Clusters(20)
+    with Monitor(path, **CADENCE) as mon:
+        for step in range(12):
+            a, b, y = data.batch(0.2)
+            mon.log(step, a, b, labels=y, temperature=0.2, loss=2.0)
+    rows = {
+        "step": [-5, 2**62, 6, 7],
+        "metric": ["uniformity", "loss", "alignment", "effective_rank"],
+        "value": [float("nan"), 99.0, float("inf"), float("nan")],
+    }
+    RunStore(path).write_part("scalars", pa.table(rows, schema=schema.SCALARS), 10**6)
+    return path
+
+
+def test_nonfinite_values_written_into_a_part_alarm(tmp_path):
+    run = read_run(_hostile_run(tmp_path))
+    v = _by_rule(evaluate(run))["nonfinite"]
+    assert v.level == "alarm", v.reason
+    assert v.evidence["value"] == 2 and v.evidence["step"] == 6
+    assert v.evidence["where"] == {"scalars": ["alignment", "effective_rank"]}
+
+
+def test_implausible_steps_are_flagged_not_shown_as_a_range(tmp_path):
+    run = read_run(_hostile_run(tmp_path))
+    verdicts = evaluate(run)
+    storage = _by_rule(verdicts)["storage"]
+    assert storage.level == "warn", storage.reason
+    assert storage.evidence["examples"] == [-5, 2**62]
+    report = report_dict(run, verdicts)
+    assert report["steps"] == {"first": 0, "last": 11, "logged": 12}
+    assert report["implausible_steps"] == 2
+    assert report["key_figures"]["loss"] == 2.0  # not the 99 written at step 2^62
+    text = format_report(run, verdicts)
+    assert "steps 0–11 (12 logged)" in text
+    assert "steps -5" not in text and "–4611686018427387904" not in text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what the report's numbers are, and the report in Jupyter
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_report_labels_last_values_and_window_medians(healthy, healthy_verdicts):
+    align = healthy.scalars(["alignment"]).sort_values("step")
+    last = float(align["value"].iloc[-1])
+    ev = _by_rule(healthy_verdicts)["alignment_uniformity"].evidence
+    assert f"{last:.3g}" != f"{ev['value']:.3g}"  # the same metric, two different numbers
+    text = _flat(format_report(healthy, healthy_verdicts))
+    assert f"key figures (last logged value, at step {STEPS - 1} unless noted):" in text
+    assert f"alignment {last:.3g}," in text
+    first, stop = ev["window"]
+    assert f"alignment = {ev['value']:.3g} (median of steps {first}–{stop};" in text
+    assert "median over the rule's window" in text
+    report = report_dict(healthy, healthy_verdicts)
+    assert "last logged value" in report["key_figures_note"] and "median" in report["key_figures_note"]
+    assert report["key_figure_steps"]["alignment"] == int(align["step"].iloc[-1])
+
+
+def test_report_object_matches_the_functions(healthy, healthy_verdicts):
+    report = Report.from_run(healthy)
+    assert report.to_dict() == report_dict(healthy, healthy_verdicts)
+    assert report.to_text() == format_report(healthy, healthy_verdicts)
+    assert report.level == "ok"
+    with pytest.raises(TypeError, match="cldiag Run"):
+        Report.from_run("runs/x")  # type: ignore[arg-type]
+
+
+def test_report_repr_html_escapes_everything(tmp_path):
+    import dataclasses
+    import html
+
+    path = tmp_path / "html"
+    with Monitor(path, name='<img src=x onerror="alert(1)">', **CADENCE) as mon:
+        _healthy_steps(mon, seed=21, steps=12)
+    report = Report.from_run(read_run(path))
+    page = report._repr_html_()
+    assert "<img" not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    assert "<table>" in page and page.count("<tr>") == 1 + len(RULES)  # header + verdicts + not checked
+    for v in report.verdicts:
+        assert html.escape(v.reason) in page and f"<code>{v.rule}</code>" in page
+    evil = Verdict(
+        "x<script>",
+        "alarm",
+        "<script>alert(1)</script>",
+        {"metric": "<b>m</b>", "value": 1.0},
+        "t<",
+        "s&",
+        "a>",
+    )
+    page = dataclasses.replace(report, verdicts=(evil,))._repr_html_()
+    assert "<script>" not in page and "<b>m" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;m&lt;/b&gt;" in page
+    assert "a&gt;" in page and "s&amp;" in page and "ALARM" in page
