@@ -81,7 +81,8 @@ class RunTables:
     @property
     def modalities(self) -> list[str]:
         """The names of the two sides of each pair."""
-        return [str(m) for m in (self.meta.get("modalities") or ["view1", "view2"])]
+        names = self.meta.get("modalities")
+        return [str(m) for m in names] if isinstance(names, list | tuple) and names else ["view1", "view2"]
 
     @property
     def two_modality(self) -> bool:

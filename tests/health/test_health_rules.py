@@ -415,3 +415,11 @@ def test_condition_validation_and_formatting():
     assert T.number(-0.5) == "−0.5" and T.number(1e-10) == "1e−10"
     assert T.percent(0.25) == "25 %" and T.minutes(900) == "15 min" and T.power_of_two(2**53) == "2^53"
     assert T.either([Condition("a"), Condition("b"), Condition("c")]) == "a, b or c"
+
+
+def test_odd_meta_values_do_not_break_the_rules():
+    meta = {"modalities": 5, "dim": True, "two_modality": "yes", "status": None, "last_step": 2**62}
+    verdicts = evaluate(tables({schema.M_UNIFORMITY: -3.0, schema.M_STD_L2: 0.1}, meta=meta), now=NOW)
+    by_rule = {v.rule: v for v in verdicts}
+    assert by_rule["liveness"].level == "warn"  # status "None" is unknown
+    assert "std_l2" not in by_rule["complete_collapse"].reason  # dim True is not a dimension
