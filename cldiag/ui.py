@@ -48,7 +48,9 @@ __all__ = [
     "guarded",
     "health_banner",
     "launch_args",
+    "open_runs",
     "page_intro",
+    "plot",
     "rerun_when_done",
     "resolve_root",
     "resolve_under_root",
@@ -798,3 +800,19 @@ def show(item: Panel | str | None, *views: RunView) -> None:
     key = (tuple((v.path, v.token, v.step_range) for v in views), item.key, item.params)
     fig = cached(key, item.build)
     chart(fig, item.data, key=item.key, caption=item.caption, file_name=item.file_name, note=item.note)
+
+
+def open_runs(root: str) -> list[Run]:
+    """Every run under ``root`` that opens (the sidebar's cached listing and Run objects; no messages)."""
+    runs = []
+    for _, path in _discover(root)[0]:
+        try:
+            runs.append(_open_run(path))
+        except (OSError, ValueError):
+            continue
+    return runs
+
+
+def plot(fig: go.Figure, key: str) -> None:
+    """Show a figure with the dashboard's plotly settings, without caption or download (teaching pages)."""
+    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG)
