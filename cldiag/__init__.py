@@ -26,9 +26,10 @@ _LAZY = {
     "Run": ("cldiag.reader", "Run"),
     "functional": ("cldiag.functional", None),
     "losses": ("cldiag.losses", None),
+    "plot": ("cldiag.plot", None),
 }
 
-__all__ = ["Monitor", "Run", "__version__", "functional", "list_runs", "losses", "read_run"]
+__all__ = ["Monitor", "Run", "__version__", "functional", "list_runs", "losses", "plot", "read_run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,7 @@ import posixpath
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ import pyarrow.compute as pc
 from cldiag import schema
 from cldiag.maintenance import replaced_parts
 from cldiag.store import RunStore, parse_snapshot_dir, snapshot_dir
+
+if TYPE_CHECKING:
+    from cldiag.plot import RunPlots
 
 __all__ = ["Run", "downsample", "list_runs", "read_run"]
 
@@ -89,6 +92,18 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.path!r}, status={self.status!r})"
+
+    @property
+    def plot(self) -> RunPlots:
+        """The dashboard's figures of this run, one call each: ``run.plot.scores()`` (:mod:`cldiag.plot`)."""
+        from cldiag.plot import RunPlots  # cldiag.plot builds on this module
+
+        return RunPlots(self)
+
+    def _repr_html_(self) -> str:
+        from cldiag.plot import run_html
+
+        return run_html(self)
 
     def refresh(self) -> Run:
         """Re-read ``meta.json`` (part files are always listed afresh)."""

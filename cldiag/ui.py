@@ -32,6 +32,7 @@ import streamlit as st
 
 from cldiag import health, schema
 from cldiag.reader import Run, downsample, list_runs, read_run
+from cldiag.views import Panel, Series
 
 __all__ = [
     "MAX_POINTS",
@@ -47,7 +48,9 @@ __all__ = [
     "guarded",
     "health_banner",
     "launch_args",
+    "open_runs",
     "page_intro",
+    "plot",
     "rerun_when_done",
     "resolve_root",
     "resolve_under_root",
@@ -55,6 +58,7 @@ __all__ = [
     "run_page",
     "runs_series",
     "selection",
+    "show",
     "sidebar",
     "step_picker",
     "view_of",
@@ -299,34 +303,6 @@ def rerun_when_done(job: Future[Any], every: float = 2.0) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # A run as pages see it
-@dataclass(frozen=True)
-class Series:
-    """Scalar series ready to plot.
-
-    Attributes:
-        plot: the downsampled frame to draw (≤ ``MAX_POINTS`` rows per metric).
-        full: every logged point in the step range (for CSV download).
-    """
-
-    plot: pd.DataFrame
-    full: pd.DataFrame
-
-    @property
-    def downsampled(self) -> bool:
-        """Whether any series lost points for plotting."""
-        return len(self.plot) < len(self.full)
-
-    @property
-    def note(self) -> str | None:
-        """A caption saying how the series were reduced, or None when nothing was."""
-        if not self.downsampled:
-            return None
-        return (
-            f"Drawn: {len(self.plot):,} of {len(self.full):,} points (min/max per bucket kept, so spikes "
-            "stay visible); the CSV has every point."
-        )
-
-
 @dataclass
 class RunView:
     """One run at one version: cached table access for pages.
@@ -806,3 +782,37 @@ def run_multi_page(title: str, intro: str, render: Callable[[Selection, list[Run
         guarded(lambda: render(sel, views), title)
 
     _frame(body, runs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Panels of the view layer (cldiag.views)
+def show(item: Panel | str | None, *views: RunView) -> None:
+    """Draw what a :mod:`cldiag.views` function returned for ``views``: a panel, a message, or nothing.
+
+    A panel's figure is built once per (run versions, step range, panel key and params) and shown with
+    :func:`chart`; a message (why there is nothing to draw) is shown as an info box; None draws nothing.
+    """
+    if item is None:
+        return
+    if isinstance(item, str):
+        st.info(item)
+        return
+    key = (tuple((v.path, v.token, v.step_range) for v in views), item.key, item.params)
+    fig = cached(key, item.build)
+    chart(fig, item.data, key=item.key, caption=item.caption, file_name=item.file_name, note=item.note)
+
+
+def open_runs(root: str) -> list[Run]:
+    """Every run under ``root`` that opens (the sidebar's cached listing and Run objects; no messages)."""
+    runs = []
+    for _, path in _discover(root)[0]:
+        try:
+            runs.append(_open_run(path))
+        except (OSError, ValueError):
+            continue
+    return runs
+
+
+def plot(fig: go.Figure, key: str) -> None:
+    """Show a figure with the dashboard's plotly settings, without caption or download (teaching pages)."""
+    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG)

@@ -18,8 +18,7 @@ from cldiag import concepts as C
 from cldiag import functional as F
 from cldiag.figures import concepts as FC
 from cldiag.figures.scores import fig_score_overlay, overlap_coefficient
-from cldiag.reader import list_runs
-from cldiag.ui import PLOTLY_CONFIG, resolve_root
+from cldiag.ui import open_runs, plot, resolve_root
 
 # The dashboard's run root (``$CLDIAG_RUN_ROOT`` or the bundled samples): links name runs under it.
 RUN_ROOT = resolve_root((), Path(__file__).resolve().parents[1] / "sample_runs")
@@ -57,17 +56,13 @@ def fmt_kappa(kappa: float) -> str:
 @st.cache_data(max_entries=1, ttl=60, show_spinner=False)
 def sample_runs(root: str) -> list[tuple[str, bool, bool]]:
     """(name, two_modality, has a snapshot) of each run under the run root; none if it cannot be listed."""
-    try:
-        runs = list_runs(root)
-    except (OSError, ValueError):
-        return []
-    return [(r.name, r.two_modality, bool(r.snapshot_steps())) for r in runs]
+    return [(r.name, r.two_modality, bool(r.snapshot_steps())) for r in open_runs(root)]
 
 
 @st.cache_data(max_entries=4, ttl=600, show_spinner=False)
 def snapshot_scores(root: str, name: str) -> tuple[float | None, np.ndarray, str]:
     """One anchor's positive (None without a partner view) and negatives from a sample run's snapshot."""
-    run = next(r for r in list_runs(root) if r.name == name)
+    run = next(r for r in open_runs(root) if r.name == name)
     matrix, rows = run.embedding_matrix()
     a, b = C.split_snapshot(matrix, rows)
     pos, neg = C.snapshot_anchor_scores(a, b, max_negatives=64)
@@ -104,10 +99,6 @@ def real_run_link(which: str) -> None:
         st.caption(f"See it in a real run: open the {title} page of the dashboard (`streamlit run app.py`).")
     if not fitting:
         st.caption(f"No runs under `{RUN_ROOT}` yet: `cldiag demo` writes the sample runs.")
-
-
-def chart(fig: object, key: str) -> None:
-    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG)
 
 
 # ------------------------------------------------------------------------------------- 1. temperature
@@ -185,8 +176,8 @@ def explain_temperature() -> None:
         m[1].metric("effective negatives", f"{result.effective_negatives:.1f} of {len(neg)}")
         m[2].metric("pull on the positive 1 − p₊", f"{result.positive_pull:.3f}")
         m[3].metric("loss −log p₊", f"{result.loss:.3f}")
-        chart(FC.fig_negative_weights(result, tau), "t_weights")
-    chart(FC.fig_anchor_temperature_curves(curves, tau), "t_curves")
+        plot(FC.fig_negative_weights(result, tau), "t_weights")
+    plot(FC.fig_anchor_temperature_curves(curves, tau), "t_curves")
     real_run_link("temperature")
 
 
@@ -250,8 +241,8 @@ def explain_align() -> None:
             "uniformity", f"{au.uniformity:.3f}", help=f"0 = collapsed; uniform on this sphere: {ref:.3f}"
         )
     with right:
-        chart(FC.fig_points_on_sphere(views), "a_points")
-    chart(FC.fig_align_uniform_demo(au, align_sweep(dim, clusters, float(noise)), ref), "a_plane")
+        plot(FC.fig_points_on_sphere(views), "a_points")
+    plot(FC.fig_align_uniform_demo(au, align_sweep(dim, clusters, float(noise)), ref), "a_plane")
     real_run_link("align")
 
 
@@ -306,8 +297,8 @@ def explain_gap() -> None:
         m[0].metric("loss minimum at gap", f"{shift.gap[best]:.3f}")
         m[1].metric("loss minimum at δ", f"{shift.deltas[best]:.2f}")
     with right:
-        chart(FC.fig_gap_shift(shift), "g_shift")
-    chart(FC.fig_two_cones(points, float(mg.gap)), "g_cones")
+        plot(FC.fig_gap_shift(shift), "g_shift")
+    plot(FC.fig_two_cones(points, float(mg.gap)), "g_cones")
     real_run_link("gap")
 
 
@@ -364,8 +355,8 @@ def explain_collapse() -> None:
             "std of L2-normalized", f"{stats.std:.4f}", help=f"isotropic: 1/√d = {stats.std_reference:.4f}"
         )
     with right:
-        chart(FC.fig_collapse_spectrum(stats, spectrum, int(active)), "c_spectrum")
-        chart(FC.fig_collapse_scorecard(stats), "c_scorecard")
+        plot(FC.fig_collapse_spectrum(stats, spectrum, int(active)), "c_spectrum")
+        plot(FC.fig_collapse_scorecard(stats), "c_scorecard")
     real_run_link("collapse")
 
 
@@ -414,7 +405,7 @@ def explain_scores() -> None:
         st.metric("InfoNCE loss", f"{stats.loss:.3f}", help=f"log B = {np.log(batch):.3f} for random scores")
     with right:
         title = f"Positive, negative and hardest-negative scores — pos/neg overlap {measured:.2f}"
-        chart(fig_score_overlay(stats.histograms, title=title), "s_hist")
+        plot(fig_score_overlay(stats.histograms, title=title), "s_hist")
     real_run_link("scores")
 
 

@@ -369,8 +369,9 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def page() -> AppTest:
+    # A fresh page per test: tests move sliders and switch tabs, so a shared page made them order-dependent.
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     return at

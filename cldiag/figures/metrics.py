@@ -26,6 +26,9 @@ class MetricInfo:
         lower: the smallest value the metric can take (axis floor), None when unbounded.
         upper: the largest value the metric can take (axis ceiling), None when unbounded.
         source: the paper or convention that defines it.
+        unit: what the value measures in (``cosine``, ``distance on the unit sphere``; empty when unitless).
+        caption: how to read the metric's own chart over training, in two lines (what it shows; what
+            healthy looks like, with the paper); None for metrics drawn only beside others.
     """
 
     name: str
@@ -34,6 +37,8 @@ class MetricInfo:
     lower: float | None
     upper: float | None
     source: str
+    unit: str = ""
+    caption: tuple[str, str] | None = None
 
     @property
     def axis_title(self) -> str:
@@ -49,8 +54,14 @@ def _info(
     lower: float | None,
     upper: float | None,
     source: str,
+    unit: str = "",
+    caption: tuple[str, str] | None = None,
 ) -> MetricInfo:
-    return MetricInfo(name, label, higher, lower, upper, source)
+    return MetricInfo(name, label, higher, lower, upper, source, unit, caption)
+
+
+COSINE = "cosine similarity"
+SPHERE = "distance on the unit sphere"
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -60,13 +71,49 @@ METRICS: dict[str, MetricInfo] = {
         _info(schema.M_TEMPERATURE, "temperature τ", None, 0.0, None, "the loss's temperature"),
         _info(schema.M_ALIGNMENT, "alignment", False, 0.0, 4.0, "Wang & Isola 2020"),
         _info(schema.M_UNIFORMITY, "uniformity (t=2)", False, None, 0.0, "Wang & Isola 2020"),
-        _info(schema.M_POS_SIM, "positive cosine", True, -1.0, 1.0, "Zhu et al. 2021"),
-        _info(schema.M_NEG_SIM, "negative cosine", False, -1.0, 1.0, "Zhu et al. 2021"),
-        _info(schema.M_HARD_NEG_SIM, "hardest-negative cosine", None, -1.0, 1.0, "Zhu et al. 2021"),
+        _info(schema.M_POS_SIM, "positive cosine", True, -1.0, 1.0, "Zhu et al. 2021", COSINE),
+        _info(schema.M_NEG_SIM, "negative cosine", False, -1.0, 1.0, "Zhu et al. 2021", COSINE),
+        _info(schema.M_HARD_NEG_SIM, "hardest-negative cosine", None, -1.0, 1.0, "Zhu et al. 2021", COSINE),
         _info(schema.M_RETRIEVAL, "in-batch top-1 retrieval", True, 0.0, 1.0, "in-batch retrieval"),
-        _info(schema.M_OVERLAP, "pos/neg overlap", False, 0.0, 1.0, "overlap coefficient of histograms"),
-        _info(schema.M_TOLERANCE, "tolerance", None, -1.0, 1.0, "Wang & Liu 2021"),
-        _info(schema.M_STD_L2, "std of L2-normalized", True, 0.0, None, "Chen & He 2021 (SimSiam)"),
+        _info(
+            schema.M_OVERLAP,
+            "pos/neg overlap",
+            False,
+            0.0,
+            1.0,
+            "overlap coefficient of histograms",
+            caption=(
+                "Overlap coefficient Σ min(p_pos, p_neg) of the two histograms: 1 = identical, 0 = disjoint.",
+                "It should fall as training separates positives from negatives (Zhu et al., ICCV 2021).",
+            ),
+        ),
+        _info(
+            schema.M_TOLERANCE,
+            "tolerance",
+            None,
+            -1.0,
+            1.0,
+            "Wang & Liu 2021",
+            COSINE,
+            caption=(
+                "Mean cosine between different samples of the same class.",
+                "Higher tolerance keeps semantically similar samples together; very low τ trades it for "
+                "uniformity (Wang & Liu, CVPR 2021).",
+            ),
+        ),
+        _info(
+            schema.M_STD_L2,
+            "std of L2-normalized",
+            True,
+            0.0,
+            None,
+            "Chen & He 2021 (SimSiam)",
+            caption=(
+                "Mean over dimensions of the standard deviation of unit embeddings; dotted: 1/√d.",
+                "Near 1/√d is healthy and 0 is complete collapse (SimSiam, Chen & He 2021); it misses "
+                "low-rank collapse, so read it with the Spectrum page.",
+            ),
+        ),
         _info(schema.M_ENTROPY, "hardness entropy", None, 0.0, 1.0, "Wang & Liu 2021"),
         _info(schema.M_EFF_NEG, "effective negatives", None, 1.0, None, "Wang & Liu 2021"),
         _info(schema.M_COUPLING, "DCL coupling 1−p_pos", None, 0.0, 1.0, "Yeh et al. 2022"),
@@ -74,9 +121,9 @@ METRICS: dict[str, MetricInfo] = {
         _info(schema.M_NORM, "mean L2 norm", None, 0.0, None, "raw embedding norm"),
         _info(schema.M_NONFINITE, "non-finite rows", False, 0.0, 1.0, "NaN/Inf share"),
         _info(schema.M_BATCH, "batch size", None, 0.0, None, "rows per step"),
-        _info(schema.M_GAP, "modality gap ‖Δ‖", False, 0.0, 2.0, "Liang et al. 2022"),
-        _info(schema.M_CONE, "cone: within-modality cosine", False, -1.0, 1.0, "Liang et al. 2022"),
-        _info(schema.M_MATCHED_DIST, "matched-pair distance", False, 0.0, 2.0, "Liang et al. 2022"),
+        _info(schema.M_GAP, "modality gap ‖Δ‖", False, 0.0, 2.0, "Liang et al. 2022", SPHERE),
+        _info(schema.M_CONE, "cone: within-modality cosine", False, -1.0, 1.0, "Liang et al. 2022", COSINE),
+        _info(schema.M_MATCHED_DIST, "matched-pair distance", False, 0.0, 2.0, "Liang et al. 2022", SPHERE),
     )
 }
 

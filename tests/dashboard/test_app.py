@@ -8,6 +8,7 @@ first run, and page widgets are driven normally. The browser test covers the rea
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime as dt
 import json
@@ -69,8 +70,21 @@ def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
+def router_pages() -> list[tuple[str, str, str, str]]:
+    """``RUN_PAGES`` as app.py defines it (read from its source: importing app.py starts Streamlit)."""
+    tree = ast.parse((REPO / "app.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RUN_PAGES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("app.py defines no RUN_PAGES")
+
+
 def test_the_router_knows_all_eight_pages():
-    assert sorted(TITLES) == PAGES
+    routed = router_pages()
+    assert sorted(f"pages/{file}" for file, *_ in routed) == PAGES
+    assert {f"pages/{file}": title for file, title, *_ in routed} == TITLES
+    # Each url path is the one Streamlit derives from the file name (see the comment in app.py).
+    assert [url for *_, url in routed] == [file.split("_", 1)[1].removesuffix(".py") for file, *_ in routed]
 
 
 # -- every page on the synthetic runs --------------------------------------------------------------------
