@@ -358,7 +358,10 @@ _TEMPERATURE = Preset(
         "curves of one snapshot. Below τ = 0.1 the trend needs far more steps than a laptop lab has."
     ),
     settings=tuple(
-        (f"tau{tau:g}", LabConfig(temperature=tau, batch_size=256, steps=600, preset="temperature"))
+        (
+            f"tau{tau:g}",
+            LabConfig(data="digits", temperature=tau, batch_size=256, steps=600, preset="temperature"),
+        )
         for tau in (0.1, 0.3, 1.0)
     ),
     check=_check_temperature,
