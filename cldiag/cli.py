@@ -70,6 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
         str(args.port),
         "--browser.gatherUsageStats",
         "false",
+        # The watcher only serves editing the app's sources; it watches app.py's folder recursively, so runs
+        # written under it (a training, the Lab) cost an inotify watch and a RuntimeWarning per new folder.
+        "--server.fileWatcherType",
+        "none",
     ]
     shown = env.get(ENV_RUN_ROOT, "the sample runs")
     print(f"cldiag: serving {shown} at http://{args.host}:{args.port} (Ctrl+C stops)", file=sys.stderr)
