@@ -175,25 +175,7 @@ def fig_lab_live(
     )
     for k, metric in enumerate(chosen):
         row, col = k // cols + 1, k % cols + 1
-        part = df[df["metric"] == metric].sort_values("step")
-        fig.add_trace(
-            go.Scatter(
-                x=part["step"],
-                y=part["value"],
-                mode="lines+markers" if len(part) <= 20 else "lines",
-                name=panel_title(metric, dim=dim),
-                showlegend=False,
-                line={"color": PALETTE[0], "width": 1.5},
-                hovertemplate=f"{panel_title(metric, dim=dim)}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>",
-            ),
-            row=row,
-            col=col,
-        )
-        if metric == KNN and raw_knn is not None and math.isfinite(raw_knn):
-            _reference_line(fig, raw_knn, f"raw inputs {raw_knn:.3f}", row, col)
-        if metric == schema.M_RANK and dim:
-            _reference_line(fig, float(dim), f"cap: d = {dim}", row, col)
-        fig.update_yaxes(row=row, col=col, **_y_axis(metric, part["value"], dim))
+        _panel(fig, df[df["metric"] == metric].sort_values("step"), metric, (row, col), dim, raw_knn)
         fig.update_xaxes(row=row, col=col, title_text="training step" if row == rows else None)
     # One x range for every panel, linked when the user zooms one of them.
     fig.update_xaxes(range=[0, steps])
@@ -201,6 +183,37 @@ def fig_lab_live(
         if name.startswith("xaxis") and name != "xaxis":
             fig.layout[name].matches = "x"
     return finish(fig, title=title, height=80 + 240 * rows)
+
+
+def _panel(
+    fig: go.Figure,
+    part: pd.DataFrame,
+    metric: str,
+    cell: tuple[int, int],
+    dim: int | None,
+    raw_knn: float | None,
+) -> None:
+    """Draw one metric's curve in subplot ``cell`` with its axis and reference lines."""
+    row, col = cell
+    title = panel_title(metric, dim=dim)
+    fig.add_trace(
+        go.Scatter(
+            x=part["step"],
+            y=part["value"],
+            mode="lines+markers" if len(part) <= 20 else "lines",
+            name=title,
+            showlegend=False,
+            line={"color": PALETTE[0], "width": 1.5},
+            hovertemplate=f"{title}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>",
+        ),
+        row=row,
+        col=col,
+    )
+    if metric == KNN and raw_knn is not None and math.isfinite(raw_knn):
+        _reference_line(fig, raw_knn, f"raw inputs {raw_knn:.3f}", row, col)
+    if metric == schema.M_RANK and dim:
+        _reference_line(fig, float(dim), f"cap: d = {dim}", row, col)
+    fig.update_yaxes(row=row, col=col, **_y_axis(metric, part["value"], dim))
 
 
 def _reference_line(fig: go.Figure, y: float, label: str, row: int, col: int) -> None:
