@@ -70,8 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
         str(args.port),
         "--browser.gatherUsageStats",
         "false",
-        # The watcher only serves editing the app's sources; it watches app.py's folder recursively, so runs
-        # written under it (a training, the Lab) cost an inotify watch and a RuntimeWarning per new folder.
+        # The watcher only serves editing the app's sources, and it watches app.py's folder recursively, so
+        # runs written under it reach it too (issue 17 saw a RuntimeWarning per Lab run in sample_runs/).
         "--server.fileWatcherType",
         "none",
     ]

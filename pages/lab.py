@@ -9,7 +9,7 @@ loads the run and shows it.
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Any, get_args
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
@@ -47,14 +47,18 @@ def lab_session() -> LabSession:
     return st.session_state.setdefault(SESSION_KEY, LabSession())
 
 
+def choice(where: Any, label: str, names: Any, default: str, labels: dict[str, str], key: str) -> str:
+    """A selectbox over the trainer's allowed names, starting at the trainer's default."""
+    options = list(get_args(names))
+    return where.selectbox(label, options, options.index(default), lambda o: labels.get(o, o), key=key)
+
+
 def controls() -> tuple[T.LabConfig | None, str | None]:
     """The training settings from the widgets, or the reason the trainer rejects them."""
     a, b, c = st.columns(3)
-    data = a.selectbox("Data set", get_args(T.DataName), format_func=view.DATA_LABELS.get, key="lab_data")
-    encoder = a.selectbox(
-        "Encoder", get_args(T.EncoderName), format_func=view.ENCODER_LABELS.get, key="lab_enc"
-    )
-    loss = a.selectbox("Loss", get_args(T.LossName), format_func=view.LOSS_LABELS.get, key="lab_loss")
+    data = choice(a, "Data set", T.DataName, DEFAULT.data, view.DATA_LABELS, "lab_data")
+    encoder = choice(a, "Encoder", T.EncoderName, DEFAULT.encoder, view.ENCODER_LABELS, "lab_enc")
+    loss = choice(a, "Loss", T.LossName, DEFAULT.loss, view.LOSS_LABELS, "lab_loss")
     lo, hi = T.TEMPERATURE_RANGE
     tau = b.number_input("Temperature τ", lo, hi, DEFAULT.temperature, 0.01, format="%.3f", key="lab_tau")
     learnable = b.checkbox("Learnable τ (as CLIP)", DEFAULT.learnable_temperature, key="lab_learn_tau")
@@ -75,7 +79,7 @@ def controls() -> tuple[T.LabConfig | None, str | None]:
         x, y, z = st.columns(3)
         seed = x.number_input("Seed", 0, 2**31 - 1, DEFAULT.seed, 1, key="lab_seed")
         embed = y.number_input("Embedding dim", *T.EMBED_RANGE, DEFAULT.embed_dim, key="lab_embed")
-        optimizer = z.selectbox("Optimizer", get_args(T.OptimizerName), key="lab_opt")
+        optimizer = choice(z, "Optimizer", T.OptimizerName, DEFAULT.optimizer, {}, "lab_opt")
         projector = x.checkbox("Projector head", DEFAULT.projector, key="lab_proj")
     fields = {"data": data, "encoder": encoder, "loss": loss, "temperature": float(tau), "lr": float(lr)}
     fields |= {"learnable_temperature": learnable, "batch_size": int(batch), "steps": int(steps)}

@@ -249,7 +249,7 @@ def live_caption(metrics: Mapping[str, float]) -> tuple[str, str]:
     if knn > raw:
         verdict = (
             f"; here the encoder's {KNN_K}-NN accuracy ({knn:.3f}) is above the raw-input bar ({raw:.3f}): "
-            "it learned to ignore what the augmentation changes."
+            "training found what raw inputs miss."
         )
     else:
         verdict = (

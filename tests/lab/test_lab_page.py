@@ -71,6 +71,13 @@ def test_page_renders_controls_bounded_by_the_trainer(tmp_path, monkeypatch, req
     assert at.title[0].value == "Lab"
     assert not at.error
     assert "Nothing trained in this session yet" in texts(at.info)
+    # The widgets start at the trainer's defaults: Start training runs LabConfig() as documented.
+    default = T.LabConfig()
+    fields = {"lab_data": "data", "lab_enc": "encoder", "lab_loss": "loss", "lab_opt": "optimizer"}
+    for key, field in fields.items():
+        assert at.selectbox(key=key).value == getattr(default, field), key
+    assert at.select_slider(key="lab_batch").value == default.batch_size
+    assert at.number_input(key="lab_steps").value == default.steps
     tau = at.number_input(key="lab_tau")
     assert (tau.min, tau.max) == T.TEMPERATURE_RANGE
     steps = at.number_input(key="lab_steps")

@@ -46,8 +46,8 @@ def test_run_names_say_what_was_trained_and_fit_the_folder(tmp_path):
 
 
 def test_serve_turns_streamlit_file_watcher_off(tmp_path, monkeypatch):
-    # The watcher follows app.py's folder recursively: every run folder written under it costs a watch and a
-    # "Callback with id … already exists" RuntimeWarning. Users of `cldiag serve` do not edit the sources.
+    # The watcher follows app.py's folder recursively, so runs written under it reach it (issue 17: a
+    # "Callback with id … already exists" RuntimeWarning per Lab run). Serve users edit no sources.
     seen = {}
 
     def fake_execve(path, argv, env):
