@@ -31,6 +31,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cldiag import health, schema
+from cldiag.lab.paths import lab_runs_dir
 from cldiag.reader import Run, downsample, list_runs, read_run
 from cldiag.views import Panel, Series
 
@@ -493,6 +494,11 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
     st.sidebar.caption(f"Run root: `{root}`")
     runs_t, problems_t = _discover(root)
     runs, problems = list(runs_t), list(problems_t)
+    lab_dir = lab_runs_dir()  # Lab runs live in their own folder; list them after the root's runs
+    if os.path.isdir(lab_dir) and os.path.realpath(lab_dir) != os.path.realpath(root):
+        lab_runs, lab_problems = _discover(lab_dir)
+        runs += [r for r in lab_runs if r not in runs]
+        problems += lab_problems
     paths = [p for _, p in runs]
     sel = Selection(root=root, runs=runs, focus=None, compare=[], step_range=(0, None), problems=problems)
 

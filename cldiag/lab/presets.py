@@ -163,7 +163,7 @@ def _group(runs: Sequence[Run], key: str) -> dict[float, list[Run]]:
     return out
 
 
-def _fmt(values: Sequence[float], digits: int = 2) -> str:
+def _joined(values: Sequence[float], digits: int = 2) -> str:
     return " / ".join(f"{v:.{digits}f}" for v in values)
 
 
@@ -172,10 +172,12 @@ def _increasing(values: Sequence[float]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Checks.
+# Checks: whether a paper's finding reproduced across a preset's runs. Not health rules: cldiag.health has
+# rules about one run's temperature and modality gap (and its own _fmt for one number); these compare
+# several runs against a paper's direction, hence the different names.
 
 
-def _check_temperature(items: Sequence[RunLike]) -> tuple[bool, str]:
+def _reproduced_temperature(items: Sequence[RunLike]) -> tuple[bool, str]:
     runs = [_as_run(r) for r in items]
     by_tau = _group(runs, "temperature")
     if len(by_tau) < 3:
@@ -198,16 +200,16 @@ def _check_temperature(items: Sequence[RunLike]) -> tuple[bool, str]:
     raw = _last_scalar(by_tau[taus[0]][0], "knn_acc_raw")
     ok_u, ok_t = _increasing(unif), _increasing(tol)
     text = (
-        f"At τ = {_fmt(taus)} (held-out embeddings, final step): uniformity {_fmt(unif)} "
+        f"At τ = {_joined(taus)} (held-out embeddings, final step): uniformity {_joined(unif)} "
         f"({'falls as τ falls, as the paper found' if ok_u else 'does NOT fall monotonically as τ falls'}); "
-        f"tolerance {_fmt(tol)} "
+        f"tolerance {_joined(tol)} "
         f"({'rises with τ, as the paper found' if ok_t else 'does NOT rise monotonically with τ'}). "
-        f"kNN accuracy {_fmt(knn, 3)} (raw pixels {raw:.3f})."
+        f"kNN accuracy {_joined(knn, 3)} (raw pixels {raw:.3f})."
     )
     return ok_u and ok_t, text
 
 
-def _check_collapse(items: Sequence[RunLike]) -> tuple[bool, str]:
+def _reproduced_collapse(items: Sequence[RunLike]) -> tuple[bool, str]:
     runs = [_as_run(r) for r in items]
     by_noise = _group(runs, "augmentation")
     if len(by_noise) < 2:
@@ -237,7 +239,7 @@ def _check_collapse(items: Sequence[RunLike]) -> tuple[bool, str]:
     return collapsed, text
 
 
-def _check_modality_gap(items: Sequence[RunLike]) -> tuple[bool, str]:
+def _reproduced_modality_gap(items: Sequence[RunLike]) -> tuple[bool, str]:
     runs = [_as_run(r) for r in items]
     by_tau = _group(runs, "temperature")
     if len(by_tau) < 2:
@@ -262,7 +264,7 @@ def _check_modality_gap(items: Sequence[RunLike]) -> tuple[bool, str]:
     text = (
         f"At random initialisation (step {steps[0]}) the gap is {float(init.gap):.2f} with cones "
         f"{float(init.cone_a):.2f} (image) / {float(init.cone_b):.2f} (text): {cones}. "
-        f"After CLIP training the gap is {_fmt(gaps)} at τ = {_fmt(taus)}: "
+        f"After CLIP training the gap is {_joined(gaps)} at τ = {_joined(taus)}: "
         + (
             "the lower τ, the larger the gap that remains, as Liang et al. found."
             if kept
@@ -272,36 +274,39 @@ def _check_modality_gap(items: Sequence[RunLike]) -> tuple[bool, str]:
     return cone_effect and kept, text
 
 
-def _check_small_batch(items: Sequence[RunLike]) -> tuple[bool, str]:
+def _knn_by_loss(runs: Sequence[Run], batch: int) -> dict[str, dict[int, tuple[float, float]]]:
+    """Map loss → seed → (final kNN accuracy, mean kNN accuracy over training) of the runs at ``batch``."""
+    out: dict[str, dict[int, tuple[float, float]]] = {}
+    for r in runs:
+        cfg = r.config
+        curve = r.scalars(["knn_acc"]).sort_values("step")["value"].to_numpy()
+        if int(cfg.get("batch_size", 0)) == batch and len(curve) >= 2:
+            # Step 0 (untrained, the same for both losses) stays out of the mean over training.
+            out.setdefault(str(cfg.get("loss")), {})[int(cfg.get("seed", 0))] = (
+                float(curve[-1]),
+                float(curve[1:].mean()),
+            )
+    return out
+
+
+def _coupling(runs: Sequence[Run], batch: int) -> float:
+    """NT-Xent's mean ``dcl_coupling`` over the second half of its runs at ``batch``."""
+    values = [
+        _mean_scalar(r, "dcl_coupling", tail=0.5)
+        for r in runs
+        if r.config.get("loss") == "nt_xent" and int(r.config.get("batch_size", 0)) == batch
+    ]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _reproduced_small_batch(items: Sequence[RunLike]) -> tuple[bool, str]:
     runs = [_as_run(r) for r in items]
     if not runs:
         return False, "no runs to check"
     small = min(int(r.config.get("batch_size", 0)) for r in runs)
     large = max(int(r.config.get("batch_size", 0)) for r in runs)
 
-    def knn_by_loss(batch: int) -> dict[str, dict[int, tuple[float, float]]]:
-        """Map loss → seed → (final kNN accuracy, mean kNN accuracy over training)."""
-        out: dict[str, dict[int, tuple[float, float]]] = {}
-        for r in runs:
-            cfg = r.config
-            curve = r.scalars(["knn_acc"]).sort_values("step")["value"].to_numpy()
-            if int(cfg.get("batch_size", 0)) == batch and len(curve) >= 2:
-                # Step 0 (untrained, the same for both losses) stays out of the mean over training.
-                out.setdefault(str(cfg.get("loss")), {})[int(cfg.get("seed", 0))] = (
-                    float(curve[-1]),
-                    float(curve[1:].mean()),
-                )
-        return out
-
-    def coupling(batch: int) -> float:
-        values = [
-            _mean_scalar(r, "dcl_coupling", tail=0.5)
-            for r in runs
-            if r.config.get("loss") == "nt_xent" and int(r.config.get("batch_size", 0)) == batch
-        ]
-        return float(np.mean(values)) if values else float("nan")
-
-    at_small = knn_by_loss(small)
+    at_small = _knn_by_loss(runs, small)
     if not {"nt_xent", "dcl"} <= set(at_small):
         return False, f"need NT-Xent and DCL runs at batch {small}, found losses {sorted(at_small)}"
     seeds = sorted(set(at_small["nt_xent"]) & set(at_small["dcl"]))
@@ -318,18 +323,18 @@ def _check_small_batch(items: Sequence[RunLike]) -> tuple[bool, str]:
         f"Batch {small}, {len(seeds)} seed(s): final held-out 5-NN accuracy DCL {dcl_final:.3f} vs NT-Xent "
         f"{ntx_final:.3f} (DCL ahead in {ahead}, tied in {tied}, behind in {len(seeds) - ahead - tied} of "
         f"{len(seeds)} seeds); mean over training {dcl_curve:.3f} vs {ntx_curve:.3f}. NT-Xent's coupling "
-        f"factor 1 − p_pos averaged {coupling(small):.2f} in the second half: NT-Xent kept that share of the "
-        "gradient DCL applies. "
+        f"factor 1 − p_pos averaged {_coupling(runs, small):.2f} in the second half: NT-Xent kept that share "
+        "of the gradient DCL applies. "
     )
     if large != small:
-        at_large = knn_by_loss(large)
+        at_large = _knn_by_loss(runs, large)
         if {"nt_xent", "dcl"} <= set(at_large):
             big_ntx = np.mean([v[0] for v in at_large["nt_xent"].values()])
             big_dcl = np.mean([v[0] for v in at_large["dcl"].values()])
             text += (
                 f"At batch {large} the difference is {big_dcl - big_ntx:+.3f} ({big_dcl:.3f} vs "
-                f"{big_ntx:.3f}, coupling {coupling(large):.2f}) against {dcl_final - ntx_final:+.3f} at "
-                f"batch {small}. "
+                f"{big_ntx:.3f}, coupling {_coupling(runs, large):.2f}) against "
+                f"{dcl_final - ntx_final:+.3f} at batch {small}. "
             )
     text += (
         "DCL's advantage at small batch reproduced."
@@ -358,10 +363,13 @@ _TEMPERATURE = Preset(
         "curves of one snapshot. Below τ = 0.1 the trend needs far more steps than a laptop lab has."
     ),
     settings=tuple(
-        (f"tau{tau:g}", LabConfig(temperature=tau, batch_size=256, steps=600, preset="temperature"))
+        (
+            f"tau{tau:g}",
+            LabConfig(data="digits", temperature=tau, batch_size=256, steps=600, preset="temperature"),
+        )
         for tau in (0.1, 0.3, 1.0)
     ),
-    check=_check_temperature,
+    check=_reproduced_temperature,
 )
 
 _COLLAPSE = Preset(
@@ -401,7 +409,7 @@ _COLLAPSE = Preset(
         )
         for label, noise in (("weak", 0.1), ("strong", 1.5))
     ),
-    check=_check_collapse,
+    check=_reproduced_collapse,
 )
 
 _MODALITY_GAP = Preset(
@@ -438,7 +446,7 @@ _MODALITY_GAP = Preset(
         )
         for tau in (0.01, 0.1, 1.0)
     ),
-    check=_check_modality_gap,
+    check=_reproduced_modality_gap,
 )
 
 _SMALL_BATCH_TAU = 0.05
@@ -480,7 +488,7 @@ _SMALL_BATCH = Preset(
         for seed in seeds
         for loss in ("nt_xent", "dcl")
     ),
-    check=_check_small_batch,
+    check=_reproduced_small_batch,
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (_TEMPERATURE, _COLLAPSE, _MODALITY_GAP, _SMALL_BATCH)}
