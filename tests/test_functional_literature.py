@@ -282,11 +282,14 @@ def test_ranks_batch_of_two_and_one():
 def test_ranks_and_violations_nan_policy():
     a, b = gaussian(5, 3, seed=1), gaussian(5, 3, seed=2)
     a[1, 0] = float("nan")
+    a[3, 2] = float("inf")  # normalize turns a row holding Inf into NaN, as everywhere in functional
     ranks = F.positive_ranks(a, b)
     v = F.ordering_violations(a, b, per_anchor=True)
-    assert bool(torch.isnan(ranks[1])) and bool(torch.isnan(v[1]))
-    keep = [0, 2, 3, 4]
-    close(ranks[keep], np_ranks(a.numpy(), b.numpy())[keep])
+    assert bool(torch.isnan(ranks[[1, 3]]).all()) and bool(torch.isnan(v[[1, 3]]).all())
+    keep = [0, 2, 4]
+    with np.errstate(invalid="ignore"):  # the reference's inf / inf in row 3, which is not compared
+        ref = np_ranks(a.numpy(), b.numpy())
+    close(ranks[keep], ref[keep])
     assert bool(torch.isnan(F.ordering_violations(a, b)))
     summary = F.rank_summary(ranks)
     assert all(bool(torch.isnan(x)) for x in summary)
