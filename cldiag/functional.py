@@ -1585,10 +1585,10 @@ def temperature_distribution(
 
     Quantiles use linear interpolation between order statistics (NumPy's and :func:`torch.quantile`'s
     default): for level ``q`` and sorted values ``t_(0) <= ... <= t_(n-1)``, position ``q (n - 1)``.
-    They are computed by one sort with positions fixed by ``n``, so there is no host sync (unlike
-    :func:`torch.quantile`, which checks its levels on the device). By default the histogram has ``bins``
-    log-spaced edges on ``[0.01, 10]``, fixed so histograms of different steps stack into one picture;
-    values outside land in the end bins, NaN is not counted.
+    They are computed by one sort with positions fixed by ``n`` on the host, so no value is read back
+    from the device. By default the histogram has ``bins`` log-spaced edges on ``[0.01, 10]``, fixed so
+    histograms of different steps stack into one picture; values outside land in the end bins, NaN is
+    not counted.
 
     Range: the temperatures' own. iSogCLR keeps τ in ``[0.05, 1.0]`` and finds a unimodal spread; its
     claim is that samples with frequent semantics get larger τ and rare ones smaller. Bad: the mass
