@@ -17,7 +17,7 @@ Non-finite values propagate as NaN (except in :func:`step_statistics`, which mas
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
 from typing import NamedTuple
 
@@ -26,19 +26,30 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 __all__ = [
+    "FalseNegativeShare",
     "Hardness",
     "ModalityGap",
+    "ModalityGapMatrix",
+    "MultilinearScores",
+    "RankSummary",
     "ScoreHistograms",
     "TemperatureCurves",
+    "TemperatureDistribution",
     "alignment",
     "cone",
     "effective_rank",
+    "false_negative_share",
     "hardness",
     "histogram_overlap",
     "modality_gap",
+    "modality_gap_matrix",
+    "multilinear_scores",
     "negative_similarity",
     "normalize",
+    "ordering_violations",
     "penalty_weights",
+    "positive_ranks",
+    "rank_summary",
     "retrieval_accuracy",
     "score_histograms",
     "similarity_matrix",
@@ -46,6 +57,7 @@ __all__ = [
     "std_of_l2_normalized",
     "step_statistics",
     "temperature_curves",
+    "temperature_distribution",
     "tolerance",
     "uniformity",
 ]
@@ -1115,3 +1127,530 @@ def _step_statistics_two_modality(a: Tensor, b: Tensor, n_rows: int) -> dict[str
     out["cone_a"], out["cone_b"] = cones.unbind()
     out["modality_gap"] = torch.linalg.vector_norm((sums[0] - sums[1]) / n)
     return out
+
+
+# -- literature diagnostics (issue 15) --
+# N modalities (Liang et al. per pair; Symile), ranks and ordering (GroCo), false negatives (DebCSE;
+# Wang & Liu) and per-sample temperatures (iSogCLR).
+
+
+class ModalityGapMatrix(NamedTuple):
+    """Pairwise geometry of ``N >= 2`` modalities with matched rows (Liang et al. 2022, for every pair).
+
+    Attributes:
+        names: the ``N`` modality names, in the order of the rows and columns below.
+        gap: ``(N, N)`` symmetric ``||mean(z_p_hat) - mean(z_q_hat)||``; the diagonal is 0.
+        matched_distance: ``(N, N)`` symmetric mean ``||z_p_hat_i - z_q_hat_i||``; the diagonal is 0.
+        cone: ``(N,)`` mean pairwise cosine within each modality, see :func:`cone`.
+        retrieval: ``(N, N)`` top-1 accuracy of retrieving row ``i`` of modality ``q`` with row ``i`` of
+            modality ``p`` (row = query side, column = candidate side); not symmetric; the diagonal is NaN.
+    """
+
+    names: tuple[str, ...]
+    gap: Tensor
+    matched_distance: Tensor
+    cone: Tensor
+    retrieval: Tensor
+
+
+class MultilinearScores(NamedTuple):
+    """Symile's multilinear inner product for matched and mismatched tuples (Saporta et al. 2024).
+
+    Attributes:
+        pos: ``(B,)`` scores of the matched tuples ``MIP(z1_i, ..., zM_i)``.
+        neg: ``(M, B, B - 1)`` scores with modality ``m``'s row ``i`` replaced by each other row ``j != i``
+            (in increasing ``j``), every other modality kept at row ``i``.
+    """
+
+    pos: Tensor
+    neg: Tensor
+
+
+class RankSummary(NamedTuple):
+    """Retrieval summary of positive ranks (all 0-d float32).
+
+    Attributes:
+        mrr: mean reciprocal rank, in ``(0, 1]``.
+        recall_at_1: share of anchors whose positive ranks first.
+        recall_at_5: share with rank ``<= 5``.
+        recall_at_10: share with rank ``<= 10``.
+    """
+
+    mrr: Tensor
+    recall_at_1: Tensor
+    recall_at_5: Tensor
+    recall_at_10: Tensor
+
+
+class FalseNegativeShare(NamedTuple):
+    """How many in-batch negatives share the anchor's label, and how much of the penalty they get (0-d).
+
+    Attributes:
+        count_share: share of the ``B(B-1)`` negatives whose label equals their anchor's, in ``[0, 1]``.
+        penalty_share: mean over anchors of the softmax weight (over negatives, at ``τ``) on those
+            same-label negatives, in ``[0, 1]``.
+    """
+
+    count_share: Tensor
+    penalty_share: Tensor
+
+
+class TemperatureDistribution(NamedTuple):
+    """Distribution of per-sample temperatures (iSogCLR, Qiu et al. 2023).
+
+    Attributes:
+        probs: ``(Q,)`` float32 quantile levels in ``[0, 1]``.
+        quantiles: ``(Q,)`` float32 quantiles of the temperatures at ``probs`` (linear interpolation).
+        mean: 0-d float32 mean temperature.
+        edges: ``(bins + 1,)`` float32 histogram edges (log-spaced by default).
+        counts: ``(bins,)`` int64 histogram counts; values outside the edges land in the end bins.
+    """
+
+    probs: Tensor
+    quantiles: Tensor
+    mean: Tensor
+    edges: Tensor
+    counts: Tensor
+
+
+_DEFAULT_TAU_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+_TAU_HIST_RANGE = (1e-2, 1e1)  # log-spaced: covers the usual 0.01-1 and iSogCLR's [0.05, 1.0] with room
+
+
+def _check_modalities(mapping: object) -> tuple[tuple[str, ...], list[Tensor]]:
+    if not isinstance(mapping, Mapping):
+        raise TypeError(
+            f"modalities must be a mapping of name -> (B, d) tensor, got {type(mapping).__name__}"
+        )
+    if len(mapping) < 2:
+        raise ValueError(f"need at least 2 modalities to compare, got {len(mapping)}: {list(mapping)}")
+    names = tuple(mapping)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"modality names must be str, got {type(name).__name__} {name!r}")
+    zs = [_check_matrix(mapping[name], name) for name in names]
+    first = zs[0]
+    for name, z in zip(names[1:], zs[1:], strict=True):
+        _check_pair(first, z, names=(names[0], name))
+    return names, zs
+
+
+def _check_tuple(zs: tuple[object, ...]) -> list[Tensor]:
+    if len(zs) < 2:
+        raise ValueError(f"need at least 2 modalities (one tensor each), got {len(zs)}")
+    checked = [_check_matrix(z, f"zs[{k}]") for k, z in enumerate(zs)]
+    for k, z in enumerate(checked[1:], start=1):
+        _check_pair(checked[0], z, names=("zs[0]", f"zs[{k}]"))
+    return checked
+
+
+def _offdiag(s: Tensor) -> Tensor:
+    """``(B, B) -> (B, B-1)``: row ``i`` without its diagonal entry, order kept, no boolean indexing."""
+    n = s.shape[-1]
+    return s.flatten(-2)[..., 1:].unflatten(-1, (n - 1, n + 1))[..., :n].flatten(-2).unflatten(-1, (n, n - 1))
+
+
+def _nan_rows(s: Tensor) -> Tensor:
+    return torch.isnan(s).any(dim=1)
+
+
+@torch.no_grad()
+def modality_gap_matrix(modalities: Mapping[str, Tensor]) -> ModalityGapMatrix:
+    r"""Modality gap, cones and cross-modal retrieval for every pair of ``N >= 2`` modalities.
+
+    For modalities ``p`` and ``q`` with matched rows (row ``i`` of each belongs to the same sample):
+
+    .. math::
+
+        G_{pq} = \Big\lVert \tfrac1B \textstyle\sum_i (\hat z^{(p)}_i - \hat z^{(q)}_i) \Big\rVert,
+        \qquad
+        D_{pq} = \tfrac1B \textstyle\sum_i \lVert \hat z^{(p)}_i - \hat z^{(q)}_i \rVert,
+        \qquad
+        R_{pq} = \tfrac1B \textstyle\sum_i \mathbb{1}\big[s_{ii} > \max_{j \ne i} s_{ij}\big],
+        \ s_{ij} = \hat z^{(p)\top}_i \hat z^{(q)}_j
+
+    and the :func:`cone` of each modality. ``G`` and ``D`` are :func:`modality_gap`'s ``gap`` and
+    ``matched_distance`` for each pair; ``R[p, q]`` is :func:`retrieval_accuracy` with ``p`` as the queries
+    (ties and NaN scores count as failures, as there), ``R[q, p]`` the other direction.
+
+    Diagonal conventions: ``gap`` and ``matched_distance`` are 0 on the diagonal (a modality against
+    itself); ``retrieval`` is NaN there (retrieving a modality from itself is not a cross-modal question).
+
+    Range: gap in ``[0, 2]`` (√2 for all ``p = e1``, all ``q = e2``; 0 for identical sets), cones in
+    ``[-1/(B-1), 1]``, retrieval in ``[0, 1]`` with chance ``1/B``. Bad: one modality far from all others
+    (a row of large gaps) or a pair whose retrieval stays near chance while the others rise — pairwise
+    training has aligned that pair poorly. Symile (Saporta et al., NeurIPS 2024) is the setting with more
+    than two modalities; the per-pair quantities are Liang et al.'s ("Mind the Gap", NeurIPS 2022).
+
+    Rows are L2-normalized first. Gaps and cones propagate NaN; ``O(N² B² d)`` work, no host sync.
+    Edge cases: ``B = 1`` raises (cones and retrieval need two rows); ``d = 1`` works.
+
+    Args:
+        modalities: mapping of ``N >= 2`` names to ``(B, d)`` tensors with the same ``B``, ``d`` and device.
+
+    Returns:
+        :class:`ModalityGapMatrix`.
+
+    Raises:
+        TypeError: not a mapping, a non-str name, or a non-floating tensor.
+        ValueError: fewer than 2 modalities, shapes or devices that differ, or ``B < 2``.
+
+    Example:
+        >>> e1, e2 = torch.tensor([[1.0, 0.0]]).repeat(4, 1), torch.tensor([[0.0, 1.0]]).repeat(4, 1)
+        >>> modality_gap_matrix({"image": e1, "text": e2, "audio": e1}).gap
+        tensor([[0.0000, 1.4142, 0.0000],
+                [1.4142, 0.0000, 1.4142],
+                [0.0000, 1.4142, 0.0000]])
+    """
+    names, zs = _check_modalities(modalities)
+    _check_rows(zs[0], names[0], 2, "cones and retrieval need two rows")
+    n_mod, n = len(zs), zs[0].shape[0]
+    units = torch.stack([_unit(z) for z in zs])  # (N, B, d)
+    means = units.mean(dim=1)
+    gap = torch.linalg.vector_norm(means[:, None] - means[None], dim=-1)
+    sums = units.sum(dim=1)
+    cones = ((sums * sums).sum(dim=1) - (units * units).sum(dim=(1, 2))) / (n * (n - 1))
+    matched = torch.zeros(n_mod, n_mod, device=units.device)
+    retrieval = torch.full((n_mod, n_mod), math.nan, device=units.device)
+    eye = torch.eye(n, dtype=torch.bool, device=units.device)
+    for p in range(n_mod):
+        for q in range(p + 1, n_mod):
+            dist = torch.linalg.vector_norm(units[p] - units[q], dim=1).mean()
+            matched[p, q] = dist
+            matched[q, p] = dist
+            s = units[p] @ units[q].T
+            pos = torch.diagonal(s)
+            masked = s.masked_fill(eye, -math.inf)
+            retrieval[p, q] = (pos > masked.amax(dim=1)).float().mean()
+            retrieval[q, p] = (pos > masked.amax(dim=0)).float().mean()
+    return ModalityGapMatrix(names, gap, matched, cones, retrieval)
+
+
+@torch.no_grad()
+def multilinear_scores(*zs: Tensor) -> MultilinearScores:
+    r"""Symile's multilinear inner product of matched tuples against mismatched ones (Saporta et al. 2024).
+
+    .. math::
+
+        \operatorname{MIP}(x, y, z) = \sum_k x_k\, y_k\, z_k
+        \quad(\text{for } M \text{ modalities: } \textstyle\sum_k \prod_m \hat z^{(m)}_k)
+
+    on unit rows. ``pos[i]`` is the MIP of the matched tuple ``i``. Negatives follow Symile's ``O(N)``
+    sampling, made deterministic: for each modality ``m`` and anchor ``i``, modality ``m``'s row ``i`` is
+    replaced by every other row ``j != i`` while the other modalities stay at row ``i``, so
+    ``neg[m, i, j'] = MIP`` with ``z^{(m)}_j`` (``j'`` indexes ``j != i`` in increasing order). These are
+    exactly the candidates of Symile's loss when it predicts modality ``m`` from the others; there are
+    ``M·B·(B-1)`` of them.
+
+    Range: ``[-1, 1]`` (a product of unit vectors); for independent random unit rows in ``d`` dims the
+    scores scatter around 0 with a spread that shrinks with ``d``. Healthy Symile training separates
+    ``pos`` from ``neg``; pairwise (CLIP) training of three modalities can leave them overlapping when
+    the information sits only in the triple (their XOR-style example). For ``M = 2`` the MIP is the
+    cosine: ``pos`` is the diagonal of ``similarity_matrix(z1, z2)``, ``neg[1]`` its rows and ``neg[0]``
+    its columns without the diagonal.
+
+    Rows are L2-normalized first; NaN rows propagate. Edge cases: ``B = 1`` raises (no negatives);
+    ``B = 2`` gives one negative per anchor and modality; ``d = 1`` works.
+
+    Args:
+        *zs: ``M >= 2`` tensors ``(B, d)`` with matched rows, same shape and device.
+
+    Returns:
+        :class:`MultilinearScores` with float32 ``pos`` ``(B,)`` and ``neg`` ``(M, B, B-1)``.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: fewer than 2 tensors, shapes or devices that differ, or ``B < 2``.
+
+    Example:
+        >>> e = torch.eye(2)
+        >>> s = multilinear_scores(e, e, e)
+        >>> s.pos, s.neg[0]
+        (tensor([1., 1.]), tensor([[0.],
+                [0.]]))
+    """
+    checked = _check_tuple(zs)
+    _check_rows(checked[0], "zs[0]", 2, "negatives are the other rows of the batch")
+    units = torch.stack([_unit(z) for z in checked])  # (M, B, d)
+    pos = units.prod(dim=0).sum(dim=1)
+    negs = []
+    for m in range(units.shape[0]):
+        others = torch.cat([units[:m], units[m + 1 :]]).prod(dim=0)
+        negs.append(_offdiag(others @ units[m].T))
+    return MultilinearScores(pos, torch.stack(negs))
+
+
+def _cosine_scores(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    s = _unit(a) @ _unit(b).T
+    return s, torch.diagonal(s)
+
+
+@torch.no_grad()
+def positive_ranks(a: Tensor, b: Tensor) -> Tensor:
+    r"""Rank of each anchor's positive among all ``B`` candidates (retrieval view of GroCo, 2023).
+
+    .. math::
+
+        \text{rank}_i = 1 + \#\{\, j \ne i : s_{ij} \ge s_{ii} \,\}, \qquad s_{ij} = \hat a_i^\top \hat b_j
+
+    Ties are counted pessimistically: a negative scoring exactly as high as the positive ranks ahead of it,
+    so a collapsed model (all scores equal) ranks every positive last (``B``) and ``rank == 1`` agrees with
+    :func:`retrieval_accuracy`. An anchor whose row of scores holds a NaN gets rank NaN.
+
+    Range: ``[1, B]``, integers stored as float32; 1 = the positive beats every negative. Chance is
+    ``(B + 1) / 2`` on average. GroCo (Shvetsova et al., "Learning by Sorting", 2023) trains on exactly
+    this ordering; a histogram that piles up at 1 is healthy, a flat one means the positives are not
+    found, one piled up at ``B`` means collapse or a mismatch of rows. Summarize with :func:`rank_summary`.
+
+    Edge cases: ``B = 1`` raises (nothing to rank against); ``d = 1`` works (many ties).
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+
+    Returns:
+        ``(B,)`` float32 ranks.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad shapes or ``B < 2``.
+
+    Example:
+        >>> positive_ranks(torch.eye(4), torch.eye(4)), positive_ranks(torch.eye(4), -torch.eye(4))
+        (tensor([1., 1., 1., 1.]), tensor([4., 4., 4., 4.]))
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "the positive is ranked against the other rows of b")
+    s, pos = _cosine_scores(a, b)
+    ahead = (_offdiag(s) >= pos[:, None]).sum(dim=1, dtype=torch.float32)
+    return torch.where(_nan_rows(s), math.nan, 1.0 + ahead)
+
+
+@torch.no_grad()
+def rank_summary(ranks: Tensor) -> RankSummary:
+    r"""Mean reciprocal rank and recall@1/5/10 of positive ranks (from :func:`positive_ranks`).
+
+    .. math::
+
+        \text{MRR} = \frac1B \sum_i \frac{1}{\text{rank}_i}, \qquad
+        \text{R@}k = \frac1B \sum_i \mathbb{1}[\text{rank}_i \le k]
+
+    Range: MRR in ``(0, 1]``, recall in ``[0, 1]``; with ``B`` candidates chance is about
+    ``H_B / B`` for MRR and ``k / B`` for R@k. R@k is trivially 1 when ``k >= B`` (read it against the
+    batch size). Bad: R@1 and MRR flat near chance, or R@10 rising while R@1 stays low (positives come
+    close but are not ordered first, what GroCo's loss targets). A NaN rank makes every result NaN.
+
+    Ranks are not range-checked (that would sync); pass what :func:`positive_ranks` returns.
+
+    Args:
+        ranks: ``(B,)`` ranks, ``>= 1``, floating or integer.
+
+    Returns:
+        :class:`RankSummary` of 0-d float32 tensors.
+
+    Raises:
+        TypeError: not a real-valued tensor.
+        ValueError: not 1-D or empty.
+
+    Example:
+        >>> rank_summary(torch.tensor([1.0, 2.0, 4.0, 8.0])).mrr
+        tensor(0.4688)
+    """
+    if not isinstance(ranks, Tensor):
+        raise TypeError(f"ranks must be a torch.Tensor, got {type(ranks).__name__}")
+    if not (ranks.is_floating_point() or ranks.dtype in _INT_DTYPES):
+        raise TypeError(f"ranks must be a real-valued tensor, got dtype {ranks.dtype}")
+    if ranks.ndim != 1 or ranks.shape[0] == 0:
+        raise ValueError(f"ranks must be a non-empty 1-D tensor, got shape {tuple(ranks.shape)}")
+    r = ranks.float()
+    nan = torch.isnan(r)
+
+    def recall(k: int) -> Tensor:
+        return torch.where(nan, math.nan, (r <= k).float()).mean()
+
+    return RankSummary((1.0 / r).mean(), recall(1), recall(5), recall(10))
+
+
+@torch.no_grad()
+def ordering_violations(a: Tensor, b: Tensor, *, per_anchor: bool = False) -> Tensor:
+    r"""Share of (positive, negative) pairs ordered wrongly: ``1 - AUROC`` per anchor (GroCo, 2023).
+
+    .. math::
+
+        v_i = \frac{1}{B-1} \sum_{j \ne i} \Big(\mathbb{1}[s_{ij} > s_{ii}]
+              + \tfrac12 \mathbb{1}[s_{ij} = s_{ii}]\Big), \qquad v = \frac1B \sum_i v_i
+
+    ``v_i`` is one minus the AUROC of anchor ``i``'s positive score against its ``B - 1`` negative scores,
+    with ties counted ½ (the usual AUROC convention), so a collapsed model scores 0.5, like chance. Without
+    ties ``v_i = (\text{rank}_i - 1)/(B - 1)`` (see :func:`positive_ranks`). GroCo (Shvetsova et al.,
+    "Learning by Sorting", 2023) minimizes a differentiable count of exactly these mis-orderings.
+
+    Range: ``[0, 1]``; 0 = every positive above all its negatives, 0.5 = chance (independent embeddings or
+    collapse), 1 = every positive below all its negatives. A value that stops falling while the loss
+    still improves means the loss is buying margin on already-ordered pairs. An anchor whose scores hold
+    a NaN gets NaN (so the mean is NaN).
+
+    Edge cases: ``B = 1`` raises (no negatives); ``B = 2`` has one pair per anchor; ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+        per_anchor: return the ``(B,)`` values ``v_i`` instead of their mean.
+
+    Returns:
+        0-d float32 mean, or ``(B,)`` float32 with ``per_anchor=True``.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad shapes or ``B < 2``.
+
+    Example:
+        >>> ordering_violations(torch.eye(4), torch.eye(4)), ordering_violations(torch.eye(4), -torch.eye(4))
+        (tensor(0.), tensor(1.))
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "the positive is compared with the other rows of b")
+    s, pos = _cosine_scores(a, b)
+    neg = _offdiag(s)
+    wrong = (neg > pos[:, None]).float() + 0.5 * (neg == pos[:, None]).float()
+    v = torch.where(_nan_rows(s), math.nan, wrong.mean(dim=1))
+    return v if per_anchor else v.mean()
+
+
+@torch.no_grad()
+def false_negative_share(
+    a: Tensor, b: Tensor, labels: Tensor, temperature: float | Tensor
+) -> FalseNegativeShare:
+    r"""Share of in-batch negatives that are false (same label) and their share of the InfoNCE penalty.
+
+    With anchors ``a_i``, candidates ``b_j`` (``j != i`` are the negatives) and labels ``y``:
+
+    .. math::
+
+        c = \frac{1}{B(B-1)} \sum_i \sum_{j \ne i} \mathbb{1}[y_j = y_i], \qquad
+        p = \frac1B \sum_i \sum_{j \ne i,\ y_j = y_i} r_{ij}, \qquad
+        r_{ij} = \frac{e^{s_{ij}/\tau_i}}{\sum_{k \ne i} e^{s_{ik}/\tau_i}}
+
+    ``r_ij`` is the softmax weight of negative ``j`` among the negatives, which is the share of the
+    anchor's negative gradient it receives (Wang & Liu, CVPR 2021). ``p`` is Wang & Liu's same-class
+    penalty at one τ (see :func:`temperature_curves`); DebCSE (2023) and debiased contrastive learning
+    treat such same-label negatives as false negatives.
+
+    Range: both in ``[0, 1]``; all labels equal → 1, all distinct → 0. ``c`` is set by the sampler
+    (≈ ``1/C`` for ``C`` balanced classes). Bad: ``p`` well above ``c``, i.e. the loss concentrates its
+    penalty on same-class samples and pushes them apart (typical at low τ once classes cluster).
+
+    ``temperature`` may be one value or a ``(B,)`` vector of per-anchor temperatures (iSogCLR); tensors
+    are not range-checked (that would sync). A NaN score makes ``penalty_share`` NaN.
+    Edge cases: ``B = 1`` raises (no negatives); ``B = 2`` gives ``p = c``; ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+        labels: ``(B,)`` integer labels of the pairs.
+        temperature: τ ``> 0``: a number, a one-element tensor or a ``(B,)`` tensor.
+
+    Returns:
+        :class:`FalseNegativeShare` of 0-d float32 tensors.
+
+    Raises:
+        TypeError: non-floating embeddings, non-integer labels or a non-numeric temperature.
+        ValueError: bad shapes, ``B < 2``, wrong label length, a temperature of the wrong length or ``<= 0``.
+
+    Example:
+        >>> fn = false_negative_share(torch.eye(4), torch.eye(4), torch.tensor([0, 0, 1, 1]), 0.1)
+        >>> fn.count_share, fn.penalty_share
+        (tensor(0.3333), tensor(0.3333))
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "negatives are the other rows of the batch")
+    n = a.shape[0]
+    y = _check_labels(labels, n, a.device)
+    tau = _check_taus(temperature, a.device, "temperature")
+    if tau.shape[0] not in (1, n):
+        raise ValueError(f"temperature must have 1 or B={n} values (one per anchor), got {tau.shape[0]}")
+    same = _offdiag((y[:, None] == y[None, :]).float())
+    s, _ = _cosine_scores(a, b)
+    r = torch.softmax(_offdiag(s) / tau[:, None], dim=1)
+    return FalseNegativeShare(same.mean(), (r * same).sum(dim=1).mean())
+
+
+@torch.no_grad()
+def temperature_distribution(
+    tau: Tensor,
+    probs: Sequence[float] = _DEFAULT_TAU_QUANTILES,
+    bins: int | Tensor = 40,
+) -> TemperatureDistribution:
+    r"""Quantiles, mean and a fixed-edge histogram of per-sample temperatures (iSogCLR, Qiu et al. 2023).
+
+    Quantiles use linear interpolation between order statistics (NumPy's and :func:`torch.quantile`'s
+    default): for level ``q`` and sorted values ``t_(0) <= ... <= t_(n-1)``, position ``q (n - 1)``.
+    They are computed by one sort with positions fixed by ``n`` on the host, so no value is read back
+    from the device. By default the histogram has ``bins`` log-spaced edges on ``[0.01, 10]``, fixed so
+    histograms of different steps stack into one picture; values outside land in the end bins, NaN is
+    not counted.
+
+    Range: the temperatures' own. iSogCLR keeps τ in ``[0.05, 1.0]`` and finds a unimodal spread; its
+    claim is that samples with frequent semantics get larger τ and rare ones smaller. Bad: the mass
+    piling up at a clamp bound (the bound, not the data, sets τ), or a spread that collapses to one value
+    (individual temperatures add nothing over a global one). Any NaN makes every quantile and the mean NaN.
+
+    Edge cases: one temperature gives that value for every quantile.
+
+    Args:
+        tau: ``(n,)`` temperatures, e.g. a per-sample parameter vector or the τ of one batch's anchors.
+        probs: quantile levels in ``[0, 1]``.
+        bins: number of log-spaced bins on ``[0.01, 10]``, or a 1-D increasing tensor of edges.
+
+    Returns:
+        :class:`TemperatureDistribution`.
+
+    Raises:
+        TypeError: ``tau`` not a floating tensor, non-numeric ``probs`` or a bad ``bins`` type.
+        ValueError: ``tau`` not 1-D or empty, ``probs`` empty or outside ``[0, 1]``, ``bins < 1``.
+
+    Example:
+        >>> d = temperature_distribution(torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]), probs=[0.0, 0.5, 0.9])
+        >>> d.quantiles, d.mean
+        (tensor([0.1000, 0.3000, 0.4600]), tensor(0.3000))
+    """
+    if not isinstance(tau, Tensor):
+        raise TypeError(f"tau must be a torch.Tensor, got {type(tau).__name__}")
+    if not tau.is_floating_point():
+        raise TypeError(f"tau must be a floating-point tensor, got dtype {tau.dtype}")
+    if tau.ndim != 1 or tau.shape[0] == 0:
+        raise ValueError(f"tau must be a non-empty 1-D tensor, got shape {tuple(tau.shape)}")
+    if isinstance(probs, (str, bytes)) or not isinstance(probs, Iterable):
+        raise TypeError(f"probs must be a sequence of numbers, got {type(probs).__name__}")
+    levels = list(probs)
+    if not levels:
+        raise ValueError("probs must not be empty")
+    for q in levels:
+        if isinstance(q, bool) or not isinstance(q, Real):
+            raise TypeError(f"probs must hold real numbers, got {type(q).__name__}")
+        if not 0.0 <= float(q) <= 1.0:
+            raise ValueError(f"probs must lie in [0, 1], got {q}")
+    if isinstance(bins, Tensor):
+        edges = _edges(bins, tau.device)
+    else:
+        if isinstance(bins, bool) or not isinstance(bins, int):
+            raise TypeError(f"bins must be an int or a 1-D tensor of edges, got {type(bins).__name__}")
+        if bins < 1:
+            raise ValueError(f"bins must be >= 1, got {bins}")
+        lo, hi = (math.log10(v) for v in _TAU_HIST_RANGE)
+        edges = torch.logspace(lo, hi, bins + 1, dtype=torch.float32, device=tau.device)
+    t = tau.float()
+    n = t.shape[0]
+    ordered = torch.sort(t).values
+    pos = [float(q) * (n - 1) for q in levels]
+    lower = [math.floor(p) for p in pos]
+    upper = [min(k + 1, n - 1) for k in lower]
+    frac = torch.tensor(
+        [p - k for p, k in zip(pos, lower, strict=True)], dtype=torch.float32, device=t.device
+    )
+    lo_v, hi_v = ordered[lower], ordered[upper]
+    quantiles = lo_v + frac * (hi_v - lo_v)
+    has_nan = torch.isnan(t).any()
+    quantiles = torch.where(has_nan, math.nan, quantiles)
+    probs_t = torch.tensor([float(q) for q in levels], dtype=torch.float32, device=t.device)
+    return TemperatureDistribution(probs_t, quantiles, t.mean(), edges, _histogram(t, edges))

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "IndividualTemperatureLoss",
     "LogitScale",
     "alignment_only_loss",
     "clip_logits",
@@ -41,6 +42,7 @@ __all__ = [
     "dcl_loss",
     "dclw_loss",
     "info_nce",
+    "isogclr_loss",
     "mix_hard_negatives",
     "mochi_loss",
     "nt_xent",
@@ -582,3 +584,236 @@ def mochi_loss(
     candidates = torch.cat([k.unsqueeze(1), neg, synthetic], dim=1)  # (B, 1 + K + S, d), positive first
     logits = torch.einsum("bd,bkd->bk", q, candidates) / tau
     return F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=q.device))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# -- literature diagnostics (issue 15) --
+# Individual temperatures: iSogCLR (Qiu et al., "Not All Semantics are Created Equal: Contrastive
+# Self-supervised Learning with Automatic Temperature Individualization", ICML 2023).
+
+
+def _check_tau_vector(tau: Temperature, n: int) -> Tensor | float:
+    if isinstance(tau, Tensor):
+        if not tau.is_floating_point():
+            raise TypeError(f"tau must be a floating-point tensor, got dtype {tau.dtype}")
+        if tau.numel() != 1 and tuple(tau.shape) != (n,):
+            raise ValueError(
+                f"tau must be a scalar or have shape ({n},) (one per anchor), got {tuple(tau.shape)}"
+            )
+        return tau.reshape(-1)
+    _check_positive("tau", tau)
+    return float(tau)
+
+
+def _check_rho(rho: object) -> float:
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)):
+        raise TypeError(f"rho must be a float, got {type(rho).__name__}")
+    if not math.isfinite(rho) or rho < 0:
+        raise ValueError(f"rho must be a finite number >= 0, got {rho}")
+    return float(rho)
+
+
+def _log_mean_exp_negatives(a: Tensor, b: Tensor, tau: Tensor | float) -> Tensor:
+    """``log (1/(B-1)) Σ_{j≠i} exp((s_ij - s_ii)/τ_i)`` per anchor, with gradients, in float32 or wider."""
+    n = a.shape[0]
+    # At τ = 0.05 the logits span ±40: half precision would round them coarsely, so compute in float32+.
+    dt = torch.promote_types(a.dtype, torch.float32)
+    s = F.normalize(a.to(dt), dim=1) @ F.normalize(b.to(dt), dim=1).T
+    h = s - torch.diagonal(s)[:, None]
+    scale = tau.to(dt)[:, None] if isinstance(tau, Tensor) else tau
+    eye = torch.eye(n, dtype=torch.bool, device=a.device)
+    return torch.logsumexp((h / scale).masked_fill(eye, float("-inf")), dim=1) - math.log(n - 1)
+
+
+def isogclr_loss(
+    a: Tensor, b: Tensor, tau: Temperature, *, rho: float = 0.4, reduction: str = "mean"
+) -> Tensor:
+    r"""The iSogCLR objective on one mini-batch: a KL-DRO contrastive loss with a temperature per anchor.
+
+    .. math::
+        F_i(\tau_i) = \tau_i \log \frac{1}{B-1} \sum_{j \ne i}
+                      \exp\!\Big(\frac{\hat a_i^\top \hat b_j - \hat a_i^\top \hat b_i}{\tau_i}\Big)
+                      + \rho\, \tau_i
+
+    This is the dual of a distributionally robust loss: the worst-case mean of the margins
+    ``h_ij = s_ij - s_ii`` over distributions ``p`` on the negatives with ``KL(p || uniform) <= ρ``, and
+    ``τ_i`` is its Lagrange multiplier. Its derivative in ``τ_i`` is ``ρ - KL(w_i || uniform)`` where
+    ``w_i = softmax_j(h_ij / τ_i)``, so minimizing over ``τ_i`` moves it until the anchor's softmax over
+    its negatives sits exactly ``ρ`` (in KL) from uniform: an anchor whose negatives are all alike needs a
+    small τ to reach that, one with a few standout negatives a large τ. Limits: ``τ → 0`` gives the
+    hardest margin ``max_j h_ij``, ``τ → ∞`` the mean margin plus ``ρτ``. Collapse (all rows equal) gives
+    ``ρ·τ``.
+
+    This function is the plain mini-batch estimate (autograd through the log of a batch mean, i.e.
+    iSogCLR with moving-average weight γ = 1). The paper's algorithm keeps a per-sample moving average
+    of the inner mean to remove the bias that small batches give; :class:`IndividualTemperatureLoss`
+    implements that with learnable per-sample τ.
+
+    Args:
+        a: Anchors, shape (B, d). Normalized inside.
+        b: Candidates, shape (B, d); row i is the positive of ``a[i]``, the other rows are its negatives.
+            Normalized inside.
+        tau: Per-anchor temperatures, a (B,) tensor (may require grad), or one temperature (float or
+            scalar tensor) for every anchor. Tensors are not range-checked (that would sync); keep them > 0.
+        rho: KL radius ρ >= 0 of the DRO constraint (the authors' unimodal script uses 0.4).
+        reduction: ``"mean"`` over anchors, or ``"none"`` for the (B,) values ``F_i``.
+
+    Returns:
+        Scalar mean loss, or (B,) per anchor. ``ρ·τ`` when all rows are equal.
+
+    Raises:
+        ValueError: If shapes differ, are not 2-D, B < 2, ``tau`` has the wrong shape or is not positive,
+            ``rho < 0`` or ``reduction`` is unknown.
+        TypeError: If an input is not a floating-point tensor.
+
+    Example:
+        >>> import torch
+        >>> round(float(isogclr_loss(torch.ones(4, 3), torch.ones(4, 3), torch.full((4,), 0.5))), 4)  # ρ·τ
+        0.2
+    """
+    _check_pair(a, b)
+    tau_v = _check_tau_vector(tau, a.shape[0])
+    rho = _check_rho(rho)
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    per_anchor = tau_v * (_log_mean_exp_negatives(a, b, tau_v) + rho)
+    return per_anchor.mean() if reduction == "mean" else per_anchor
+
+
+class IndividualTemperatureLoss(nn.Module):
+    r"""iSogCLR with learnable per-sample temperatures ``τ_i``, indexed by dataset sample ids.
+
+    The objective is :func:`isogclr_loss` with ``τ_i = clamp(tau[index_i], tau_min, tau_max)`` (the
+    paper's bounds [0.05, 1.0] by default). As in the paper's algorithm, the inner mean
+    ``g_i = (1/(B-1)) Σ_{j≠i} exp(h_ij/τ_i)`` is tracked per sample by a moving average
+    ``u_i ← (1-γ) u_i + γ g_i`` (stored as ``log u``; the first visit of a sample sets ``u_i = g_i``), and
+    the gradients use it in place of the batch's ``g_i``:
+
+    .. math::
+        \nabla_w = \frac{\tau_i}{u_i} \nabla_w g_i, \qquad
+        \partial_{\tau_i} = \log u_i + \rho + \frac{\tau_i}{u_i} \partial_{\tau_i} g_i
+
+    With ``gamma = 1`` this is exactly the gradient of :func:`isogclr_loss`. The returned value is the
+    moving-average estimate ``mean_i τ_i (log u_i + ρ)`` of the objective.
+
+    Simplifications against the authors' code (``SogCLR_DRO_Loss``), said plainly: τ is an ``nn.Parameter``
+    stepped by *your* optimizer (give it its own parameter group; the authors use plain momentum SGD on τ
+    with step 0.03 and clip the τ-gradient at ±3); one direction only, anchors ``a`` against the rows of
+    ``b`` (for a symmetric or two-tower loss use one module per side, as the paper's bimodal version keeps
+    separate image and text temperatures); the negatives are the other ``B - 1`` rows of ``b``, not the
+    ``2B - 2`` views of a SimCLR batch.
+
+    Bounds: the clamp's value is used in the loss but the gradient passes straight through it, so a τ
+    pushed past a bound is never frozen there (a plain clamp would zero its gradient for good). Call
+    :meth:`project_` after each ``optimizer.step()`` to make the step a projected one, as in the paper.
+
+    In ``eval()`` mode the moving averages are neither read nor updated (the batch's own ``g_i`` is used).
+    Indices must be unique within a batch (not checked: that would sync).
+
+    Example:
+        >>> import torch
+        >>> loss_fn = IndividualTemperatureLoss(num_samples=100)
+        >>> z = torch.randn(8, 16)
+        >>> loss = loss_fn(z, z + 0.1 * torch.randn(8, 16), torch.arange(8))
+        >>> loss.backward()
+        >>> loss_fn.tau.grad.shape, bool(loss_fn.tau.grad[8:].eq(0).all())
+        (torch.Size([100]), True)
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        tau_init: float = 0.1,
+        tau_min: float = 0.05,
+        tau_max: float = 1.0,
+        rho: float = 0.4,
+        gamma: float = 0.8,
+    ) -> None:
+        """Create the temperatures and the moving-average state.
+
+        Args:
+            num_samples: Size of the dataset; the ``index`` passed to ``forward`` lies in
+                ``[0, num_samples)``.
+            tau_init: Starting τ of every sample (the authors' unimodal script uses 0.1).
+            tau_min: Lower bound of τ (> 0).
+            tau_max: Upper bound of τ (>= tau_min).
+            rho: KL radius ρ >= 0 (0.4 in the authors' unimodal script).
+            gamma: Weight of the new batch in the moving average, in (0, 1] (0.8 in the authors' script).
+
+        Raises:
+            ValueError: On a non-positive ``num_samples``, bounds that do not enclose ``tau_init``, a
+                negative ``rho`` or ``gamma`` outside (0, 1].
+            TypeError: On non-numeric settings.
+        """
+        super().__init__()
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        for name, value in (("tau_init", tau_init), ("tau_min", tau_min), ("tau_max", tau_max)):
+            _check_positive(name, value)
+        if not tau_min <= tau_init <= tau_max:
+            raise ValueError(f"need tau_min <= tau_init <= tau_max, got {tau_min}, {tau_init}, {tau_max}")
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
+            raise ValueError(f"gamma must be a number in (0, 1], got {gamma!r}")
+        self.tau_min, self.tau_max = float(tau_min), float(tau_max)
+        self.rho = _check_rho(rho)
+        self.gamma = float(gamma)
+        self.tau = nn.Parameter(torch.full((num_samples,), float(tau_init)))
+        self.register_buffer("log_u", torch.zeros(num_samples))
+        self.register_buffer("seen", torch.zeros(num_samples, dtype=torch.bool))
+
+    def temperatures(self, index: Tensor | None = None) -> Tensor:
+        """The clamped temperatures (detached): all ``num_samples`` of them, or those of ``index``."""
+        tau = self.tau.detach() if index is None else self.tau.detach()[index]
+        return tau.clamp(self.tau_min, self.tau_max)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp the stored temperatures into ``[tau_min, tau_max]`` in place (after ``optimizer.step()``)."""
+        self.tau.clamp_(self.tau_min, self.tau_max)
+
+    def forward(self, a: Tensor, b: Tensor, index: Tensor) -> Tensor:
+        """The iSogCLR loss of one batch.
+
+        Args:
+            a: Anchors, shape (B, d). Normalized inside.
+            b: Candidates, shape (B, d); row i is the positive of ``a[i]``. Normalized inside.
+            index: (B,) integer dataset ids of the rows (unique within the batch).
+
+        Returns:
+            Scalar loss ``mean_i τ_i (log u_i + ρ)``, differentiable in the embeddings and in ``tau``.
+
+        Raises:
+            ValueError: If shapes differ, are not 2-D, B < 2, or ``index`` is not (B,).
+            TypeError: If an input is not floating point or ``index`` is not an integer tensor.
+        """
+        _check_pair(a, b)
+        n = a.shape[0]
+        if not isinstance(index, Tensor) or index.is_floating_point() or index.dtype == torch.bool:
+            got = index.dtype if isinstance(index, Tensor) else type(index).__name__
+            raise TypeError(f"index must be an integer tensor of sample ids, got {got}")
+        if tuple(index.shape) != (n,):
+            raise ValueError(f"index must have shape ({n},) to match the batch, got {tuple(index.shape)}")
+        index = index.to(self.tau.device)
+        raw = self.tau[index]
+        # Straight-through clamp: the bounded value, the unbounded gradient.
+        tau = raw + (raw.clamp(self.tau_min, self.tau_max) - raw).detach()
+        log_g = _log_mean_exp_negatives(a, b, tau)
+        if self.training:
+            with torch.no_grad():
+                fresh = log_g.detach().to(self.log_u.dtype)
+                if self.gamma < 1:
+                    old = self.log_u[index] + math.log1p(-self.gamma)
+                    decayed = torch.logaddexp(old, fresh + math.log(self.gamma))
+                else:
+                    decayed = fresh
+                log_u = torch.where(self.seen[index], decayed, fresh)
+                self.log_u[index] = log_u
+                self.seen[index] = True
+        else:
+            log_u = log_g.detach()
+        log_u = log_u.to(log_g.dtype)
+        # ratio has value 1 when u = g; only its gradient (∇g / u) matters, the value term carries τ's.
+        ratio = torch.exp(log_g - log_u)
+        per_anchor = tau * (ratio - ratio.detach()) + tau * (log_u + self.rho)
+        return per_anchor.mean()

@@ -440,6 +440,16 @@ ALL_CALLS = {
     "effective_rank": lambda a, b, y: F.effective_rank(a),
     "std_of_l2_normalized": lambda a, b, y: F.std_of_l2_normalized(a),
     "step_statistics": lambda a, b, y: F.step_statistics(a, b, two_modality=True),
+    # literature diagnostics (issue 15); their own tests are in test_functional_literature.py
+    "modality_gap_matrix": lambda a, b, y: [  # the retrieval diagonal is NaN by convention
+        x.nan_to_num(-1.0) for x in F.modality_gap_matrix({"a": a, "b": b, "c": b.flip(0)})[1:]
+    ],
+    "multilinear_scores": lambda a, b, y: F.multilinear_scores(a, b, b.flip(0)),
+    "positive_ranks": lambda a, b, y: F.positive_ranks(a, b),
+    "rank_summary": lambda a, b, y: F.rank_summary(F.positive_ranks(a, b)),
+    "ordering_violations": lambda a, b, y: F.ordering_violations(a, b, per_anchor=True),
+    "false_negative_share": lambda a, b, y: F.false_negative_share(a, b, y, 0.2),
+    "temperature_distribution": lambda a, b, y: F.temperature_distribution(F.normalize(a)[:, 0].abs() + 0.05),
 }
 
 
