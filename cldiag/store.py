@@ -174,6 +174,7 @@ class RunStore:
         if self.is_local:
             directory = os.path.dirname(final)
             os.makedirs(directory, exist_ok=True)
+            self._check_confined(directory)
             tmp = os.path.join(directory, f".{os.path.basename(final)}.{secrets.token_hex(4)}.tmp")
             try:
                 with open(tmp, "wb") as fh:
@@ -190,6 +191,14 @@ class RunStore:
             with self.fs.open(final, "wb") as fh:
                 fh.write(data)
         return final
+
+    def _check_confined(self, directory: str) -> None:
+        """Refuse to write into a directory of the run that a symbolic link takes outside the run."""
+        real_root = os.path.realpath(self.root)
+        if os.path.commonpath([os.path.realpath(directory), real_root]) != real_root:
+            raise RunStoreError(
+                f"refusing to write into {directory}: a symbolic link takes it outside {self.root}"
+            )
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Write ``meta.json`` atomically."""

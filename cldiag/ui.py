@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -31,6 +31,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cldiag import health, schema
+from cldiag.paths import resolve_under_root
 from cldiag.reader import Run, downsample, list_runs, read_run
 
 __all__ = [
@@ -103,44 +104,6 @@ def resolve_root(args: Sequence[str], default: str | os.PathLike[str]) -> str:
     if positional:
         return positional[0]
     return os.environ.get(ENV_ROOT) or os.fspath(default)
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def resolve_under_root(root: str, relative: str) -> str:
-    """The location of ``relative`` inside ``root``; refuses anything that would leave the root.
-
-    Args:
-        root: the configured run root (local path or fsspec URI).
-        relative: a path typed by the user, relative to the root (``group/run-3``).
-
-    Returns:
-        The joined path or URI.
-
-    Raises:
-        ValueError: ``relative`` is empty, absolute, a URI, contains ``..``, or (locally) resolves outside
-            the root through a symbolic link.
-    """
-    text = relative.strip().replace("\\", "/")
-    if not text:
-        raise ValueError("the path is empty")
-    if "://" in text or text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text):
-        raise ValueError(f"{relative!r} must be a path relative to the run root, not an absolute path or URI")
-    parts = [p for p in PurePosixPath(text).parts if p != "."]
-    if ".." in parts:
-        raise ValueError(f"{relative!r} may not leave the run root ('..')")
-    if not parts:
-        raise ValueError("the path names the run root itself")
-    if _is_remote(root):
-        return posixpath.join(root.rstrip("/"), *parts)
-    local_root = root[len("file://") :] if root.startswith("file://") else root
-    real_root = os.path.realpath(local_root)
-    candidate = os.path.realpath(os.path.join(local_root, *parts))
-    if os.path.commonpath([candidate, real_root]) != real_root:
-        raise ValueError(f"{relative!r} resolves outside the run root (a symbolic link?)")
-    return candidate
 
 
 # ---------------------------------------------------------------------------------------------------------

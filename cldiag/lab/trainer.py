@@ -34,7 +34,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from cldiag import losses
+from cldiag import losses, paths, schema
 from cldiag.lab.data import (
     ClutteredDigitsViews,
     DigitsViews,
@@ -414,6 +414,8 @@ def train(
 
     if not isinstance(config, LabConfig):
         raise TypeError(f"config must be a LabConfig, got {type(config).__name__}")
+    # A linked run directory (or table directory) would write, or with overwrite delete, outside out_dir.
+    paths.refuse_linked_run_dir(run_dir, (schema.META_FILE, *schema.TABLES))
     torch.set_num_threads(config.threads)
     data = make_data(config)
     first, second = make_towers(config, data.input_shape)
