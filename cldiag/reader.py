@@ -49,8 +49,8 @@ class Run:
 
     def __init__(self, store: RunStore, meta: dict[str, Any]) -> None:
         self._store = store
-        self.meta = meta
         self.problems: list[str] = []
+        self.meta = self._checked(meta)
         self._cache: dict[str, tuple[tuple[int, float], pa.Table | None, frozenset[str]]] = {}
         self._concat: dict[str, tuple[tuple[tuple[str, tuple[int, float]], ...], pa.Table]] = {}
         self._lock = threading.Lock()
@@ -92,8 +92,15 @@ class Run:
 
     def refresh(self) -> Run:
         """Re-read ``meta.json`` (part files are always listed afresh)."""
-        self.meta = _load_meta(self._store)
+        self.meta = self._checked(_load_meta(self._store))
         return self
+
+    def _checked(self, meta: dict[str, Any]) -> dict[str, Any]:
+        clean, notes = schema.sanitize_meta(meta)
+        for note in notes:
+            if note not in self.problems:
+                self.problems.append(note)
+        return clean
 
     def is_stale(self, seconds: float = 300.0) -> bool:
         """True when the run says ``running`` but its heartbeat is older than ``seconds`` (crashed/killed)."""
@@ -384,9 +391,11 @@ def list_runs(
 ) -> list[Run]:
     """The runs directly under ``root`` (and ``root`` itself if it is a run), sorted by name.
 
-    Directories that are not runs are ignored; runs that cannot be opened (bad meta.json, other schema
-    version) are skipped with a message appended to ``problems`` when a list is given. Symbolic links that
-    resolve outside ``root`` are skipped too, so a dashboard confined to ``root`` stays confined.
+    Directories that are not runs are ignored; runs that cannot be opened (bad meta.json: not a regular
+    file, too large, malformed or nested too deeply; other schema version) are skipped, each with a
+    message appended to ``problems`` when a list is given, and every other run is still returned.
+    Symbolic links that resolve outside ``root`` are skipped too, so a dashboard confined to ``root`` stays
+    confined.
     """
     store = RunStore(root, storage_options)
     runs: list[Run] = []
@@ -421,6 +430,9 @@ def list_runs(
         except (OSError, ValueError) as exc:
             if problems is not None:
                 problems.append(f"skipped {uri}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one hostile run must not hide every other run
+            if problems is not None:
+                problems.append(f"skipped {uri}: {type(exc).__name__}: {exc}")
     return sorted(runs, key=lambda r: r.name)
 
 
