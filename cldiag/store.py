@@ -136,6 +136,12 @@ class RunStore:
         with self.fs.open(path, "rb") as fh:
             return pq.read_table(io.BytesIO(fh.read()), columns=columns)
 
+    def parquet_file(self, path: str) -> pq.ParquetFile:
+        """One part file opened for reading its footer and streaming row batches (not read whole)."""
+        if self.is_local:
+            return pq.ParquetFile(path)
+        return pq.ParquetFile(self.fs.open(path, "rb"))
+
     def read_meta(self) -> dict[str, Any]:
         """Read ``meta.json``: ``FileNotFoundError`` if absent, ``ValueError`` if it cannot be trusted.
 

@@ -36,7 +36,7 @@ def runs_table(sel: ui.Selection) -> None:
                 "modalities": view.run.modalities if view.run.two_modality else ["one modality"],
                 "dim": meta.get("dim"),
                 "created": meta.get("created"),
-                "config": view.run.config,
+                "config": view.config,
                 "last": F.last_values(view.series(KEY_METRICS).full),
             },
         )
@@ -60,7 +60,7 @@ def verdict(v: health.Verdict, *, expanded: bool) -> None:
 
 
 def verdicts(view: ui.RunView) -> None:
-    st.subheader(f"Health of {view.name}")
+    st.subheader(f"Health of {ui.escape_markdown(view.name)}")
     verdicts = ui.finished_verdicts(view, st.info)
     if verdicts is None:
         return

@@ -24,7 +24,7 @@ DEFAULT_METRICS = [
 
 def config_diff(sel: ui.Selection, views: list[ui.RunView]) -> pd.DataFrame:
     """Configuration keys whose values differ between the runs (one column per run)."""
-    configs = {sel.label(v.path): v.run.config for v in views}
+    configs = {sel.label(v.path): v.config for v in views}
     keys = sorted({k for c in configs.values() for k in c})
     rows = []
     for key in keys:

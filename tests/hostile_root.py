@@ -39,7 +39,7 @@ ODD = {
 """Run directory → the note it gets in ``Run.problems`` (None: none; these test caps and escaping)."""
 CONFIG_KEYS = 3000
 METRIC_NAMES = 1500
-SNAPSHOT_ROWS = 12_000
+SNAPSHOT_ROWS = 25_000
 SNAPSHOT_DIM = 4
 
 
