@@ -83,3 +83,10 @@ def test_caps_are_said_on_the_page(hostile, monkeypatch):
     assert f"sample of {ui.MAX_SNAPSHOT_ROWS:,} of its {SNAPSHOT_ROWS:,} rows" in captions
     title = at.get("plotly_chart")[0].proto.spec
     assert f"of {ui.MAX_SNAPSHOT_ROWS:,} points" in title  # the page worked on the sample only
+
+
+@pytest.mark.parametrize("page", ["pages/lab.py", "pages/concepts.py"])
+def test_learn_pages_open_beside_the_hostile_root(hostile, monkeypatch, page):
+    at = open_page(hostile, monkeypatch, "markdown-name", page)
+    assert at.title and not at.error
+    assert not any(unescaped_link(s) for s in markdown_sources(at))
