@@ -378,7 +378,8 @@ class RunView:
                 f"metrics: offering {MAX_METRICS:,} of {n_metrics:,} metric names (cldiag's own first, then "
                 "by name)"
             )
-        for step in _snapshot_steps(self.path, self.token, self.run):
+        # The newest snapshots in the step range (each count is one footer read per part, cached per version).
+        for step in self.snapshot_steps()[-20:]:
             rows = _snapshot_rows(self.path, self.token, step, self.run)
             if rows > MAX_SNAPSHOT_ROWS:
                 notes.append(
