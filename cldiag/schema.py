@@ -31,6 +31,13 @@ META_FILE: Final[str] = "meta.json"
 PART_PREFIX: Final[str] = "part-"
 PART_SUFFIX: Final[str] = ".parquet"
 
+MAX_META_BYTES: Final[int] = 2 * 1024 * 1024
+"""Readers refuse a larger ``meta.json`` (a config of tens of thousands of keys is not a run's settings)."""
+MAX_SAFE_STEP: Final[int] = 2**53 - 1
+"""The largest step a browser's numbers hold exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``)."""
+MAX_NAME_CHARS: Final[int] = 200
+"""A run name read from ``meta.json`` is cut to this many characters."""
+
 TABLES: Final[tuple[str, ...]] = ("scalars", "histograms", "spectra", "temperature", "embeddings")
 
 SCALARS = pa.schema(
@@ -137,7 +144,55 @@ def heartbeat_age(meta: dict[str, Any], now: _dt.datetime | None = None) -> floa
     now = now or _dt.datetime.now(_dt.timezone.utc)
     if now.tzinfo is None:
         now = now.replace(tzinfo=_dt.timezone.utc)
-    return (now - when).total_seconds()
+    try:
+        return (now - when).total_seconds()
+    except OverflowError:  # e.g. year 1 with a positive UTC offset
+        return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def sanitize_meta(meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``meta.json`` as read, with each field a reader relies on checked: ``(clean copy, notes)``.
+
+    A field of the wrong type or out of range is replaced by its "unknown" value (None, ``{}``, the
+    default) and named in a note, so one odd field never breaks a page: ``config`` must be an object,
+    ``last_step`` an integer in ``[0, MAX_SAFE_STEP]``, ``dim`` a positive integer below 2**31, ``name``
+    and ``status`` strings (a name is cut to :data:`MAX_NAME_CHARS`), ``modalities`` two strings.
+    """
+    clean = dict(meta)
+    notes: list[str] = []
+
+    def drop(key: str, why: str, value: Any = None) -> None:
+        clean[key] = value
+        notes.append(f"meta.json: {key} {why}; ignored")
+
+    if "config" in meta and not isinstance(meta["config"], dict):
+        drop("config", f"is of type {type(meta['config']).__name__}, not an object", {})
+    step = meta.get("last_step")
+    if step is not None and not (_is_int(step) and 0 <= step <= MAX_SAFE_STEP):
+        drop("last_step", "is not a step between 0 and 2**53-1")
+    dim = meta.get("dim")
+    if dim is not None and not (_is_int(dim) and 0 < dim < 2**31):
+        drop("dim", "is not a positive integer below 2**31")
+    name = meta.get("name")
+    if name is not None and not isinstance(name, str):
+        drop("name", "is not a string")
+    elif isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+        clean["name"] = name[:MAX_NAME_CHARS] + "…"
+        notes.append(f"meta.json: name is {len(name):,} characters; cut to {MAX_NAME_CHARS}")
+    if "status" in meta and not isinstance(meta["status"], str):
+        drop("status", "is not a string", "unknown")
+    mods = meta.get("modalities")
+    if mods is not None and not (
+        isinstance(mods, list) and len(mods) == 2 and all(isinstance(m, str) for m in mods)
+    ):
+        drop("modalities", "is not a list of two names")
+    if "two_modality" in meta and not isinstance(meta["two_modality"], bool):
+        drop("two_modality", "is not true or false", False)
+    return clean, notes
 
 
 def now_iso() -> str:

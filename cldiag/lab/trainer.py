@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from cldiag import losses
+from cldiag import losses, paths, schema
 from cldiag.lab.data import (
     ClutteredDigitsViews,
     DigitsViews,
@@ -521,6 +521,8 @@ def train(
     """
     if not isinstance(config, LabConfig):
         raise TypeError(f"config must be a LabConfig, got {type(config).__name__}")
+    # A linked run directory (or table directory) would write, or with overwrite delete, outside out_dir.
+    paths.refuse_linked_run_dir(run_dir, (schema.META_FILE, *schema.TABLES))
     torch.set_num_threads(config.threads)
     training = _Training(config)
 
