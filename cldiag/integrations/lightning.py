@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from cldiag.integrations._guard import Guard
+from cldiag.integrations.outputs import OPENCLIP_KEYS
 from cldiag.monitor import Monitor
 
 try:
@@ -37,9 +38,6 @@ except ImportError:
 __all__ = ["OPENCLIP_KEYS", "CLDiagCallback"]
 
 logger = logging.getLogger("cldiag")
-
-OPENCLIP_KEYS: tuple[str, str] = ("image_features", "text_features")
-"""Embedding keys of an open_clip model's output dict (``logit_scale`` comes with them, already exp'd)."""
 
 _STATE_VERSION = 1
 
