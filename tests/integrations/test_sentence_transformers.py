@@ -81,7 +81,7 @@ def _args(tmp_path, max_steps, **kw):
         output_dir=str(tmp_path / "out"),
         max_steps=max_steps,
         per_device_train_batch_size=BATCH,
-        learning_rate=5e-4,  # large enough that 3 steps visibly move the embeddings
+        learning_rate=5e-4,  # large enough that 2 steps visibly move the embeddings
         logging_steps=1,
         report_to=[],
         save_strategy="no",
@@ -111,11 +111,11 @@ def test_probe_of_texts_equals_model_encode(tmp_path):
     model.train()
 
     cb = CLDiagTrainerCallback(
-        tmp_path / "probe", probe=(anchors, positives, labels), every=3, temperature=0.05
+        tmp_path / "probe", probe=(anchors, positives, labels), every=2, temperature=0.05
     )
     loss = losses.MultipleNegativesRankingLoss(model)
     st.SentenceTransformerTrainer(
-        model=model, args=_args(tmp_path, 3), train_dataset=_dataset(), loss=loss, callbacks=[cb]
+        model=model, args=_args(tmp_path, 2), train_dataset=_dataset(), loss=loss, callbacks=[cb]
     ).train()
     assert cb.errors == []
     after_a, after_b = _encode(model, anchors), _encode(model, positives)
@@ -124,15 +124,15 @@ def test_probe_of_texts_equals_model_encode(tmp_path):
     run = read_run(tmp_path / "probe")
     assert run.status == schema.STATUS_FINISHED and run.problems == []
     df = run.scalars()
-    assert sorted(df[df.metric == schema.M_ALIGNMENT].step) == [0, 3]
-    for step, (a, b) in ((0, (before_a, before_b)), (3, (after_a, after_b))):
+    assert sorted(df[df.metric == schema.M_ALIGNMENT].step) == [0, 2]
+    for step, (a, b) in ((0, (before_a, before_b)), (2, (after_a, after_b))):
         assert _value(df, step, schema.M_ALIGNMENT) == pytest.approx(float(F.alignment(a, b)), rel=1e-4)
         assert _value(df, step, schema.M_UNIFORMITY) == pytest.approx(
             float((F.uniformity(a) + F.uniformity(b)) / 2), rel=1e-4
         )
         assert _value(df, step, schema.M_RANK) == pytest.approx(float(F.effective_rank(a)), rel=1e-4)
         assert _value(df, step, schema.M_RETRIEVAL) == pytest.approx(float(F.retrieval_accuracy(a, b)))
-    assert set(df[df.metric == schema.M_TOLERANCE].step) == {0, 3}
+    assert set(df[df.metric == schema.M_TOLERANCE].step) == {0, 2}
     matrix, info = run.embedding_matrix(0)
     torch.testing.assert_close(torch.from_numpy(matrix.copy()), before_a, rtol=1e-5, atol=1e-6)
     assert info.label.tolist() == labels
@@ -202,7 +202,7 @@ def test_training_batches_are_logged_with_the_loss_and_tau(tmp_path):
 
 class _SeenCached(losses.CachedMultipleNegativesRankingLoss):
     def __init__(self, model):
-        super().__init__(model, mini_batch_size=3)
+        super().__init__(model, mini_batch_size=4)
         self.seen = []
 
     def calculate_loss(self, reps, labels=None, *, with_backward=False):
@@ -223,11 +223,11 @@ def test_cached_loss_and_gradient_accumulation_log_one_full_batch_per_step(tmp_p
         callbacks=[loss.callback],
     ).train()
     assert loss.errors == []
-    assert len(inner.seen) == 4  # 2 optimizer steps × 2 micro-batches, each in mini-batches of 3 rows
+    assert len(inner.seen) == 4  # 2 optimizer steps × 2 micro-batches, each in mini-batches of 4 rows
     df = read_run(tmp_path / "cached").scalars()
     assert sorted(df[df.metric == schema.M_ALIGNMENT].step) == [0, 1]
     for step, (a, b) in zip((0, 1), inner.seen[::2], strict=True):  # the first micro-batch of each step
-        assert _value(df, step, schema.M_BATCH) == BATCH  # the full batch, not a mini-batch of 3
+        assert _value(df, step, schema.M_BATCH) == BATCH  # the full batch, not a mini-batch of 4
         assert _value(df, step, schema.M_ALIGNMENT) == pytest.approx(float(F.alignment(a, b)), rel=1e-4)
         assert _value(df, step, schema.M_UNIFORMITY) == pytest.approx(
             float((F.uniformity(a) + F.uniformity(b)) / 2), rel=1e-4
