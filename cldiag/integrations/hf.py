@@ -311,7 +311,8 @@ def _embed_side(model: torch.nn.Module, inputs: Any, batch_size: int, device: to
                 f"a probe of strings needs a SentenceTransformer (model.encode); {type(model).__name__} has "
                 "none. Tokenize the texts (tok(texts, padding=True, return_tensors='pt')) or pass embed_fn=…",
             )
-        return encode(list(inputs), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False)
+        out = encode(list(inputs), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False)
+        return out.clone()  # encode runs under inference_mode; a plain tensor suits in-place users downstream
     features_dict = is_sentence_transformer(model)
     chunks = []
     for start in range(0, n, batch_size):
