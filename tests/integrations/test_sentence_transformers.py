@@ -296,3 +296,16 @@ def test_a_wrapper_error_is_reported_once_and_the_loss_still_returned(tmp_path):
     strict = CLDiagLoss(_NoEmbedding(model), tmp_path / "odd2", strict=True)
     with pytest.raises(ValueError, match="made no forward pass"):
         strict(features, None)
+
+
+def test_missing_sentence_transformers_gives_install_hint():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['sentence_transformers'] = None; "
+        "import cldiag.integrations.sentence_transformers"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "pip install 'cldiag[st]'" in proc.stderr.splitlines()[-1]
