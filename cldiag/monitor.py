@@ -46,6 +46,7 @@ import torch
 
 from cldiag import __version__, dist, host_tables, schema
 from cldiag import functional as F
+from cldiag.integrations.outputs import model_outputs
 from cldiag.store import IfExists, RunStore, RunStoreError, snapshot_dir
 
 __all__ = ["Monitor"]
@@ -57,7 +58,6 @@ DEFAULT_TAUS: tuple[float, ...] = tuple(float(t) for t in np.logspace(-2, 0, 13)
 
 MAX_BINS = 1000
 MAX_SNAPSHOT = 100_000
-_OPENCLIP_KEYS = ("image_features", "text_features")
 
 Number = float | int
 TensorOrNumber = torch.Tensor | float | int
@@ -297,7 +297,9 @@ class Monitor:
             step: the global step (int, increasing).
             a: embeddings ``(B, d)`` of the first view/modality — or an open_clip-style output dict with
                 ``image_features``, ``text_features`` and optionally ``logit_scale`` (already exponentiated,
-                as open_clip returns it; τ = 1/logit_scale).
+                as open_clip returns it; τ = 1/logit_scale), or a transformers CLIP / SigLIP output
+                (``image_embeds``, ``text_embeds``; τ fitted to ``logits_per_text``), see
+                :mod:`cldiag.integrations.outputs`.
             b: embeddings ``(B, d)``; ``a[i]`` and ``b[i]`` are a positive pair. ``None`` logs single-view
                 statistics only (uniformity, spectrum, snapshot).
             labels: class labels ``(B,)`` (integers) for tolerance and same-class curves.
@@ -395,19 +397,16 @@ class Monitor:
         temperature: TensorOrNumber | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, TensorOrNumber | None]:
         if isinstance(a, Mapping):
-            missing = [k for k in _OPENCLIP_KEYS if k not in a]
-            if missing:
-                raise KeyError(f"output dict lacks {missing}; it has keys {sorted(a)}")
+            out = model_outputs(a)  # open_clip dict or transformers CLIP/SigLIP output
             if b is not None:
                 raise ValueError("pass either an output dict or two tensors, not both")
             if not self.two_modality and not self._modalities_explicit:
                 self.two_modality = True
-                self.modalities = ("image", "text")
+                self.modalities = out.modalities
                 self._meta.update(modalities=list(self.modalities), two_modality=True)
-            scale = a.get("logit_scale")
-            if temperature is None and scale is not None:
-                temperature = 1.0 / (scale.detach().reshape(()) if isinstance(scale, torch.Tensor) else scale)
-            a, b = a["image_features"], a["text_features"]
+            if temperature is None:
+                temperature = out.temperature
+            a, b = out.a, out.b
         a = self._check_embedding("a", a)
         if b is not None:
             b = self._check_embedding("b", b)
