@@ -19,6 +19,7 @@ import posixpath
 import re
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ __all__ = [
     "background_jobs",
     "cached",
     "chart",
+    "discovered",
     "escape_markdown",
     "finished_verdicts",
     "guarded",
@@ -122,13 +124,18 @@ def resolve_root(args: Sequence[str], default: str | os.PathLike[str]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Cached loaders. Arguments starting with "_" are not hashed; the path and version token are the key.
 @st.cache_resource(ttl=5, max_entries=8, show_spinner=False)
-def _discover(root: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+def _discover(root: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...], dict[str, Run]]:
     problems: list[str] = []
     try:
         runs = list_runs(root, problems=problems)
     except (OSError, ValueError, RuntimeError) as exc:
-        return (), (f"cannot list {root}: {type(exc).__name__}: {exc}",)
-    return tuple((r.name, r.path) for r in runs), tuple(problems)
+        return (), (f"cannot list {root}: {type(exc).__name__}: {exc}",), {}
+    return tuple((r.name, r.path) for r in runs), tuple(problems), {r.path: r for r in runs}
+
+
+def discovered(root: str) -> dict[str, Run]:
+    """The sidebar's listing of ``root`` as Run objects by path (each meta.json read once per listing)."""
+    return _discover(root)[2]
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -444,14 +451,20 @@ class Selection:
     compare: list[str]
     step_range: tuple[int, int | None]
     problems: list[str] = field(default_factory=list)
+    _labels: tuple[tuple[int, int], dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
     def label(self, path: str) -> str:
         """The display name of a run path (the directory name is added when names collide)."""
-        names = dict((p, n) for n, p in self.runs)
-        name = names.get(path, posixpath.basename(path.rstrip("/")))
-        if sum(n == name for n, _ in self.runs) > 1:
-            return f"{name} ({posixpath.basename(path.rstrip('/'))})"
-        return name
+        return self.labels().get(path) or posixpath.basename(path.rstrip("/"))
+
+    def labels(self) -> dict[str, str]:
+        """Every listed run's display name by path, built once (``label`` per option was O(runs²))."""
+        key = (id(self.runs), len(self.runs))  # the sidebar appends a typed run to the same list
+        if self._labels is None or self._labels[0] != key:
+            counts = Counter(n for n, _ in self.runs)
+            base = {p: posixpath.basename(p.rstrip("/")) for _, p in self.runs}
+            self._labels = (key, {p: f"{n} ({base[p]})" if counts[n] > 1 else n for n, p in self.runs})
+        return self._labels[1]
 
 
 def _query_focus(runs: list[tuple[str, str]]) -> tuple[str | None, str | None]:
@@ -504,11 +517,11 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
     """
     root = resolve_root(args, default_root)
     st.sidebar.caption(f"Run root: {escape_markdown(root)}")
-    runs_t, problems_t = _discover(root)
+    runs_t, problems_t, _ = _discover(root)
     runs, problems = list(runs_t), list(problems_t)
     lab_dir = lab_runs_dir()  # Lab runs live in their own folder; list them after the root's runs
     if os.path.isdir(lab_dir) and os.path.realpath(lab_dir) != os.path.realpath(root):
-        lab_runs, lab_problems = _discover(lab_dir)
+        lab_runs, lab_problems, _ = _discover(lab_dir)
         runs += [r for r in lab_runs if r not in runs]
         problems += lab_problems
     paths = [p for _, p in runs]

@@ -5,13 +5,65 @@ from __future__ import annotations
 import streamlit as st
 
 from cldiag import figures as F
-from cldiag import health, ui, views
+from cldiag import health, summary, ui, views
+from cldiag.reader import Run, read_run
 
 LEVEL_ICON = {"alarm": ":red[●] alarm", "warn": ":orange[●] warning", "ok": ":green[●] ok"}
 RUNS_CAPTION = (
     "One row per run: status (a running run without a recent heartbeat is marked stale), the last logged "
-    "step, and the last value of key metrics. Arrows on the charts below say which direction is better."
+    "step, and the last value of key metrics. Select rows to overlay those runs (Compare, and the charts "
+    "below). Arrows on the charts below say which direction is better."
 )
+MAX_COMPARED = 10
+"""Runs picked in the table that are overlaid at most (each one's scalars are loaded)."""
+
+
+@st.cache_resource(ttl=5, max_entries=4, show_spinner=False)
+def sweep(paths: tuple[str, ...], _known: dict[str, Run]) -> list[tuple[Run, dict | None]]:
+    """Each run with its stored summary (None: none yet): one small file per run, no table is read."""
+    out = []
+    for path in paths:
+        try:
+            run = _known.get(path) or read_run(path)
+        except (OSError, ValueError):
+            continue  # the sidebar lists why
+        out.append((run, summary.stored_summary(run)))
+    return out
+
+
+def summaries(sel: ui.Selection) -> tuple[list[str], list[dict]]:
+    """The runs table's rows; runs without a stored summary get theirs computed in the background."""
+    listed = sweep(tuple(p for _, p in sel.runs), ui.discovered(sel.root))
+    missing = [run for run, found in listed if found is None]
+    done: dict[str, dict] = {}
+    if missing:
+        key = ("summaries", tuple((r.path, r.meta.get("last_step"), r.status) for r in missing))
+        job = ui.background_jobs("summaries").submit(key, lambda: [summary.run_summary(r) for r in missing])
+        if job.done() and job.exception() is None:
+            done = {r.path: s for r, s in zip(missing, job.result(), strict=True)}
+        else:
+            st.caption(
+                f"Summarizing {len(missing):,} runs written before summaries existed in the background …"
+            )
+            ui.rerun_when_done(job)
+    labels = sel.labels()
+    rows = [
+        summary.table_row(run, found or done.get(run.path), name=labels[run.path], status=status_text(run))
+        for run, found in listed
+    ]
+    return [run.path for run, _ in listed], rows
+
+
+def status_text(run: Run) -> str:
+    if run.is_stale(ui.STALE_SECS):
+        return f"stale (running, but no heartbeat for over {ui.STALE_SECS / 60:.0f} min)"
+    return run.status
+
+
+def pick(paths: list[str], focus: str | None) -> None:
+    """Rows selected in the runs table become the runs compared (the sidebar's "Compare with")."""
+    rows = st.session_state["overview_runs"].selection.rows
+    st.session_state["_cldiag_compare"] = [paths[i] for i in rows if paths[i] != focus][:MAX_COMPARED]
 
 
 def name(v: health.Verdict) -> str:
@@ -42,9 +94,15 @@ def verdicts(view: ui.RunView) -> None:
 
 def render(sel: ui.Selection, runs: list[ui.RunView]) -> None:
     st.subheader("Runs under the root")
-    listed = [(p, v) for p, v in ((p, ui.view_of(p)) for _, p in sel.runs) if v is not None]
-    summaries = [views.run_summary(v, sel.label(p), v.status_text) for p, v in listed]
-    st.dataframe(F.runs_table(summaries, metrics=views.KEY_METRICS), hide_index=True, width="stretch")
+    paths, rows = summaries(sel)
+    st.dataframe(
+        F.runs_table(rows, metrics=views.KEY_METRICS),
+        hide_index=True,
+        width="stretch",
+        key="overview_runs",
+        on_select=lambda: pick(paths, sel.focus),
+        selection_mode="multi-row",
+    )
     st.caption(RUNS_CAPTION)
     verdicts(runs[0])
     ui.show(views.key_metrics(runs, [sel.label(v.path) for v in runs]), *runs)
