@@ -8,18 +8,24 @@ argument after ``--`` overrides it.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import streamlit as st
 import torch
 
-from cldiag import ui
+from cldiag import projection, ui
 
 HERE = Path(__file__).resolve().parent
 
 # The dashboard's tensors are small (Concepts, Lab): a second OpenMP thread only adds synchronization.
 # Measured on the 2-core VM: Concepts slider moves 220-740 ms with 2 threads, <= 190 ms with 1.
 torch.set_num_threads(int(os.environ.get("CLDIAG_TORCH_THREADS", "1")))
+
+# A served dashboard (not AppTest) compiles UMAP's numba code in the background from its first page on, so
+# the first UMAP does not wait 20-40 s for it. Once per process; CLDIAG_WARM_UMAP=0 turns it off.
+if Path(sys.argv[0]).name == "app.py":
+    projection.warm_up()
 
 st.set_page_config(page_title="cldiag", page_icon=":material/troubleshoot:", layout="wide")
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
+import logging
 import os
 import stat
+import sys
 import threading
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -46,6 +49,7 @@ __all__ = [
     "projection_key",
     "stratified_indices",
     "to_points",
+    "warm_up",
 ]
 
 Method = Literal["pca", "umap", "tsne"]
@@ -58,6 +62,13 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 }
 MIN_POINTS_NONLINEAR = 10
 """UMAP and t-SNE need a neighbourhood; below this many points only PCA is offered."""
+WARM_ROWS = 4200
+"""Rows of the warm-up UMAP: above umap-learn's 4,096-row switch from exact neighbours to NN-descent, so
+the warm-up compiles the code a real snapshot (thousands of points) runs, not the small-data path."""
+ENV_WARM = "CLDIAG_WARM_UMAP"
+"""Set to ``0`` to turn the dashboard's UMAP warm-up off."""
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +263,85 @@ def _fit_nonlinear(z: np.ndarray, method: str, p: Mapping[str, Any], seed: int) 
         perplexity = float(min(p["perplexity"], (n - 1) / 3))
         coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
     return np.asarray(coords)
+
+
+def _cache_umap_jit() -> int:
+    """Let numba keep umap-learn's compiled functions on disk, as pynndescent already does its own.
+
+    umap-learn jit-compiles its layout and graph code in every process without ``cache=True``; numba's
+    ``Dispatcher.enable_caching`` stores each compiled function in ``$NUMBA_CACHE_DIR`` (set by
+    :func:`warm_up` to ``~/.cache/cldiag/numba`` unless given), keyed on the source file, so a later
+    process loads it instead of compiling. Functions numba cannot cache are compiled as before.
+
+    Returns:
+        How many dispatchers were switched.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    switched = 0
+    for name, module in list(sys.modules.items()):
+        if not (name == "umap" or name.startswith("umap.")) or module is None:
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Dispatcher) and obj._cache.__class__.__name__ == "NullCache":
+                try:
+                    obj.enable_caching()
+                    switched += 1
+                except Exception:  # noqa: BLE001 - a function numba cannot cache compiles as usual
+                    continue
+    return switched
+
+
+def _numba_cache_dir() -> Path:
+    explicit = os.environ.get("CLDIAG_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser() / "numba"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cldiag" / "numba"
+
+
+def _warm() -> None:
+    if "numba" not in sys.modules:
+        # numba reads this once, at import: its cache then goes to the user's cache directory, never into
+        # site-packages (a user's own $NUMBA_CACHE_DIR wins).
+        os.environ.setdefault("NUMBA_CACHE_DIR", os.fspath(_numba_cache_dir()))
+    import umap  # noqa: F401 - the import itself takes seconds (numba, pynndescent)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba's notes on functions it cannot cache
+        _cache_umap_jit()
+        x = np.random.default_rng(0).standard_normal((WARM_ROWS, 16)).astype(np.float32)
+        project(x, "umap")
+
+
+def warm_up() -> threading.Thread | None:
+    """Compile UMAP's numba code on a background thread, once per process, so the first UMAP is fast.
+
+    A fresh process spends 20–40 s compiling before its first UMAP; the dashboard calls this when it
+    starts, so by the time someone opens the Embeddings page the compiled code is ready (and, through
+    numba's disk cache, ready in later processes too). The thread is a daemon and holds no lock a page
+    needs; ``$CLDIAG_WARM_UMAP=0`` turns it off (tests do).
+
+    Returns:
+        The warm-up thread (the same one on every call), or None when turned off or umap is missing.
+    """
+    global _warm_thread
+    if os.environ.get(ENV_WARM, "1") == "0":
+        return None
+    with _warm_lock:
+        if _warm_thread is None:
+            if importlib.util.find_spec("umap") is None:
+                return None
+            _warm_thread = threading.Thread(target=_warm_safely, name="cldiag-umap-warm-up", daemon=True)
+            _warm_thread.start()
+        return _warm_thread
+
+
+def _warm_safely() -> None:
+    try:
+        _warm()
+    except Exception:  # a failed warm-up only means that the first UMAP compiles as before
+        logging.getLogger("cldiag.projection").warning("UMAP warm-up failed", exc_info=True)
 
 
 # -- cache -----------------------------------------------------------------------------------------------

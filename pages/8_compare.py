@@ -9,7 +9,10 @@ from cldiag import ui, views
 
 def render(sel: ui.Selection, runs: list[ui.RunView]) -> None:
     if len(runs) < 2:
-        st.info("Pick one or more runs under “Compare with” in the sidebar to overlay them here.")
+        st.info(
+            "Select runs in the Overview's runs table (or under “Compare with” in the sidebar) to overlay "
+            "them here."
+        )
         if len(sel.runs) < 2:
             st.caption(f"There is only one run under {ui.escape_markdown(sel.root)}.")
         return
