@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 torch.set_num_threads(int(os.environ.get("CLDIAG_TORCH_THREADS", "1")))
 
 # A served dashboard (not AppTest) compiles UMAP's numba code in the background from its first page on, so
-# the first UMAP does not wait 20-40 s for it. Once per process; CLDIAG_WARM_UMAP=0 turns it off.
+# the first UMAP does not wait for it (tens of seconds). Once per process; CLDIAG_WARM_UMAP=0 turns it off.
 if Path(sys.argv[0]).name == "app.py":
     projection.warm_up()
 

@@ -30,6 +30,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -189,7 +190,7 @@ def _snapshot(step: int, rng: np.random.Generator) -> pa.Table:
     )
 
 
-def build_run(path: Path, seed: int = 0) -> None:
+def build_run(path: Path, seed: int = 0, status: str = schema.STATUS_FINISHED) -> None:
     """Write the benchmark run at ``path`` as a Monitor flushing every 200 steps would."""
     rng = np.random.default_rng(seed)
     store = RunStore(path)
@@ -210,8 +211,87 @@ def build_run(path: Path, seed: int = 0) -> None:
         store.write_part("spectra", _spectra(steps), seq)
         store.write_part("temperature", _temperature(steps), seq)
     store.write_part(snapshot_dir(STEPS - 1), _snapshot(STEPS - 1, rng), 0)
-    meta.update(status=schema.STATUS_FINISHED, last_step=STEPS - 1)
+    meta.update(status=status, last_step=STEPS - 1)
     store.write_meta(meta)
+    _write_summary(store, meta)
+
+
+def _write_summary(
+    store: RunStore, meta: dict, tables: dict | None = None, previous: dict | None = None
+) -> dict:
+    """What the writer leaves after a flush: summary.json (skipped on checkouts older than summaries)."""
+    try:
+        from cldiag import summary
+    except ImportError:  # the same benchmark measures the code before summaries existed
+        return {}
+    return summary.after_flush(store, meta, tables or {}, previous) or {}
+
+
+class LiveWriter(threading.Thread):
+    """Keeps a run live while pages are timed: a flush of 200 more steps every ``every`` seconds.
+
+    Each flush writes one part per table, then meta.json (heartbeat, last step), then the summary, in the
+    order the Monitor's writer does.
+    """
+
+    def __init__(self, path: Path, every: float = 2.0) -> None:
+        super().__init__(daemon=True, name="bench-live-writer")
+        self.store, self.every, self.stop = RunStore(path), every, threading.Event()
+        self.flushes = 0
+
+    def run(self) -> None:
+        rng = np.random.default_rng(1)
+        meta = self.store.read_meta()
+        previous = _write_summary(self.store, meta)
+        seq = 10_000
+        while not self.stop.wait(self.every):
+            start = int(meta["last_step"]) + 1
+            steps = np.arange(start, start + FLUSH, dtype=np.int64)
+            tables = {"scalars": _scalars(steps, rng), "histograms": _histograms(steps, rng)}
+            for name, table in tables.items():
+                self.store.write_part(name, table, seq)
+            seq += 1
+            meta.update(last_step=int(steps[-1]), heartbeat=schema.now_iso())
+            self.store.write_meta(meta)
+            previous = _write_summary(self.store, meta, tables, previous)
+            self.flushes += 1
+
+
+SWEEP_STEPS = 1000
+SWEEP_FLUSH = 250
+
+
+def build_sweep(root: Path, runs: int, *, with_summary: bool = True, seed: int = 0) -> None:
+    """A sweep: ``runs`` short finished runs (1k steps, every-step scalars, histograms every 10th step).
+
+    Each run is written as a Monitor flushing every 250 steps leaves it (4 parts per table);
+    ``with_summary=False`` leaves out ``summary.json``, as runs written before it existed.
+    """
+    rng = np.random.default_rng(seed)
+    for i in range(runs):
+        store = RunStore(root / f"sweep-{i:05d}")
+        store.makedirs()
+        meta = schema.new_meta(
+            name=f"sweep-{i:05d}",
+            config={
+                "temperature": float(rng.choice([0.05, 0.1, 0.2, 0.5])),
+                "lr": float(rng.random()),
+                "seed": i,
+            },
+            modalities=("view1", "view2"),
+            two_modality=False,
+            dim=DIM,
+            cldiag_version="bench",
+            torch_version="none",
+        )
+        for seq, start in enumerate(range(0, SWEEP_STEPS, SWEEP_FLUSH)):
+            steps = np.arange(start, start + SWEEP_FLUSH, dtype=np.int64)
+            store.write_part("scalars", _scalars(steps, rng), seq)
+            store.write_part("histograms", _histograms(steps[:: PAIRWISE * 5], rng), seq)
+        meta.update(status=schema.STATUS_FINISHED, last_step=SWEEP_STEPS - 1)
+        store.write_meta(meta)
+        if with_summary:
+            _write_summary(store, meta)
 
 
 # -- timing helpers --------------------------------------------------------------------------------------
@@ -316,6 +396,34 @@ def bench_pages(root: Path, run_name: str) -> list[tuple[str, float, float, floa
     return rows
 
 
+def bench_sweep(root: Path, runs: int) -> list[tuple[str, float]]:
+    """A root of ``runs`` runs: list_runs, and the Overview cold (caches cleared) and warm, in AppTest."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from cldiag.reader import list_runs
+
+    rows = [(f"list_runs ({runs} runs)", timed(lambda: list_runs(root), repeat=3)[0])]
+    os.environ["CLDIAG_RUN_ROOT"] = str(root)
+    colds, warms, settles = [], [], []
+    for _ in range(3):
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600)
+        cold, _ = timed(at.run)
+        settles.append(_settle(at))
+        warms.append(timed(at.run)[0])
+        colds.append(cold)
+        if at.exception:
+            raise RuntimeError(f"Overview raised: {at.exception[0].message}")
+        shown = [d.value for d in at.dataframe if "run" in d.value.columns]
+        if not shown or len(shown[0]) != runs:
+            raise RuntimeError(f"the runs table shows {len(shown[0]) if shown else 0} of {runs} runs")
+    rows.append(("Overview cold (median of 3)", statistics.median(colds)))
+    rows.append(("Overview: + background (summaries of old runs, health)", statistics.median(settles)))
+    rows.append(("Overview warm", statistics.median(warms)))
+    return rows
+
+
 def bench_projection(path: Path, skip_umap: bool, cap: int) -> list[tuple[str, float]]:
     run = read_run(path)
     matrix, info = run.embedding_matrix()
@@ -348,29 +456,96 @@ def bench_projection(path: Path, skip_umap: bool, cap: int) -> list[tuple[str, f
     return rows
 
 
+def umap_first_child(mode: str, wait: float) -> None:
+    """In a fresh process: optionally warm up as the dashboard does, wait, then time a 10k-point UMAP."""
+    t_start = time.perf_counter()
+    if mode == "warm":
+        projection.warm_up()  # what app.py does when served
+    time.sleep(max(0.0, wait - (time.perf_counter() - t_start)))
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, SNAPSHOT)
+    x = (rng.standard_normal((10, DIM))[labels] + 0.8 * rng.standard_normal((SNAPSHOT, DIM))).astype(
+        np.float32
+    )
+    t0 = time.perf_counter()
+    projection.compute_projection(x, method="umap", cap=SNAPSHOT, strata=labels)
+    print(f"RESULT {time.perf_counter() - t0:.2f}")
+
+
+def bench_umap_first(wait: float) -> list[tuple[str, float]]:
+    """The first UMAP of 10k points in a fresh process: without warm-up, and ``wait`` s after warm_up()."""
+    import subprocess
+
+    rows = []
+    for mode, label in (
+        ("cold", "no warm-up, first call"),
+        ("warm", f"warm_up() at start, called after {wait:g} s"),
+    ):
+        out = subprocess.run(
+            [sys.executable, __file__, "--umap-child", mode, str(wait if mode == "warm" else 0)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+        ).stdout
+        rows.append((f"first UMAP of {SNAPSHOT} points: {label}", float(out.split("RESULT")[-1])))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layout", choices=["parts", "compacted", "both"], default="both")
+    parser.add_argument("--layout", choices=["parts", "compacted", "live", "both", "none"], default="both")
+    parser.add_argument(
+        "--umap-first",
+        type=float,
+        default=None,
+        metavar="WAIT",
+        help="time the first UMAP WAIT s after start",
+    )
+    parser.add_argument("--umap-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--sweep", type=int, default=0, help="also time a root of this many runs (e.g. 1000)")
+    parser.add_argument(
+        "--sweep-without-summaries", action="store_true", help="the sweep's runs predate summary.json"
+    )
     parser.add_argument(
         "--skip-umap", action="store_true", help="leave out the cold UMAP (minutes on 2 cores)"
     )
     parser.add_argument("--cap", type=int, default=5000, help="projection point cap")
     parser.add_argument("--keep", type=Path, default=None, help="write the run here and keep it")
     args = parser.parse_args()
+    if args.umap_child:
+        umap_first_child(args.umap_child[0], float(args.umap_child[1]))
+        return
+    if args.umap_first is not None:
+        print("\n| fresh process | s |\n|---|---|")
+        for name, t in bench_umap_first(args.umap_first):
+            print(f"| {name} | {t:.1f} |")
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="cldiag-bench-"))
-    layouts = ["parts", "compacted"] if args.layout == "both" else [args.layout]
+    layouts = {"both": ["parts", "compacted"], "none": []}.get(args.layout, [args.layout])
+    if args.sweep:
+        root = base / f"sweep-{args.sweep}-{'old' if args.sweep_without_summaries else 'new'}"
+        if not root.exists():
+            t0 = time.perf_counter()
+            build_sweep(root, args.sweep, with_summary=not args.sweep_without_summaries)
+            print(f"\nwrote {args.sweep} runs in {time.perf_counter() - t0:.1f} s")
+        print(f"\n## A root of {args.sweep} runs\n\n| sweep | s |\n|---|---|")
+        for name, t in bench_sweep(root, args.sweep):
+            print(f"| {name} | {t:.2f} |")
     for layout in layouts:
         root = base / layout
         path = root / "long-run"
         if not (path / schema.META_FILE).exists():
             t0 = time.perf_counter()
-            build_run(path)
+            build_run(path, status=schema.STATUS_RUNNING if layout == "live" else schema.STATUS_FINISHED)
             if layout == "compacted":
                 from cldiag.maintenance import compact_run
 
                 compact_run(path)
             print(f"\nwrote {layout} run in {time.perf_counter() - t0:.1f} s")
+        live = LiveWriter(path) if layout == "live" else None
+        if live is not None:  # running, with a fresh heartbeat and a flush every 2 s while pages are timed
+            live.start()
         n_parts = sum(1 for _ in path.rglob("part-*.parquet"))
         print(f"\n## Layout: {layout} ({n_parts} part files)\n")
         print("| reader call | cold (s) | warm (s) |\n|---|---|---|")
@@ -385,6 +560,10 @@ def main() -> None:
         )
         for page, cold, background, warm in bench_pages(root, "long-run"):
             print(f"| {page} | {cold:.2f} | {background:.2f} | {warm:.2f} |")
+        if live is not None:
+            live.stop.set()
+            live.join()
+            print(f"\n(the live run got {live.flushes} flushes of {FLUSH} steps while it was timed)")
         if layout == layouts[-1]:
             print("\n| projection | s |\n|---|---|")
             for name, t in bench_projection(path, args.skip_umap, args.cap):

@@ -269,9 +269,10 @@ def _cache_umap_jit() -> int:
     """Let numba keep umap-learn's compiled functions on disk, as pynndescent already does its own.
 
     umap-learn jit-compiles its layout and graph code in every process without ``cache=True``; numba's
-    ``Dispatcher.enable_caching`` stores each compiled function in ``$NUMBA_CACHE_DIR`` (set by
-    :func:`warm_up` to ``~/.cache/cldiag/numba`` unless given), keyed on the source file, so a later
-    process loads it instead of compiling. Functions numba cannot cache are compiled as before.
+    ``Dispatcher.enable_caching`` stores each compiled function where numba keeps pynndescent's (beside
+    the source when writable, else numba's per-user cache directory, or ``$NUMBA_CACHE_DIR``), keyed on
+    the source file, so a later process loads it instead of compiling. Functions numba cannot cache are
+    compiled as before.
 
     Returns:
         How many dispatchers were switched.
@@ -292,35 +293,40 @@ def _cache_umap_jit() -> int:
     return switched
 
 
-def _numba_cache_dir() -> Path:
-    explicit = os.environ.get("CLDIAG_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser() / "numba"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cldiag" / "numba"
+WARM_EPOCHS = 20
+"""Layout epochs of the warm-up fit: each epoch runs the same compiled code, so a few suffice."""
 
 
 def _warm() -> None:
-    if "numba" not in sys.modules:
-        # numba reads this once, at import: its cache then goes to the user's cache directory, never into
-        # site-packages (a user's own $NUMBA_CACHE_DIR wins).
-        os.environ.setdefault("NUMBA_CACHE_DIR", os.fspath(_numba_cache_dir()))
-    import umap  # noqa: F401 - the import itself takes seconds (numba, pynndescent)
+    import umap  # the import itself takes seconds (numba, pynndescent)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numba's notes on functions it cannot cache
+        warnings.simplefilter("ignore")  # numba's notes on functions it cannot cache; random_state's note
         _cache_umap_jit()
-        x = np.random.default_rng(0).standard_normal((WARM_ROWS, 16)).astype(np.float32)
-        project(x, "umap")
+        x = np.random.default_rng(0).standard_normal((WARM_ROWS, 16))
+        p = DEFAULT_PARAMS["umap"]
+        reducer = umap.UMAP(
+            n_components=2,
+            n_neighbors=p["n_neighbors"],
+            min_dist=p["min_dist"],
+            metric=p["metric"],
+            random_state=0,
+            n_epochs=WARM_EPOCHS,
+        )
+        # The same input type as project() hands over: unit rows in float64.
+        with threadpool_limits(limits=max(1, (os.cpu_count() or 2) // 2)):
+            reducer.fit_transform(_unit_rows(x))
 
 
 def warm_up() -> threading.Thread | None:
     """Compile UMAP's numba code on a background thread, once per process, so the first UMAP is fast.
 
-    A fresh process spends 20–40 s compiling before its first UMAP; the dashboard calls this when it
+    A fresh process compiles numba code for tens of seconds before its first UMAP (benchmarks/README.md:
+    bench_dashboard.py --umap-first); the dashboard calls this when it
     starts, so by the time someone opens the Embeddings page the compiled code is ready (and, through
-    numba's disk cache, ready in later processes too). The thread is a daemon and holds no lock a page
-    needs; ``$CLDIAG_WARM_UMAP=0`` turns it off (tests do).
+    numba's disk cache, ready in later processes too). The warm-up fits :data:`WARM_ROWS` random points
+    for :data:`WARM_EPOCHS` epochs with the dashboard's UMAP parameters. The thread is a daemon and holds
+    no lock a page needs; ``$CLDIAG_WARM_UMAP=0`` turns it off (only a served dashboard calls this).
 
     Returns:
         The warm-up thread (the same one on every call), or None when turned off or umap is missing.
