@@ -321,10 +321,10 @@ def _warm() -> None:
 def warm_up() -> threading.Thread | None:
     """Compile UMAP's numba code on a background thread, once per process, so the first UMAP is fast.
 
-    A fresh process compiles numba code for tens of seconds before its first UMAP (benchmarks/README.md:
-    bench_dashboard.py --umap-first); the dashboard calls this when it
-    starts, so by the time someone opens the Embeddings page the compiled code is ready (and, through
-    numba's disk cache, ready in later processes too). The warm-up fits :data:`WARM_ROWS` random points
+    A fresh process compiles numba code for tens of seconds before its first UMAP (benchmarks/README.md,
+    ``bench_dashboard.py --umap-first``); the dashboard calls this when it starts, so by the time someone
+    opens the Embeddings page the compiled code is ready (and, through numba's disk cache, ready in later
+    processes too). The warm-up fits :data:`WARM_ROWS` random points
     for :data:`WARM_EPOCHS` epochs with the dashboard's UMAP parameters. The thread is a daemon and holds
     no lock a page needs; ``$CLDIAG_WARM_UMAP=0`` turns it off (only a served dashboard calls this).
 
