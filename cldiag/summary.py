@@ -358,14 +358,17 @@ def stored_summary(run: Run) -> dict[str, Any] | None:
     return cached if cached is not None and is_current(cached, run.meta) else None
 
 
-def table_row(run: Run, summary: Mapping[str, Any] | None, *, name: str, status: str) -> dict[str, Any]:
+def table_row(
+    run: Run, summary: Mapping[str, Any] | None, *, name: str, status: str, config: Mapping[str, Any]
+) -> dict[str, Any]:
     """One row of the runs table (the input of ``cldiag.figures.runs_table``) from meta and the summary.
 
     Args:
-        run: the run (its meta.json: status, dim, modalities, config).
+        run: the run (its meta.json: dim, modalities, creation time).
         summary: its summary (None: not known yet, the metric cells stay empty).
         name: the display name.
         status: the status for people (the dashboard marks stale runs).
+        config: the configuration to show (pages cap it: ``cldiag.views.shown_config``).
     """
     metrics = (summary or {}).get("metrics") or {}
     return {
@@ -375,6 +378,6 @@ def table_row(run: Run, summary: Mapping[str, Any] | None, *, name: str, status:
         "modalities": run.modalities if run.two_modality else ["one modality"],
         "dim": run.meta.get("dim"),
         "created": run.meta.get("created"),
-        "config": run.config,
+        "config": dict(config),
         "last": {m: entry["value"] for m, entry in metrics.items()},
     }

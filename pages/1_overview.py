@@ -48,7 +48,13 @@ def summaries(sel: ui.Selection) -> tuple[list[str], list[dict]]:
             ui.rerun_when_done(job)
     labels = sel.labels()
     rows = [
-        summary.table_row(run, found or done.get(run.path), name=labels[run.path], status=status_text(run))
+        summary.table_row(
+            run,
+            found or done.get(run.path),
+            name=labels[run.path],
+            status=status_text(run),
+            config=views.shown_config(run.config),
+        )
         for run, found in listed
     ]
     return [run.path for run, _ in listed], rows

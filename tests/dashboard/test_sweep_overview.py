@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from cldiag import schema, summary, ui
+from cldiag import schema, summary, ui, views
 from cldiag.reader import read_run
 from cldiag.store import RunStore
 
@@ -74,3 +74,17 @@ def test_overview_reads_no_table_of_runs_it_does_not_show(tmp_path, monkeypatch)
     assert not at.exception
     assert len(_table(at)) == 5
     assert {Path(p).name for p in read} <= {"run-0"}  # only the focused run's own charts read tables
+
+
+def test_runs_table_caps_config_columns(tmp_path, monkeypatch):
+    write_run(tmp_path / "wide", flushes=1)
+    store = RunStore(tmp_path / "wide")
+    meta = store.read_meta()
+    meta["config"] = {f"key{i:04d}": i for i in range(3 * views.MAX_CONFIG_KEYS)}
+    store.write_meta(meta)
+    st.cache_resource.clear()
+    monkeypatch.setenv(ui.ENV_ROOT, str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    columns = [c for c in _table(at).columns if c.startswith("config.")]
+    assert len(columns) == views.MAX_CONFIG_KEYS
