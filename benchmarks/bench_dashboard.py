@@ -418,6 +418,8 @@ def bench_sweep(root: Path, runs: int) -> list[tuple[str, float]]:
         shown = [d.value for d in at.dataframe if "run" in d.value.columns]
         if not shown or len(shown[0]) != runs:
             raise RuntimeError(f"the runs table shows {len(shown[0]) if shown else 0} of {runs} runs")
+    rows.append(("Overview first open (caches and file cache as left by earlier runs)", colds[0]))
+    rows.append(("Overview first open: + background (summaries of old runs, health)", settles[0]))
     rows.append(("Overview cold (median of 3)", statistics.median(colds)))
     rows.append(("Overview: + background (summaries of old runs, health)", statistics.median(settles)))
     rows.append(("Overview warm", statistics.median(warms)))
