@@ -216,15 +216,13 @@ def build_run(path: Path, seed: int = 0, status: str = schema.STATUS_FINISHED) -
     _write_summary(store, meta)
 
 
-def _write_summary(
-    store: RunStore, meta: dict, tables: dict | None = None, previous: dict | None = None
-) -> dict:
+def _write_summary(store: RunStore, meta: dict, previous: dict | None = None) -> dict | None:
     """What the writer leaves after a flush: summary.json (skipped on checkouts older than summaries)."""
     try:
         from cldiag import summary
     except ImportError:  # the same benchmark measures the code before summaries existed
-        return {}
-    return summary.after_flush(store, meta, tables or {}, previous) or {}
+        return None
+    return summary.after_flush(store, meta, previous)
 
 
 class LiveWriter(threading.Thread):
@@ -253,7 +251,7 @@ class LiveWriter(threading.Thread):
             seq += 1
             meta.update(last_step=int(steps[-1]), heartbeat=schema.now_iso())
             self.store.write_meta(meta)
-            previous = _write_summary(self.store, meta, tables, previous)
+            previous = _write_summary(self.store, meta, previous)
             self.flushes += 1
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cldiag import paths, schema
+from cldiag.maintenance import replaced_parts
 from cldiag.reader import Run
 from cldiag.store import RunStore, parse_snapshot_dir
 
@@ -309,35 +311,74 @@ def run_summary(run: Run, *, cache: bool = True) -> dict[str, Any]:
     return computed
 
 
+_PARTS_KEY = "_parts"
+"""In the writer's copy only (never on disk): the part files already folded in, per table directory."""
+
+
+def _listed(store: RunStore) -> dict[str, set[str]]:
+    return {t: {posixpath.basename(p) for p in store.part_files(t)} for t in STEP_TABLES}
+
+
+def _fold_new_parts(store: RunStore, folded: dict[str, set[str]]) -> dict[str, pa.Table] | None:
+    """The rows of the parts written since ``folded`` (updated in place); None if that cannot be told.
+
+    A merged part (compaction) whose originals were all folded already is only renamed in ``folded``; one
+    that merged parts not folded yet makes the answer None (the caller recomputes from every table).
+    """
+    new_rows: dict[str, pa.Table] = {}
+    for table in STEP_TABLES:
+        seen = folded[table]
+        listed = store.part_files(table)
+        pieces = []
+        for path in listed:
+            name = posixpath.basename(path)
+            if name in seen:
+                continue
+            replaces = replaced_parts(store.parquet_file(path).schema_arrow.empty_table())  # footer only
+            if replaces:
+                if not replaces <= seen:
+                    return None
+                seen -= replaces
+            else:
+                part = store.read_table(path, columns=schema.SCHEMAS[table].names)
+                pieces.append(part.cast(schema.SCHEMAS[table]))
+            seen.add(name)
+        seen &= {posixpath.basename(p) for p in listed}
+        if pieces:
+            new_rows[table] = pa.concat_tables(pieces)
+    return new_rows
+
+
 def after_flush(
-    store: RunStore,
-    meta: Mapping[str, Any],
-    tables: Mapping[str, pa.Table | None],
-    previous: Mapping[str, Any] | None,
+    store: RunStore, meta: Mapping[str, Any], previous: Mapping[str, Any] | None = None
 ) -> dict[str, Any] | None:
-    """The writer's hook: fold a written flush into the summary, write ``summary.json``, return it.
+    """The writer's hook: fold the parts written since ``previous`` in, write ``summary.json``, return it.
 
     Args:
         store: the run being written.
-        meta: ``meta.json`` as just written (after this flush, or with the final status at close).
-        tables: the tables this flush wrote (empty at close).
+        meta: ``meta.json`` as just written (after a flush, or with the final status at close).
         previous: what the last call returned (None on the writer's first call: the summary is then
-            computed from every table of the run, so a resumed run's earlier rows count too).
+            computed from every table, so a resumed run's earlier rows count too).
 
     Returns:
-        The new summary, or ``previous`` if it could not be written (the next call retries); never raises
-        for a write failure (the writer reports its own failures; a summary is a cache).
+        The new summary, for the next call (it also remembers which part files it has read, so each
+        flush reads only its own new parts, and a compaction of parts already read reads nothing);
+        ``previous`` when it could not be written (the next call retries). Never raises: a summary is
+        derived data, and training goes on without it.
     """
     try:
-        if previous is None:
+        folded = {t: set(n) for t, n in (previous or {}).get(_PARTS_KEY, {}).items()}
+        new_rows = _fold_new_parts(store, folded) if previous is not None and folded else None
+        if new_rows is None:
+            folded = _listed(store)
             summary = summarize_run(Run(store, dict(meta)))
         else:
             steps = [s for s in map(parse_snapshot_dir, store.listdir("embeddings")) if s is not None]
-            summary = summarize(meta, tables, steps, previous)
+            summary = summarize(meta, new_rows, steps, previous)
         store.write_json(SUMMARY_FILE, summary, indent=None)
     except Exception:  # noqa: BLE001 - the summary is derived data: training must go on without it
         return dict(previous) if previous is not None else None
-    return summary
+    return {**summary, _PARTS_KEY: folded}
 
 
 def stored_summary(run: Run) -> dict[str, Any] | None:

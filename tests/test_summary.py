@@ -154,7 +154,7 @@ def test_cache_not_written_through_a_link(tmp_path):
 def test_out_of_date_summary_is_recomputed(tmp_path):
     write_run(tmp_path / "r")
     store = RunStore(tmp_path / "r")
-    summary.after_flush(store, store.read_meta(), {}, None)
+    summary.after_flush(store, store.read_meta())
     old = summary.load_summary(store)
     meta = store.read_meta()
     store.write_part("scalars", _scalars(np.array([40]), np.random.default_rng(1), [schema.M_LOSS]), 50)
@@ -225,11 +225,11 @@ def test_hostile_summary_is_ignored_with_its_reason(tmp_path, kind, reason):
 def test_after_flush_never_raises_and_keeps_the_previous(tmp_path):
     write_run(tmp_path / "r")
     store = RunStore(tmp_path / "r")
-    first = summary.after_flush(store, store.read_meta(), {}, None)
+    first = summary.after_flush(store, store.read_meta())
     assert first is not None and summary.is_current(first, store.read_meta())
     (tmp_path / "r" / summary.SUMMARY_FILE).unlink()
     (tmp_path / "r" / summary.SUMMARY_FILE).mkdir()  # the write now fails
-    assert summary.after_flush(store, store.read_meta(), {}, first) == first
+    assert summary.after_flush(store, store.read_meta(), first) == first
 
 
 def test_list_runs_reads_no_table(tmp_path, monkeypatch):
@@ -248,6 +248,54 @@ def test_nonfinite_last_values_survive_the_file(tmp_path):
     meta = store.read_meta()
     nan = pa.table({"step": [9], "metric": [schema.M_LOSS], "value": [math.nan]}, schema=schema.SCALARS)
     store.write_part("scalars", nan, 5)
-    summary.after_flush(store, meta, {}, None)
+    summary.after_flush(store, meta)
     loaded = summary.load_summary(store)
     assert math.isnan(loaded["metrics"][schema.M_LOSS]["value"])
+
+
+def _writer(path: Path, flushes: list, compact_after: set[int]) -> dict:
+    """Replay flushes as the writer does: parts, meta.json, then the hook; compaction after some."""
+    from cldiag.maintenance import compact_run
+
+    store = RunStore(path)
+    meta = store.read_meta()
+    for table in summary.STEP_TABLES:  # start over: the parts are written again below, flush by flush
+        for part in store.part_files(table):
+            store.remove(part)
+    meta.update(status=schema.STATUS_RUNNING, last_step=None)
+    previous = None
+    for seq, tables in enumerate(flushes):
+        for name, table in tables.items():
+            store.write_part(name, table, 100 + seq)
+        meta["last_step"] = 10 * seq + 9
+        store.write_meta(meta)
+        previous = summary.after_flush(store, meta, previous)
+        if seq in compact_after:
+            compact_run(path)
+    meta["status"] = schema.STATUS_FINISHED
+    store.write_meta(meta)
+    return summary.after_flush(store, meta, previous)
+
+
+def test_hook_reads_only_new_parts_and_compaction_counts_rows_once(tmp_path, monkeypatch):
+    flushes = write_run(tmp_path / "r")
+    reads: list[str] = []
+    hook = summary.after_flush
+
+    def counted(store, meta, previous=None):
+        real = RunStore.read_table
+        monkeypatch.setattr(
+            RunStore, "read_table", lambda s, p, *a, **k: reads.append(p) or real(s, p, *a, **k)
+        )
+        try:
+            return hook(store, meta, previous)
+        finally:
+            monkeypatch.setattr(RunStore, "read_table", real)
+
+    monkeypatch.setattr(summary, "after_flush", counted)
+    final = _writer(tmp_path / "r", flushes, compact_after={1})
+    run = read_run(tmp_path / "r")
+    _same(summary.load_summary(run._store), summary.summarize_run(run))
+    assert "_parts" not in json.loads((tmp_path / "r" / summary.SUMMARY_FILE).read_text())
+    assert final["meta"]["status"] == "finished"
+    assert len(reads) == 2 * len(flushes)  # each flush's two parts once; merged parts only by their footer

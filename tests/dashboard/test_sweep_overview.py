@@ -24,7 +24,7 @@ def _sweep(root: Path) -> None:
         write_run(root / f"run-{i}", flushes=2, seed=i)
         if i < 3:  # what the writer leaves at close
             store = RunStore(root / f"run-{i}")
-            summary.after_flush(store, store.read_meta(), {}, None)
+            summary.after_flush(store, store.read_meta())
     (root / "run-4" / summary.SUMMARY_FILE).write_text("{not json")
 
 
@@ -60,7 +60,7 @@ def test_overview_reads_no_table_of_runs_it_does_not_show(tmp_path, monkeypatch)
     for i in (3, 4):
         store = RunStore(tmp_path / f"run-{i}")
         (tmp_path / f"run-{i}" / summary.SUMMARY_FILE).unlink(missing_ok=True)
-        summary.after_flush(store, store.read_meta(), {}, None)
+        summary.after_flush(store, store.read_meta())
     st.cache_resource.clear()
     read: list[str] = []
     real = RunStore.read_table
