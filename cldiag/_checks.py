@@ -66,11 +66,11 @@ def check_pair(
     na, nb = names
     a = check_matrix(a, na)
     b = check_matrix(b, nb)
-    if a.shape[1] != b.shape[1] or (same_batch and a.shape[0] != b.shape[0]):
-        what = "shape (row i of one is paired with row i of the other)" if same_batch else "embedding dim"
-        raise ValueError(
-            f"{na} and {nb} must have the same {what}, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+    got = f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{na} and {nb} must have the same embedding dim, {got}")
+    if same_batch and a.shape[0] != b.shape[0]:
+        raise ValueError(f"{na} and {nb} must have the same batch size (row i of each is a pair), {got}")
     if a.device != b.device:
         raise ValueError(f"{na} and {nb} must be on the same device, got {a.device} and {b.device}")
     return a, b

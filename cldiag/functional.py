@@ -25,7 +25,7 @@ The Monitor drops non-finite rows before it calls the ``O(B²)`` functions.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from numbers import Real
 from typing import NamedTuple
 
@@ -33,9 +33,21 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
+from cldiag._checks import (
+    check_int,
+    check_labels,
+    check_matrix,
+    check_pair,
+    check_positive,
+    check_rows,
+    check_taus,
+)
+
 __all__ = [
+    "ROW_CAP",
     "Hardness",
     "ModalityGap",
+    "PairwiseStatistics",
     "ScoreHistograms",
     "TemperatureCurves",
     "alignment",
@@ -46,6 +58,7 @@ __all__ = [
     "modality_gap",
     "negative_similarity",
     "normalize",
+    "pairwise_statistics",
     "penalty_weights",
     "retrieval_accuracy",
     "score_histograms",
@@ -53,6 +66,7 @@ __all__ = [
     "spectrum",
     "std_of_l2_normalized",
     "step_statistics",
+    "subsample_rows",
     "temperature_curves",
     "tolerance",
     "uniformity",
@@ -60,7 +74,6 @@ __all__ = [
 
 _EPS = 1e-12  # same floor as torch.nn.functional.normalize: zero rows stay zero instead of becoming NaN
 _MAX_CURVE_ELEMENTS = 1 << 24  # caps the (taus, B, B) working set of temperature_curves at ~64 MiB
-_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 class ScoreHistograms(NamedTuple):
@@ -140,81 +153,13 @@ class ModalityGap(NamedTuple):
 # --------------------------------------------------------------------------------------------- validation
 
 
-def _check_matrix(z: object, name: str) -> Tensor:
-    if not isinstance(z, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
-    if not z.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
-    if z.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (batch, dim), got {z.ndim}-D tensor of shape {tuple(z.shape)}")
-    if z.shape[0] == 0 or z.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(z.shape)}")
-    return z
-
-
-def _check_pair(
-    a: object, b: object, *, names: tuple[str, str] = ("a", "b"), same_batch: bool = True
-) -> tuple[Tensor, Tensor]:
-    na, nb = names
-    a = _check_matrix(a, na)
-    b = _check_matrix(b, nb)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{na} and {nb} must have the same embedding dim, "
-            f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
-        )
-    if same_batch and a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"{na} and {nb} must have the same batch size (row i of each is a pair), "
-            f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
-        )
-    if a.device != b.device:
-        raise ValueError(f"{na} and {nb} must be on the same device, got {a.device} and {b.device}")
-    return a, b
-
-
-def _check_rows(z: Tensor, name: str, minimum: int, why: str) -> None:
-    if z.shape[0] < minimum:
-        raise ValueError(f"{name} needs at least {minimum} rows ({why}), got shape {tuple(z.shape)}")
-
-
-def _check_labels(labels: object, n: int, device: torch.device) -> Tensor:
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels must have shape ({n},) to match the batch, got shape {tuple(labels.shape)}")
-    return labels.to(device)
-
-
-def _check_positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return value
-
-
-def _check_taus(taus: object, device: torch.device, name: str) -> Tensor:
-    if isinstance(taus, Tensor):
-        if not (taus.is_floating_point() or taus.dtype in _INT_DTYPES):
-            raise TypeError(f"{name} must be a real-valued tensor, got dtype {taus.dtype}")
-        if taus.ndim > 1 or taus.numel() == 0:
-            raise ValueError(f"{name} must be a 0-d or non-empty 1-D tensor, got shape {tuple(taus.shape)}")
-        # Tensor temperatures are not range-checked: reading their values would sync with the device.
-        return taus.reshape(-1).to(device=device, dtype=torch.float32)
-    if isinstance(taus, Real):
-        taus = [taus]
-    if isinstance(taus, (str, bytes)) or not isinstance(taus, Iterable):
-        raise TypeError(
-            f"{name} must be a number, a sequence of numbers or a tensor, got {type(taus).__name__}"
-        )
-    checked = [_check_positive(t, name) for t in taus]  # also accepts NumPy arrays of temperatures
-    if not checked:
-        raise ValueError(f"{name} must not be empty")
-    return torch.tensor(checked, dtype=torch.float32, device=device)
+# One set of validators for functional, losses, projection and concepts (value first, then its name).
+_check_matrix = check_matrix
+_check_pair = check_pair
+_check_rows = check_rows
+_check_labels = check_labels
+_check_positive = check_positive
+_check_taus = check_taus
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -313,6 +258,95 @@ def _penalty_stats(
     effective = ent.exp().mean(dim=-1)
     same_share = None if same is None else (r * same).sum(dim=-1).mean(dim=-1)
     return entropy, effective, pos_prob, same_share
+
+
+# --------------------------------------------------------------------------------------------- fused core
+# The fast paths below share one similarity matrix per pair of sides and make every O(B^2) pass count: one
+# exp per temperature, no (B, B) boolean eye, diagonals edited in place. They are tested equal to the
+# single-purpose functions above, which stay the readable references.
+
+_DIAG_SENTINEL = -1.0e4  # exp(-1e4 / tau) is 0 for any tau <= 100 (and < 1e-43 up to tau = 1e3)
+
+
+def _squared_distances_masked(u: Tensor) -> Tensor:
+    """``_squared_distances(u)`` with ``+inf`` on the diagonal (so ``exp(-t·D)`` drops the self pairs)."""
+    d = _squared_distances(u)
+    d.diagonal().fill_(math.inf)
+    return d
+
+
+def _uniformity_from_distances(d_masked: Tensor, ts: Tensor) -> Tensor:
+    """``log mean_{i != j} exp(-t D_ij)`` for each ``t``, in log space with one global shift.
+
+    Shifting by the smallest off-diagonal distance makes the largest term exactly 1, so the sum never
+    underflows (as logsumexp) while each ``t`` costs a single exp pass.
+    """
+    n = d_masked.shape[0]
+    d_min = d_masked.amin()
+    shifted = d_masked - d_min
+    out = []
+    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    for t in torch.split(ts, chunk):
+        total = torch.exp(shifted[None] * -t[:, None, None]).sum(dim=(-2, -1))
+        out.append(total.log() - t * d_min)
+    return torch.cat(out) - math.log(n * (n - 1))
+
+
+def _hardness_from_scores(
+    s: Tensor, pos: Tensor, hardest: Tensor, taus: Tensor, same: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """:func:`_penalty_stats` from ``s`` and its hardest negatives, one exp pass per τ.
+
+    With ``x_ij = (s_ij - max_{k != i} s_ik) / τ`` over the negatives, ``Z_i = Σ_j e^{x_ij} >= 1`` and
+    ``H_i = log Z_i - Σ_j e^{x_ij} x_ij / Z_i``; the positive's softmax probability is
+    ``sigmoid((s_ii - max_neg_i)/τ - log Z_i)``, which never overflows however far the positive leads.
+    """
+    n = s.shape[0]
+    shifted = s - hardest[:, None]
+    shifted.diagonal().fill_(_DIAG_SENTINEL)
+    scale = math.log(n - 1) if n > 2 else 1.0
+    lead = pos - hardest
+    cols: list[list[Tensor]] = [[], [], [], []]
+    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    for tau in torch.split(taus, chunk):
+        inv = (1.0 / tau)[:, None, None]
+        x = shifted[None] * inv
+        e = torch.exp(x)
+        z = e.sum(dim=-1)
+        log_z = z.log()
+        ent = log_z - (e * x).sum(dim=-1) / z
+        cols[0].append((ent.mean(dim=-1) / scale).clamp(0.0, 1.0))
+        cols[1].append(ent.exp().mean(dim=-1))
+        cols[2].append(torch.sigmoid(lead[None] * inv[:, :, 0] - log_z).mean(dim=-1))
+        if same is not None:
+            cols[3].append(((e * same).sum(dim=-1) / z).mean(dim=-1))
+    same_share = torch.cat(cols[3]) if same is not None else None
+    return torch.cat(cols[0]), torch.cat(cols[1]), torch.cat(cols[2]), same_share
+
+
+def _scores_pos_hardest(ua: Tensor, ub: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``s = ua ub^T`` (diagonal intact), its diagonal and each row's largest off-diagonal value."""
+    s = ua @ ub.T
+    pos = s.diagonal().clone()
+    s.diagonal().fill_(-math.inf)
+    hardest = s.amax(dim=1)
+    s.diagonal().copy_(pos)
+    return s, pos, hardest
+
+
+def _fast_histogram(x: Tensor, bins: int | Tensor, edges: Tensor) -> Tensor:
+    """Counts as :func:`_histogram`; on CPU with equal bins one ``torch.histogram`` pass (same edges)."""
+    if isinstance(bins, int) and x.device.type == "cpu":
+        x = x.reshape(-1).clamp(-1.0, 1.0)  # rounding just beyond ±1 counts in the end bins; NaN is skipped
+        return torch.histogram(x, bins=bins, range=(-1.0, 1.0)).hist.to(torch.int64)
+    return _histogram(x, edges, uniform=not isinstance(bins, Tensor))
+
+
+def _same_class(labels: Tensor) -> Tensor:
+    """Float 0/1 matrix of same-label pairs with a zero diagonal."""
+    same = (labels[:, None] == labels[None, :]).float()
+    same.diagonal().zero_()
+    return same
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -826,29 +860,213 @@ def temperature_curves(
     n = a.shape[0]
     same = None
     if labels is not None:
-        y = _check_labels(labels, n, a.device)
-        eye = torch.eye(n, dtype=torch.bool, device=a.device)
-        same = ((y[:, None] == y[None, :]) & ~eye).float()
+        same = _same_class(_check_labels(labels, n, a.device))
     ua = _unit(a)
-    s = ua @ _unit(b).T
-    neg_sq_dist = -_squared_distances(ua)
-    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
-    cols: dict[str, list[Tensor]] = {"entropy": [], "effective": [], "pos_prob": [], "unif": [], "same": []}
-    for taus_chunk in torch.split(tau_t, chunk):
-        entropy, effective, pos_prob, same_share = _penalty_stats(s, taus_chunk, same)
-        cols["entropy"].append(entropy)
-        cols["effective"].append(effective)
-        cols["pos_prob"].append(pos_prob)
-        cols["unif"].append(_offdiag_log_mean_exp(neg_sq_dist[None] / (2.0 * taus_chunk[:, None, None])))
-        if same_share is not None:
-            cols["same"].append(same_share)
-    return TemperatureCurves(
-        taus=tau_t,
-        entropy=torch.cat(cols["entropy"]),
-        effective_negatives=torch.cat(cols["effective"]),
-        pos_prob=torch.cat(cols["pos_prob"]),
-        uniformity=torch.cat(cols["unif"]),
-        same_class_penalty=torch.cat(cols["same"]) if same is not None else None,
+    s, pos, hardest = _scores_pos_hardest(ua, _unit(b))
+    entropy, effective, pos_prob, same_share = _hardness_from_scores(s, pos, hardest, tau_t, same)
+    del s
+    uniform = _uniformity_from_distances(_squared_distances_masked(ua), 0.5 / tau_t)
+    return TemperatureCurves(tau_t, entropy, effective, pos_prob, uniform, same_share)
+
+
+ROW_CAP = 4096
+"""Row cap of the ``O(B²)`` statistics: above it :func:`pairwise_statistics` (and the Monitor, through
+:func:`subsample_rows`) uses a seeded subsample of this many rows. At 4096 rows one ``B × B`` float32 matrix
+is 64 MiB and a pairwise step holds about five of them."""
+
+
+class PairwiseStatistics(NamedTuple):
+    """Every ``O(B²)`` statistic of one step, from one ``a·bᵀ``, one ``a·aᵀ`` and one ``b·bᵀ``.
+
+    Attributes:
+        rows: ``None`` when all rows were used, else the sorted int64 indices of the subsample (see
+            :func:`subsample_rows`); record it with the step.
+        uniformity_a: :func:`uniformity` of ``a`` (``t = 2``).
+        uniformity_b: :func:`uniformity` of ``b`` (``t = 2``).
+        std_a: :func:`std_of_l2_normalized` of ``a``.
+        tolerance: :func:`tolerance` of ``a`` (class-conditional mean); ``None`` without labels.
+        histograms: :func:`score_histograms` of ``(a, b)``.
+        overlap: :func:`histogram_overlap` of the positive and negative histograms.
+        negative_similarity: :func:`negative_similarity`.
+        hardest_negative: mean over anchors of the hardest negative's cosine.
+        retrieval: :func:`retrieval_accuracy`.
+        hardness: :func:`hardness` at ``temperature``; ``None`` without a temperature.
+        coupling: DCL's negative–positive coupling ``1 - pos_prob``; ``None`` without a temperature.
+    """
+
+    rows: Tensor | None
+    uniformity_a: Tensor
+    uniformity_b: Tensor
+    std_a: Tensor
+    tolerance: Tensor | None
+    histograms: ScoreHistograms
+    overlap: Tensor
+    negative_similarity: Tensor
+    hardest_negative: Tensor
+    retrieval: Tensor
+    hardness: Hardness | None
+    coupling: Tensor | None
+
+    def scalars(self) -> dict[str, Tensor]:
+        """The 0-d results by name (``None`` fields left out), ready to buffer without a host sync."""
+        out = {
+            "uniformity_a": self.uniformity_a,
+            "uniformity_b": self.uniformity_b,
+            "std_a": self.std_a,
+            "tolerance": self.tolerance,
+            "overlap": self.overlap,
+            "negative_similarity": self.negative_similarity,
+            "hardest_negative": self.hardest_negative,
+            "retrieval": self.retrieval,
+            "coupling": self.coupling,
+        }
+        if self.hardness is not None:
+            out["entropy"] = self.hardness.entropy
+            out["effective_negatives"] = self.hardness.effective_negatives
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def subsample_rows(
+    n: int, cap: int | None = ROW_CAP, *, seed: int = 0, device: torch.device | str | None = None
+) -> Tensor | None:
+    """A seeded, sorted subsample of ``cap`` row indices out of ``n``, or ``None`` when ``n <= cap``.
+
+    The ``O(B²)`` statistics of a batch above the cap are computed on these rows (the same rows of ``a``,
+    ``b`` and the labels, so pairs stay pairs). The draw depends only on ``(n, cap, seed)``, so passing
+    the step as the seed makes every step reproducible; record the indices (or the seed) with the step.
+
+    Args:
+        n: number of rows, ``>= 1``.
+        cap: largest number of rows to keep, ``>= 2``; ``None`` = never subsample.
+        seed: seed of the CPU generator that draws the rows.
+        device: device of the returned indices (the draw itself runs on the CPU).
+
+    Returns:
+        ``(cap,)`` sorted int64 indices, or ``None``.
+
+    Raises:
+        TypeError: ``n``, ``cap`` or ``seed`` is not an int.
+        ValueError: ``n < 1`` or ``cap < 2``.
+
+    Example:
+        >>> subsample_rows(10, 4, seed=0)
+        tensor([1, 4, 5, 7])
+        >>> subsample_rows(3, 4) is None
+        True
+    """
+    n = check_int(n, "n", 1)
+    seed = check_int(seed, "seed", -(2**63))
+    if cap is None:
+        return None
+    cap = check_int(cap, "cap", 2)
+    if n <= cap:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[:cap].sort().values.to(device or "cpu")
+
+
+@torch.no_grad()
+def pairwise_statistics(
+    a: Tensor,
+    b: Tensor,
+    *,
+    labels: Tensor | None = None,
+    temperature: float | Tensor | None = None,
+    bins: int | Tensor = 50,
+    max_rows: int | None = ROW_CAP,
+    seed: int = 0,
+) -> PairwiseStatistics:
+    r"""All ``O(B²)`` statistics of a step at once: what :func:`uniformity`, :func:`std_of_l2_normalized`,
+    :func:`tolerance`, :func:`score_histograms`, :func:`histogram_overlap`, :func:`negative_similarity`,
+    :func:`retrieval_accuracy` and :func:`hardness` give one by one, equal to them up to float rounding.
+
+    The cross similarity ``â b̂ᵀ`` is built once and serves the histograms, the hardest negatives,
+    retrieval and the hardness at ``temperature`` (one exp pass, see :func:`hardness` for the
+    definitions); ``â âᵀ`` serves tolerance and the uniformity of ``a``, ``b̂ b̂ᵀ`` the uniformity of ``b``
+    (``t = 2``, Wang & Isola average the two views). No host sync on any device.
+
+    Big batches: with more than ``max_rows`` rows, every statistic is computed on a seeded subsample of
+    ``max_rows`` pairs (:func:`subsample_rows` with ``seed``; the indices come back in ``rows``), which
+    bounds memory at about five ``max_rows²`` float32 matrices (≈ 320 MiB at the default 4096) and
+    the time at that of a 4096-row batch.
+
+    Non-finite input follows the module policy (NaN results, counts skip NaN scores); the Monitor drops
+    non-finite rows first.
+
+    Edge cases: ``B = 1`` raises (no negatives); ``B = 2`` as in :func:`hardness`; ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors / first view or modality.
+        b: ``(B, d)`` positives, ``b[i]`` paired with ``a[i]``.
+        labels: optional ``(B,)`` integer labels for ``tolerance``.
+        temperature: optional τ (number or one-element tensor) for ``hardness`` and ``coupling``.
+        bins: as in :func:`score_histograms`.
+        max_rows: row cap (``>= 2``), ``None`` = never subsample.
+        seed: seed of the subsample (e.g. the step).
+
+    Returns:
+        :class:`PairwiseStatistics`.
+
+    Raises:
+        TypeError: non-floating inputs, non-integer labels, bad ``bins`` or ``temperature`` types.
+        ValueError: bad shapes, ``B < 2``, bad label length, non-positive ``temperature``, ``max_rows < 2``.
+
+    Example:
+        >>> st = pairwise_statistics(torch.eye(3), torch.eye(3), temperature=1.0, bins=4)
+        >>> st.retrieval, st.histograms.pos, st.hardness.effective_negatives
+        (tensor(1.), tensor([0, 0, 0, 3]), tensor(2.))
+    """  # noqa: D205
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "negatives are the other rows of the batch")
+    n = a.shape[0]
+    y = _check_labels(labels, n, a.device) if labels is not None else None
+    taus = _as_tau_tensor(temperature, a.device) if temperature is not None else None
+    edges = _edges(bins, a.device)
+    rows = subsample_rows(n, max_rows, seed=seed, device=a.device)
+    if rows is not None:
+        a, b = a[rows], b[rows]
+        y = y[rows] if y is not None else None
+        n = a.shape[0]
+    ua, ub = _unit(a), _unit(b)
+    two = torch.full((1,), 2.0, device=a.device)
+
+    gram = ua @ ua.T
+    tol = None
+    if y is not None:
+        same = _same_class(y)
+        tol = (gram * same).sum() / same.sum()
+    sq = (ua * ua).sum(dim=1)
+    dist = gram.mul_(-2.0).add_(sq[:, None]).add_(sq[None, :]).clamp_min_(0.0)
+    dist.diagonal().fill_(math.inf)
+    unif_a = _uniformity_from_distances(dist, two)[0]
+    del gram, dist
+    unif_b = _uniformity_from_distances(_squared_distances_masked(ub), two)[0]
+
+    s, pos, hardest = _scores_pos_hardest(ua, ub)
+    pos_hist = _fast_histogram(pos, bins, edges)
+    neg_hist = _fast_histogram(s, bins, edges) - pos_hist
+    hard_hist = _fast_histogram(hardest, bins, edges)
+    defined = torch.isfinite(pos).all() & torch.isfinite(hardest).all()
+    hard = coupling = None
+    if taus is not None:
+        entropy, effective, pos_prob, _ = _hardness_from_scores(s, pos, hardest, taus, None)
+        hard = Hardness(entropy[0], effective[0], pos_prob[0])
+        coupling = 1.0 - pos_prob[0]
+    del s
+    col_sum = ua.sum(dim=0) @ ub.sum(dim=0)
+    return PairwiseStatistics(
+        rows=rows,
+        uniformity_a=unif_a,
+        uniformity_b=unif_b,
+        std_a=ua.std(dim=0).mean(),
+        tolerance=tol,
+        histograms=ScoreHistograms(edges, pos_hist, neg_hist, hard_hist, pos, hardest),
+        overlap=histogram_overlap(pos_hist, neg_hist),
+        negative_similarity=(col_sum - pos.sum()) / (n * (n - 1)),
+        hardest_negative=hardest.mean(),
+        retrieval=torch.where(defined, (pos > hardest).float().mean(), math.nan),
+        hardness=hard,
+        coupling=coupling,
     )
 
 

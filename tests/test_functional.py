@@ -440,6 +440,9 @@ ALL_CALLS = {
     "effective_rank": lambda a, b, y: F.effective_rank(a),
     "std_of_l2_normalized": lambda a, b, y: F.std_of_l2_normalized(a),
     "step_statistics": lambda a, b, y: F.step_statistics(a, b, two_modality=True),
+    "pairwise_statistics": lambda a, b, y: F.pairwise_statistics(
+        a, b, labels=y, temperature=0.2, bins=8
+    ).scalars(),
 }
 
 
@@ -453,7 +456,7 @@ def flat_tensors(result):
 
 def test_every_public_name_is_exported_and_covered():
     public = {n for n in F.__all__ if n[0].islower()}
-    assert public == set(ALL_CALLS) | {"penalty_weights"}
+    assert public == set(ALL_CALLS) | {"penalty_weights", "subsample_rows"}
 
 
 @pytest.mark.parametrize("name", sorted(ALL_CALLS))

@@ -120,6 +120,9 @@ def _cases(a, b, y):
         "spectrum": lambda: F.spectrum(a),
         "effective_rank": lambda: F.effective_rank(a),
         "std_of_l2_normalized": lambda: F.std_of_l2_normalized(a),
+        "pairwise": lambda: F.pairwise_statistics(a, b, labels=y, temperature=0.1).uniformity_a,
+        "pairwise_hardness": lambda: F.pairwise_statistics(a, b, temperature=0.1).hardness.entropy,
+        "pairwise_retrieval": lambda: F.pairwise_statistics(a, b).retrieval,
     }
 
 

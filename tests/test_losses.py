@@ -304,7 +304,7 @@ def test_logit_scale_above_the_bound_is_not_frozen(project):
 @pytest.mark.parametrize("init", [0.001, 0.005, 0.0099])
 def test_logit_scale_tiny_init_temperature_starts_at_the_bound_with_a_gradient(init):
     scale = LogitScale(init)
-    assert float(scale.log_scale) == pytest.approx(math.log(100.0), abs=1e-6)
+    assert float(scale.log_scale.detach()) == pytest.approx(math.log(100.0), abs=1e-6)
     assert float(scale().detach()) == pytest.approx(100.0, rel=1e-6)
     a, b = _noisy_pairs()
     clip_loss(a, b, scale()).backward()
@@ -325,7 +325,7 @@ def test_logit_scale_clamp_keeps_the_parameter_in_range():
         assert float(scale().detach()) <= 100.0 * (1 + 1e-6)
         scale.clamp_()
         assert math.log(1.0) <= float(scale.log_scale) <= math.log(100.0) + 1e-6
-    assert float(scale.log_scale) == pytest.approx(math.log(100.0), abs=1e-6)
+    assert float(scale.log_scale.detach()) == pytest.approx(math.log(100.0), abs=1e-6)
     low = LogitScale(5.0)  # τ = 5 is below the default scale floor of 1 (τ ≤ 1)
     assert float(low().detach()) == pytest.approx(1.0)
     assert float(LogitScale(5.0, min_scale=0.1)().detach()) == pytest.approx(0.2, rel=1e-6)
@@ -359,7 +359,7 @@ def test_half_precision_gradients_flow_back_in_the_input_dtype():
 
 @pytest.mark.parametrize("loss", [info_nce, nt_xent, dcl_loss, dclw_loss])
 def test_shape_errors_name_the_shapes(loss):
-    with pytest.raises(ValueError, match=r"\(4, 3\) and \(5, 3\)"):
+    with pytest.raises(ValueError, match=r"same batch size .* \(4, 3\) and [a-z0-9]+ \(5, 3\)"):
         loss(torch.randn(4, 3), torch.randn(5, 3), 0.1)
     with pytest.raises(ValueError, match=r"2-D.*\(4,\)"):
         loss(torch.randn(4), torch.randn(4), 0.1)
