@@ -75,6 +75,13 @@ __all__ = [
 _EPS = 1e-12  # same floor as torch.nn.functional.normalize: zero rows stay zero instead of becoming NaN
 _MAX_CURVE_ELEMENTS = 1 << 24  # caps the (taus, B, B) working set of temperature_curves at ~64 MiB
 
+ROW_CAP = 2048
+"""Row cap of the ``O(B²)`` statistics: above it :func:`pairwise_statistics` and :func:`temperature_curves`
+use a seeded subsample of this many rows (:func:`subsample_rows`). At 2048 rows one ``B × B`` float32 matrix
+is 16 MiB (a step holds about five) and 4 M pairs still resolve every histogram bin; 4096 rows made a
+13-τ curves step take seconds on one CPU core. Batch-size dependent statistics (retrieval, effective
+negatives) are then those of a 2048-row batch."""
+
 
 class ScoreHistograms(NamedTuple):
     """Fixed-bin histograms of positive, negative and hardest-negative cosine scores.
@@ -122,6 +129,7 @@ class TemperatureCurves(NamedTuple):
         uniformity: :func:`uniformity` of ``a`` at ``t = 1/(2 tau)``.
         same_class_penalty: share of the negative penalty that falls on same-class samples; ``None``
             without labels.
+        rows: ``None`` when all rows were used, else the sorted indices of the row subsample.
     """
 
     taus: Tensor
@@ -130,6 +138,7 @@ class TemperatureCurves(NamedTuple):
     pos_prob: Tensor
     uniformity: Tensor
     same_class_penalty: Tensor | None
+    rows: Tensor | None = None
 
 
 class ModalityGap(NamedTuple):
@@ -322,6 +331,27 @@ def _hardness_from_scores(
             cols[3].append(((e * same).sum(dim=-1) / z).mean(dim=-1))
     same_share = torch.cat(cols[3]) if same is not None else None
     return torch.cat(cols[0]), torch.cat(cols[1]), torch.cat(cols[2]), same_share
+
+
+def _uniformity_t2_from_gram(gram: Tensor, u: Tensor) -> Tensor:
+    """:func:`uniformity` at ``t = 2`` from ``G = u uᵀ`` (overwritten), two passes over ``G``.
+
+    ``exp(-2‖u_i - u_j‖²) = e^{4 G_ij} w_i w_j`` with ``w_i = e^{-2‖u_i‖²}`` (1 or ``e^{-2}`` for a zero row);
+    every term lies in ``[e^{-8}, 1]`` up to rounding, so no log-space shift is needed at ``t = 2``.
+    """
+    n = u.shape[0]
+    w = torch.exp(-2.0 * (u * u).sum(dim=1))
+    e = gram.mul_(4.0).exp_()
+    total = w @ (e @ w) - (e.diagonal() * w * w).sum()
+    return (total / (n * (n - 1))).log()
+
+
+def _std_of_unit(u: Tensor) -> Tensor:
+    """:func:`std_of_l2_normalized` of unit rows; column sums as a matrix product (``std(dim=0)`` is slow)."""
+    n = u.shape[0]
+    centered = u - u.mean(dim=0)
+    ones = torch.ones(1, n, dtype=u.dtype, device=u.device)
+    return ((ones @ centered.square()) / (n - 1)).sqrt().mean()
 
 
 def _scores_pos_hardest(ua: Tensor, ub: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -811,6 +841,9 @@ def temperature_curves(
     b: Tensor,
     taus: Sequence[float] | Tensor,
     labels: Tensor | None = None,
+    *,
+    max_rows: int | None = ROW_CAP,
+    seed: int = 0,
 ) -> TemperatureCurves:
     r"""Hardness, uniformity and same-class penalty of one snapshot over a grid of temperatures.
 
@@ -832,7 +865,9 @@ def temperature_curves(
     :math:`F_\text{same}` well above the same-class share of the batch means the loss at that τ is
     pushing apart semantically similar samples. No same-class pairs give 0.
 
-    The taus are processed in vectorized chunks (working set capped near 64 MiB), with no device sync.
+    The taus are processed in vectorized chunks (working set capped near 64 MiB), one exp pass per τ,
+    with no device sync. Above ``max_rows`` rows the curves are those of a seeded subsample (as in
+    :func:`pairwise_statistics`; the indices come back in ``rows``).
 
     Edge cases: ``B = 1`` raises; ``B = 2`` as in :func:`hardness`; ``d = 1`` works.
 
@@ -841,6 +876,8 @@ def temperature_curves(
         b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
         taus: positive temperatures, e.g. ``torch.logspace(-2, 0, 20)``.
         labels: optional ``(B,)`` integer labels for ``same_class_penalty``.
+        max_rows: row cap (``>= 2``), ``None`` = never subsample.
+        seed: seed of the subsample (e.g. the step).
 
     Returns:
         :class:`TemperatureCurves` of ``(len(taus),)`` float32 tensors.
@@ -858,21 +895,18 @@ def temperature_curves(
     _check_rows(a, "a", 2, "the penalty is spread over the other rows of the batch")
     tau_t = _check_taus(taus, a.device, "taus")
     n = a.shape[0]
-    same = None
-    if labels is not None:
-        same = _same_class(_check_labels(labels, n, a.device))
+    y = _check_labels(labels, n, a.device) if labels is not None else None
+    rows = subsample_rows(n, max_rows, seed=seed, device=a.device)
+    if rows is not None:
+        a, b = a[rows], b[rows]
+        y = y[rows] if y is not None else None
+    same = _same_class(y) if y is not None else None
     ua = _unit(a)
     s, pos, hardest = _scores_pos_hardest(ua, _unit(b))
     entropy, effective, pos_prob, same_share = _hardness_from_scores(s, pos, hardest, tau_t, same)
     del s
     uniform = _uniformity_from_distances(_squared_distances_masked(ua), 0.5 / tau_t)
-    return TemperatureCurves(tau_t, entropy, effective, pos_prob, uniform, same_share)
-
-
-ROW_CAP = 4096
-"""Row cap of the ``O(B²)`` statistics: above it :func:`pairwise_statistics` (and the Monitor, through
-:func:`subsample_rows`) uses a seeded subsample of this many rows. At 4096 rows one ``B × B`` float32 matrix
-is 64 MiB and a pairwise step holds about five of them."""
+    return TemperatureCurves(tau_t, entropy, effective, pos_prob, uniform, same_share, rows)
 
 
 class PairwiseStatistics(NamedTuple):
@@ -987,8 +1021,8 @@ def pairwise_statistics(
 
     Big batches: with more than ``max_rows`` rows, every statistic is computed on a seeded subsample of
     ``max_rows`` pairs (:func:`subsample_rows` with ``seed``; the indices come back in ``rows``), which
-    bounds memory at about five ``max_rows²`` float32 matrices (≈ 320 MiB at the default 4096) and
-    the time at that of a 4096-row batch.
+    bounds memory at about five ``max_rows²`` float32 matrices (≈ 80 MiB at the default :data:`ROW_CAP`)
+    and the time at that of a ``max_rows``-row batch.
 
     Non-finite input follows the module policy (NaN results, counts skip NaN scores); the Monitor drops
     non-finite rows first.
@@ -1028,20 +1062,14 @@ def pairwise_statistics(
         y = y[rows] if y is not None else None
         n = a.shape[0]
     ua, ub = _unit(a), _unit(b)
-    two = torch.full((1,), 2.0, device=a.device)
-
     gram = ua @ ua.T
     tol = None
     if y is not None:
         same = _same_class(y)
-        tol = (gram * same).sum() / same.sum()
-    sq = (ua * ua).sum(dim=1)
-    dist = gram.mul_(-2.0).add_(sq[:, None]).add_(sq[None, :]).clamp_min_(0.0)
-    dist.diagonal().fill_(math.inf)
-    unif_a = _uniformity_from_distances(dist, two)[0]
-    del gram, dist
-    unif_b = _uniformity_from_distances(_squared_distances_masked(ub), two)[0]
-
+        tol = torch.vdot(gram.reshape(-1), same.reshape(-1)) / same.sum()
+    unif_a = _uniformity_t2_from_gram(gram, ua)
+    del gram
+    unif_b = _uniformity_t2_from_gram(ub @ ub.T, ub)
     s, pos, hardest = _scores_pos_hardest(ua, ub)
     pos_hist = _fast_histogram(pos, bins, edges)
     neg_hist = _fast_histogram(s, bins, edges) - pos_hist
@@ -1058,7 +1086,7 @@ def pairwise_statistics(
         rows=rows,
         uniformity_a=unif_a,
         uniformity_b=unif_b,
-        std_a=ua.std(dim=0).mean(),
+        std_a=_std_of_unit(ua),
         tolerance=tol,
         histograms=ScoreHistograms(edges, pos_hist, neg_hist, hard_hist, pos, hardest),
         overlap=histogram_overlap(pos_hist, neg_hist),

@@ -113,6 +113,11 @@ def test_subsample_rows_is_seeded_sorted_and_pairs_rows():
     ref = F.pairwise_statistics(a[rows], b[rows], labels=y[rows], temperature=0.2)
     for key, value in ref.scalars().items():
         _close(st.scalars()[key], value, 0.0)
+    c = F.temperature_curves(a, b, [0.1, 1.0], labels=y, max_rows=20, seed=5)
+    ref_c = F.temperature_curves(a[rows], b[rows], [0.1, 1.0], labels=y[rows])
+    assert torch.equal(c.rows, rows) and ref_c.rows is None
+    for field in ("entropy", "effective_negatives", "pos_prob", "uniformity", "same_class_penalty"):
+        _close(getattr(c, field), getattr(ref_c, field), 0.0)
     with pytest.raises(ValueError, match="cap must be >= 2"):
         F.subsample_rows(10, 1)
     with pytest.raises(TypeError, match="n must be an int"):
@@ -130,8 +135,9 @@ _PROBE = textwrap.dedent(
     F.temperature_curves(a[:64], b[:64], [0.1], labels=y[:64])
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     st = F.pairwise_statistics(a, b, labels=y, temperature=0.1, seed=1)
-    rows = st.rows if st.rows is not None else torch.arange(n)
-    c = F.temperature_curves(a[rows], b[rows], torch.logspace(-2, 0, 13), labels=y[rows])
+    c = F.temperature_curves(a, b, torch.logspace(-2, 0, 13), labels=y, seed=1)
+    assert torch.equal(c.rows, st.rows)
+    rows = st.rows
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"extra_mib": (after - before) / 1024, "rows": int(rows.numel()),
                       "finite": bool(torch.isfinite(c.entropy).all() and torch.isfinite(st.uniformity_a))}))
@@ -148,4 +154,4 @@ def test_big_batch_is_capped_with_bounded_peak_memory():
     assert out.returncode == 0, out.stderr
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     assert probe["rows"] == F.ROW_CAP and probe["finite"]
-    assert probe["extra_mib"] < 600, probe
+    assert probe["extra_mib"] < 300, probe
