@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 _EPS = 1e-12  # same floor as torch.nn.functional.normalize: zero rows stay zero instead of becoming NaN
-_MAX_CURVE_ELEMENTS = 1 << 24  # caps the (taus, B, B) working set of temperature_curves at ~64 MiB
+_MAX_CURVE_ELEMENTS = 1 << 16  # (taus, B, B) chunks of 256 KiB: per-τ passes stay in cache
 
 ROW_CAP = 2048
 """Row cap of the ``O(B²)`` statistics: above it :func:`pairwise_statistics` and :func:`temperature_curves`
@@ -293,11 +293,13 @@ def _uniformity_from_distances(d_masked: Tensor, ts: Tensor) -> Tensor:
     n = d_masked.shape[0]
     d_min = d_masked.amin()
     shifted = d_masked - d_min
-    out = []
     chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    buf = torch.empty((min(chunk, ts.shape[0]), n, n), dtype=shifted.dtype, device=shifted.device)
+    out = []
     for t in torch.split(ts, chunk):
-        total = torch.exp(shifted[None] * -t[:, None, None]).sum(dim=(-2, -1))
-        out.append(total.log() - t * d_min)
+        terms = buf[: t.shape[0]]  # one buffer for every chunk: no allocator churn of (B, B) blocks
+        torch.mul(shifted[None], -t[:, None, None], out=terms)
+        out.append(terms.exp_().sum(dim=(-2, -1)).log() - t * d_min)
     return torch.cat(out) - math.log(n * (n - 1))
 
 
@@ -317,18 +319,22 @@ def _hardness_from_scores(
     lead = pos - hardest
     cols: list[list[Tensor]] = [[], [], [], []]
     chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    # Two buffers reused by every chunk: fresh (B, B) blocks per τ fragment the heap (peak RSS doubled).
+    x_buf = torch.empty((min(chunk, taus.shape[0]), n, n), dtype=s.dtype, device=s.device)
+    e_buf = torch.empty_like(x_buf)
     for tau in torch.split(taus, chunk):
         inv = (1.0 / tau)[:, None, None]
-        x = shifted[None] * inv
-        e = torch.exp(x)
+        x, e = x_buf[: tau.shape[0]], e_buf[: tau.shape[0]]
+        torch.mul(shifted[None], inv, out=x)
+        torch.exp(x, out=e)
         z = e.sum(dim=-1)
         log_z = z.log()
-        ent = log_z - (e * x).sum(dim=-1) / z
+        ent = log_z - x.mul_(e).sum(dim=-1) / z
         cols[0].append((ent.mean(dim=-1) / scale).clamp(0.0, 1.0))
         cols[1].append(ent.exp().mean(dim=-1))
         cols[2].append(torch.sigmoid(lead[None] * inv[:, :, 0] - log_z).mean(dim=-1))
         if same is not None:
-            cols[3].append(((e * same).sum(dim=-1) / z).mean(dim=-1))
+            cols[3].append((e.mul_(same).sum(dim=-1) / z).mean(dim=-1))
     same_share = torch.cat(cols[3]) if same is not None else None
     return torch.cat(cols[0]), torch.cat(cols[1]), torch.cat(cols[2]), same_share
 

@@ -154,4 +154,4 @@ def test_big_batch_is_capped_with_bounded_peak_memory():
     assert out.returncode == 0, out.stderr
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     assert probe["rows"] == F.ROW_CAP and probe["finite"]
-    assert probe["extra_mib"] < 300, probe
+    assert probe["extra_mib"] < 250, probe  # measured 170 MiB; one uncapped B x B matrix is 1.5 GiB
