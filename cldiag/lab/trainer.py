@@ -405,7 +405,12 @@ class _Training:
         self.config = config
         self.data = make_data(config)
         self.first, self.second = make_towers(config, self.data.input_shape)
-        self.scale = losses.LogitScale(config.temperature) if config.learnable_temperature else None
+        # τ may start above open_clip's ceiling of 1 (Lab range up to 2): lower the scale's floor to match.
+        self.scale = (
+            losses.LogitScale(config.temperature, min_scale=min(1.0, 1 / config.temperature))
+            if config.learnable_temperature
+            else None
+        )
         params = [
             *self.first.parameters(),
             *(self.second.parameters() if self.second is not None else ()),
@@ -454,6 +459,8 @@ class _Training:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.scale is not None:
+                self.scale.clamp_()  # open_clip's in-place clamp: the bound holds, the gradient never dies
         return value
 
     def loop(
