@@ -351,7 +351,7 @@ class Monitor:
         step = _check_step(step)
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
-        scalar = _scalar(value, name)
+        scalar = _scalar(value, f"scalar {name!r}")
         if not self._is_writer or self._run_gone or self._skip(step):
             return
         last = self._last_scalar_step.get(name)
