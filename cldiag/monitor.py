@@ -177,7 +177,7 @@ class Monitor:
         self._sample_counter = 0
         self._resume_after: int | None = None
         self._last_log_step: int | None = None  # steps of log() must increase: no (step, metric) twice
-        self._last_scalar_step: dict[str, int] = {}  # the same for each log_scalar name
+        self._last_by_name: dict[str, int] = {}  # and for each scalar name, log's and log_scalar's alike
         self._last_embedding_step: dict[str, int] = {}  # and for each log_embeddings modality
         self._last_batch: tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
         self._last_snapshot_step: int | None = None  # the last step whose batch went into a snapshot
@@ -354,11 +354,8 @@ class Monitor:
         scalar = _scalar(value, f"scalar {name!r}")
         if not self._is_writer or self._run_gone or self._skip(step):
             return
-        last = self._last_scalar_step.get(name)
-        if last is not None and step <= last:
-            raise _StepNotIncreasing(f"scalar {name!r}: step {step} comes after step {last}")
         self._add(step, name, scalar)
-        self._last_scalar_step[name] = step
+        self._last_by_name[name] = step
         self._maybe_flush()
 
     def log_embeddings(
@@ -499,6 +496,10 @@ class Monitor:
         self._dim = dim
 
     def _add(self, step: int, name: str, value: torch.Tensor | float) -> None:
+        last = self._last_by_name.get(name)
+        if last is not None and step <= last:
+            # e.g. log_scalar(3, "loss", …) and log(3, …, loss=…): one of them is dropped, whole.
+            raise _StepNotIncreasing(f"scalar {name!r}: step {step} comes after step {last}")
         p = self._pending
         p.scalar_steps.append(step)
         p.scalar_names.append(name)
@@ -549,6 +550,7 @@ class Monitor:
         mod_a, mod_b = self.modalities
 
         # Every step: O(B·d), no host sync.
+        first = len(self._pending.scalar_names)
         self._add(step, schema.M_BATCH, float(n))
         if b is not None:
             stats = F.step_statistics(a, b, two_modality=self.two_modality)
@@ -577,6 +579,8 @@ class Monitor:
         self._collect_snapshot(step, a, b, labels_t, ids_t)
         self._pending.n_steps += 1
         self._last_log_step = step
+        for name in self._pending.scalar_names[first:]:
+            self._last_by_name[name] = step
         if due[1]:
             self._last_spectrum_step = step
         if self.snapshot_every or self.spectrum_every:

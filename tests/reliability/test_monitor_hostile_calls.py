@@ -322,3 +322,22 @@ def test_short_run_ends_with_a_snapshot_and_spectrum(tmp_path):
             mon.log(step, *batch(step)[:2])
     run = read_run(tmp_path / "aligned")
     assert run.snapshot_steps() == [0, 5, 10] and sorted(run.spectra().step.unique()) == [0, 5, 10]
+
+
+def test_a_user_scalar_named_like_a_metric_of_log_is_not_written_twice(tmp_path):
+    path = tmp_path / "run"
+    mon = Monitor(path, **QUIET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a, b, _ = batch(0)
+        mon.log(0, a, b, loss=1.0)
+        mon.log_scalar(0, "loss", 2.0)  # after log: this call is dropped
+        mon.log_scalar(1, "loss", 3.0)
+        mon.log(1, a, b, loss=4.0)  # after log_scalar: this step is dropped, whole
+        mon.log(2, a, b, loss=5.0)
+        mon.close()
+    df = read_run(path).scalars()
+    assert not df.duplicated(["step", "metric"]).any()
+    assert df[df.metric == "loss"].set_index("step").value.to_dict() == {0: 1.0, 1: 3.0, 2: 5.0}
+    assert sorted(df[df.metric == "alignment"].step) == [0, 2]
+    assert len(mon.errors) == 1 and "scalar 'loss': step 0 comes after step 0" in mon.errors[0]
