@@ -72,7 +72,7 @@ def to_host(p: Pending, dim: int | None) -> Job:
     values = _scalar_values(p, dropped)
     bad_tau = (names == schema.M_TEMPERATURE) & (values <= 0)  # NaN is kept: it becomes a flag row
     for step, tau in zip(steps[bad_tau], values[bad_tau], strict=True):
-        dropped.setdefault(int(step), f"temperature must be positive and finite, got {tau}")
+        dropped.setdefault(int(step), f"temperature must be positive and finite, got {tau:.6g}")
     hist = _copy_rows(p.hist, lambda s, k, c, e: (s, k, c.cpu().numpy(), e.cpu().numpy()), dropped)
     spectra = _copy_rows(p.spectra, lambda s, m, e: (s, m, e.cpu().numpy()), dropped)
     curves = _copy_rows(p.curves, lambda s, t, c, v: (s, t.cpu().numpy(), c, v.cpu().numpy()), dropped)

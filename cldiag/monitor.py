@@ -609,7 +609,7 @@ class Monitor:
             checks.append((torch.isfinite(temperature) & (temperature > 0)).to(finite.device))
         all_finite, *tau_ok = torch.stack(checks).tolist()
         if tau_ok and not tau_ok[0]:
-            raise ValueError(f"temperature must be positive and finite, got {float(temperature)}")  # type: ignore[arg-type]
+            raise ValueError(f"temperature must be positive and finite, got {float(temperature):.6g}")  # type: ignore[arg-type]
         if not all_finite:
             a = a[finite]
             b = b[finite] if b is not None else None
@@ -925,8 +925,6 @@ class Monitor:
                 raise
             self._report(f"close failed: {exc}")
             return
-        if final_error is not None:
-            raise final_error
         if self._compact_on_close and not self._run_gone:
             from cldiag.maintenance import compact_run
 
@@ -934,6 +932,8 @@ class Monitor:
                 compact_run(self._store.uri, storage_options=self._storage_options)
             except Exception as exc:  # noqa: BLE001 - the run is whole without it; a later compact finishes
                 self._report(f"could not compact the run at close ({type(exc).__name__}: {exc})")
+        if final_error is not None:
+            raise final_error
 
     def _final_snapshot(self) -> Exception | None:
         """Snapshot and spectrum of the last logged batch at its step, where that step had none.

@@ -341,3 +341,30 @@ def test_a_user_scalar_named_like_a_metric_of_log_is_not_written_twice(tmp_path)
     assert df[df.metric == "loss"].set_index("step").value.to_dict() == {0: 1.0, 1: 3.0, 2: 5.0}
     assert sorted(df[df.metric == "alignment"].step) == [0, 2]
     assert len(mon.errors) == 1 and "scalar 'loss': step 0 comes after step 0" in mon.errors[0]
+
+
+def test_validation_reads_no_tensor_value_at_ordinary_steps(tmp_path, monkeypatch):
+    """On an accelerator a read of a tensor's value is a host sync: the checks of a tensor τ, loss or
+    user scalar must not add one. Counted here on CPU by intercepting every way to read a value."""
+    mon = Monitor(tmp_path / "run", flush_every=10**6, flush_secs=1e9, **QUIET)
+    reads = []
+    for attr in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+        real = getattr(torch.Tensor, attr)
+
+        def spy(self, *args, _real=real, _attr=attr, **kwargs):
+            reads.append(_attr)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, attr, spy)
+    a, b, y = batch(0)
+    for step in range(5):
+        tau = torch.tensor(-0.1 if step == 3 else 0.2)  # the bad one is found at the flush, not here
+        mon.log(step, a, b, labels=y, temperature=tau, loss=torch.tensor(1.0))
+        mon.log_scalar(step, "x", torch.tensor(0.5))
+    assert reads == [] and mon.errors == []
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mon.close()
+    assert len(mon.errors) == 1 and "dropped at flush (first: step 3: temperature" in mon.errors[0]
+    assert sorted(read_run(tmp_path / "run").scalars(["alignment"]).step) == [0, 1, 2, 4]
