@@ -306,7 +306,9 @@ class Monitor:
         """Log one training step.
 
         Args:
-            step: the global step (int, increasing).
+            step: the global step: an int, NumPy integer or 0-d integer tensor (keep it on the CPU: reading
+                a device tensor is a host sync) within int64. Steps must increase: a repeated or earlier
+                step is dropped and reported (log once per optimizer step, not per micro-batch).
             a: embeddings ``(B, d)`` of the first view/modality — or an open_clip-style output dict with
                 ``image_features``, ``text_features`` and optionally ``logit_scale`` (already exponentiated,
                 as open_clip returns it; τ = 1/logit_scale).

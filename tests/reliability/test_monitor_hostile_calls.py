@@ -368,3 +368,25 @@ def test_validation_reads_no_tensor_value_at_ordinary_steps(tmp_path, monkeypatc
         mon.close()
     assert len(mon.errors) == 1 and "dropped at flush (first: step 3: temperature" in mon.errors[0]
     assert sorted(read_run(tmp_path / "run").scalars(["alignment"]).step) == [0, 1, 2, 4]
+
+
+def test_a_value_that_cannot_be_copied_at_the_flush_drops_only_its_step(tmp_path):
+    """What the checks at call time cannot see (here: a loss whose storage is freed after the call, as
+    FSDP frees shards) costs its own step at the flush, in every table, not the flush."""
+    path = tmp_path / "run"
+    mon = Monitor(path, flush_every=10**6, flush_secs=1e9, **{**QUIET, "pairwise_every": 1})
+    freed = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for step in range(6):
+            a, b, _ = batch(step)
+            loss = torch.tensor(float(step))
+            mon.log(step, a, b, loss=loss)
+            if step == 2:
+                freed.append(loss)
+        freed[0].untyped_storage().resize_(0)
+        mon.close()
+    assert len(mon.errors) == 1 and "dropped at flush (first: step 2: loss" in mon.errors[0]
+    run = read_run(path)
+    for table in (run.scalars(), run.histograms()):
+        assert sorted(table.step.unique()) == [0, 1, 3, 4, 5]
