@@ -93,6 +93,9 @@ class Monitor:
         compact_on_close: merge each table's part files into one when the run closes (see
             :func:`cldiag.maintenance.compact_run`): a finished run then opens in the dashboard without
             parsing hundreds of small files. A failure is reported, never raised.
+        final_snapshot: at close, when the last logged step had no embedding snapshot (or no spectrum),
+            snapshot the last logged batch (and take its spectrum) at that step, so a run shorter than
+            ``snapshot_every`` shows its trained embeddings. ``False`` keeps to the cadences exactly.
 
     Under ``torch.distributed`` every rank calls :meth:`log` at the same steps (it gathers the global
     batch, as contrastive losses do); only rank 0 computes and writes.
@@ -130,6 +133,7 @@ class Monitor:
         storage_options: dict[str, Any] | None = None,
         heartbeat_secs: float = 30.0,
         compact_on_close: bool = True,
+        final_snapshot: bool = True,
     ) -> None:
         for arg, value in (
             ("pairwise_every", pairwise_every),
@@ -197,6 +201,7 @@ class Monitor:
         self._meta: dict[str, Any] = {}
         self._heartbeat_secs = float(heartbeat_secs)
         self._compact_on_close = bool(compact_on_close)
+        self._keep_last_batch = bool(final_snapshot) and bool(snapshot_every or spectrum_every)
         self._storage_options = storage_options
         open_error: Exception | None = None
         if self._is_writer:
@@ -585,7 +590,7 @@ class Monitor:
             self._last_by_name[name] = step
         if due[1]:
             self._last_spectrum_step = step
-        if self.snapshot_every or self.spectrum_every:
+        if self._keep_last_batch:
             # Kept (a reference, no copy) for the final snapshot and spectrum at close().
             self._last_batch = (step, a, b, labels_t)
         self._maybe_flush()

@@ -323,6 +323,12 @@ def test_short_run_ends_with_a_snapshot_and_spectrum(tmp_path):
     run = read_run(tmp_path / "aligned")
     assert run.snapshot_steps() == [0, 5, 10] and sorted(run.spectra().step.unique()) == [0, 5, 10]
 
+    with Monitor(tmp_path / "off", snapshot_size=8, final_snapshot=False) as mon:  # keeps to the cadences
+        for step in range(300):
+            mon.log(step, *batch(step)[:2])
+    run = read_run(tmp_path / "off")
+    assert run.snapshot_steps() == [0] and sorted(run.spectra().step.unique()) == [0, 250]
+
 
 def test_a_user_scalar_named_like_a_metric_of_log_is_not_written_twice(tmp_path):
     path = tmp_path / "run"
