@@ -616,7 +616,10 @@ class Monitor:
             checks.append((torch.isfinite(temperature) & (temperature > 0)).to(finite.device))
         all_finite, *tau_ok = torch.stack(checks).tolist()
         if tau_ok and not tau_ok[0]:
-            raise ValueError(f"temperature must be positive and finite, got {float(temperature):.6g}")  # type: ignore[arg-type]
+            tau = float(temperature)  # type: ignore[arg-type]
+            raise _keyed(
+                ValueError(f"temperature must be positive and finite, got {tau:.6g}"), "bad temperature"
+            )
         if not all_finite:
             a = a[finite]
             b = b[finite] if b is not None else None
@@ -1040,6 +1043,12 @@ class _StepNotIncreasing(ValueError):
         super().__init__(f"{what}; steps must increase, so this one is dropped (no (step, metric) row twice)")
 
 
+def _keyed(exc: Exception, key: str) -> Exception:
+    """``exc`` tagged with the kind it is reported once under (its message holds the varying value)."""
+    exc.report_key = key  # type: ignore[attr-defined]
+    return exc
+
+
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -1047,17 +1056,21 @@ def _check_step(step: object) -> int:
     """``step`` as a Python int: an int, NumPy integer or 0-d integer tensor, within int64 (as stored)."""
     if isinstance(step, torch.Tensor):
         if step.ndim != 0 or step.dtype.is_floating_point or step.is_complex() or step.dtype == torch.bool:
-            raise TypeError(
-                f"step must be an int or a 0-d integer tensor, got a {step.dtype} tensor of shape "
-                f"{tuple(step.shape)}",
+            raise _keyed(
+                TypeError(
+                    f"step must be an int or a 0-d integer tensor, got a {step.dtype} tensor of shape "
+                    f"{tuple(step.shape)}",
+                ),
+                "step type",
             )
         _refuse_meta("step", step)
         step = int(step.item())
     elif isinstance(step, bool | np.bool_) or not isinstance(step, int | np.integer):
-        raise TypeError(f"step must be an int, got {type(step).__name__} {step!r}")
+        raise _keyed(TypeError(f"step must be an int, got {type(step).__name__} {step!r:.40}"), "step type")
     step = int(step)
     if not _INT64[0] <= step <= _INT64[1]:
-        raise ValueError(f"step {step} is outside the int64 range [-2**63, 2**63 - 1] that a run stores")
+        message = f"step {step} is outside the int64 range [-2**63, 2**63 - 1] that a run stores"
+        raise _keyed(ValueError(message), "step range")
     return step
 
 
@@ -1080,7 +1093,8 @@ def _scalar(value: object, arg: str) -> torch.Tensor | float:
     """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{arg} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+            message = f"{arg} must be a scalar, got a tensor of shape {tuple(value.shape)}"
+            raise _keyed(ValueError(message), f"{arg} shape")
         if value.is_complex():
             raise TypeError(f"{arg} must be real, got a tensor of dtype {value.dtype}")
         _refuse_meta(arg, value)
@@ -1089,7 +1103,7 @@ def _scalar(value: object, arg: str) -> torch.Tensor | float:
         value = value.reshape(()).item()
     if not isinstance(value, Real):
         got = f"{type(value).__name__} {value!r:.40}"
-        raise TypeError(f"{arg} must be a number or a one-element tensor, got {got}")
+        raise _keyed(TypeError(f"{arg} must be a number or a one-element tensor, got {got}"), f"{arg} type")
     value = float(value)
     if not math.isfinite(value):
         return float("nan")
@@ -1100,7 +1114,8 @@ def _check_temperature(value: object) -> torch.Tensor | float:
     """τ as :func:`_scalar` returns it; a number must be positive and finite (a tensor is checked later)."""
     tau = _scalar(value, "temperature")
     if isinstance(tau, float) and not (tau > 0 and math.isfinite(tau)):
-        raise ValueError(f"temperature must be positive and finite, got {float(value)}")  # type: ignore[arg-type]
+        message = f"temperature must be positive and finite, got {tau:.6g}"
+        raise _keyed(ValueError(message), "bad temperature")
     return tau
 
 

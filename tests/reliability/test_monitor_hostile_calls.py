@@ -396,3 +396,18 @@ def test_a_value_that_cannot_be_copied_at_the_flush_drops_only_its_step(tmp_path
     run = read_run(path)
     for table in (run.scalars(), run.histograms()):
         assert sorted(table.step.unique()) == [0, 1, 3, 4, 5]
+
+
+def test_a_recurring_bad_value_is_reported_once_whatever_its_value(tmp_path):
+    mon = Monitor(tmp_path / "run", **QUIET)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        a, b, _ = batch(0)
+        for i in range(3):
+            mon.log(i + 0.5, a, b)  # e.g. fractional epochs as steps
+            mon.log(i, a, b, temperature=-0.1 * (i + 1))  # a τ that drifts negative
+            mon.log_scalar(i, "y", f"value {i}")
+            mon.log(2**63 + i, a, b)
+        mon.close()
+    assert len(mon.errors) == 4, mon.errors
+    assert len([w for w in record if w.category is RuntimeWarning]) == 4
