@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -284,7 +285,8 @@ def test_overwrite_refuses_a_run_another_process_writes(tmp_path):
         [sys.executable, "-c", CHILD, str(path)], env=child_env(), stdout=subprocess.PIPE, text=True
     )
     try:
-        assert child.stdout.readline().strip() == "ready"
+        ready, _, _ = select.select([child.stdout], [], [], 120)  # a child that dies must not hang the test
+        assert ready and child.stdout.readline().strip() == "ready"
         before = {f for f in _files(path) if f.endswith(".parquet") and not f.startswith(".")}
         assert before
         with pytest.raises(FileExistsError, match=f"still being written by process {child.pid}"):
