@@ -39,6 +39,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import Any, Literal
 
 import numpy as np
@@ -92,6 +93,9 @@ class Monitor:
         compact_on_close: merge each table's part files into one when the run closes (see
             :func:`cldiag.maintenance.compact_run`): a finished run then opens in the dashboard without
             parsing hundreds of small files. A failure is reported, never raised.
+        final_snapshot: at close, when the last logged step had no embedding snapshot (or no spectrum),
+            snapshot the last logged batch (and take its spectrum) at that step, so a run shorter than
+            ``snapshot_every`` shows its trained embeddings. ``False`` keeps to the cadences exactly.
 
     Under ``torch.distributed`` every rank calls :meth:`log` at the same steps (it gathers the global
     batch, as contrastive losses do); only rank 0 computes and writes.
@@ -129,6 +133,7 @@ class Monitor:
         storage_options: dict[str, Any] | None = None,
         heartbeat_secs: float = 30.0,
         compact_on_close: bool = True,
+        final_snapshot: bool = True,
     ) -> None:
         for arg, value in (
             ("pairwise_every", pairwise_every),
@@ -175,6 +180,13 @@ class Monitor:
         self._snap_rows = 0
         self._sample_counter = 0
         self._resume_after: int | None = None
+        self._last_log_step: int | None = None  # steps of log() must increase: no (step, metric) twice
+        self._last_by_name: dict[str, int] = {}  # and for each scalar name, log's and log_scalar's alike
+        self._last_embedding_step: dict[str, int] = {}  # and for each log_embeddings modality
+        self._last_batch: tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
+        self._last_snapshot_step: int | None = None  # the last step whose batch went into a snapshot
+        self._last_spectrum_step: int | None = None
+        self._run_gone = False  # the run directory was deleted under us: stop writing
         self._reported: set[str] = set()
         self._closed = False
         self._seq = 0
@@ -189,6 +201,7 @@ class Monitor:
         self._meta: dict[str, Any] = {}
         self._heartbeat_secs = float(heartbeat_secs)
         self._compact_on_close = bool(compact_on_close)
+        self._keep_last_batch = bool(final_snapshot) and bool(snapshot_every or spectrum_every)
         self._storage_options = storage_options
         open_error: Exception | None = None
         if self._is_writer:
@@ -230,8 +243,12 @@ class Monitor:
                 f"{store.uri!r} already holds a cldiag run. Pass if_exists='resume' to append to it or "
                 "if_exists='overwrite' to replace it, or choose another run_dir.",
             )
+        _refuse_same_process_writer(store)
         try:
             if exists and if_exists == "overwrite":
+                # Nothing is deleted before the live-writer check: a run another process still writes
+                # would lose part of its files and then fail ("Directory not empty").
+                _refuse_live_writer(store.uri, _meta_or_empty(store))
                 store.clear()
                 exists = False
             if exists:
@@ -294,7 +311,9 @@ class Monitor:
         """Log one training step.
 
         Args:
-            step: the global step (int, increasing).
+            step: the global step: an int, NumPy integer or 0-d integer tensor (keep it on the CPU: reading
+                a device tensor is a host sync) within int64. Steps must increase: a repeated or earlier
+                step is dropped and reported (log once per optimizer step, not per micro-batch).
             a: embeddings ``(B, d)`` of the first view/modality — or an open_clip-style output dict with
                 ``image_features``, ``text_features`` and optionally ``logit_scale`` (already exponentiated,
                 as open_clip returns it; τ = 1/logit_scale), or a transformers CLIP / SigLIP output
@@ -310,31 +329,42 @@ class Monitor:
         if self._closed:
             self._report("log() called after close(); nothing is logged")
             return
+        if self._run_gone:
+            return  # reported once when the deletion was found; computing would only waste the step
         pending, sizes = self._pending, self._pending.sizes()
         try:
             self._log(step, a, b, labels, temperature, loss, ids)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - _reject raises it when strict, else reports it
             # A step is logged whole or not at all: half a step's values could hold the very tensors that
             # failed (e.g. on a broken device), and one of them would make the whole next flush fail.
             if self._pending is pending:
                 pending.truncate(sizes)
-            if self.strict:
-                raise
-            self._report(f"step {step}: {type(exc).__name__}: {exc}", key=f"{type(exc).__name__}: {exc}")
+            self._reject(exc, f"step {_step_repr(step)}")
 
     def log_scalar(self, step: int, name: str, value: TensorOrNumber) -> None:
-        """Log any scalar of your own (tensor or number); it is buffered and written like the others."""
+        """Log any scalar of your own (tensor or number); it is buffered and written like the others.
+
+        Steps of one ``name`` must increase. A bad step, name or value (a string, a tensor of several
+        elements or on the ``meta`` device, a repeated step) drops this call alone, reported once;
+        ``strict=True`` raises instead.
+        """
+        if self._closed:
+            self._report("log_scalar() called after close(); nothing is logged")
+            return
+        try:
+            self._log_scalar(step, name, value)
+        except Exception as exc:  # noqa: BLE001 - _reject raises it when strict, else reports it
+            self._reject(exc, f"log_scalar(step {_step_repr(step)}, {name!r})")
+
+    def _log_scalar(self, step: int, name: str, value: TensorOrNumber) -> None:
+        step = _check_step(step)
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
-        if not self._is_writer or self._skip(step):
+        scalar = _scalar(value, f"scalar {name!r}")
+        if not self._is_writer or self._run_gone or self._skip(step):
             return
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise ValueError(f"scalar {name!r} must have one element, got shape {tuple(value.shape)}")
-            value = value.detach().reshape(()).float()
-        else:
-            value = float(value)
-        self._add(step, name, value)
+        self._add(step, name, scalar)
+        self._last_by_name[name] = step
         self._maybe_flush()
 
     def log_embeddings(
@@ -349,14 +379,40 @@ class Monitor:
         """Store an embedding snapshot of a fixed probe set (e.g. held-out data) at ``step``.
 
         Rows beyond ``snapshot_size`` are dropped (uniformly spaced rows are kept). Call it once per modality
-        for two-modality probes.
+        for two-modality probes; steps of one modality must increase. Bad input (integer or ``meta``
+        tensors, another dim than the run's, a repeated step) drops this call alone, reported once;
+        ``strict=True`` raises instead.
         """
+        if self._closed:
+            self._report("log_embeddings() called after close(); nothing is logged")
+            return
+        try:
+            self._log_embeddings(step, z, labels, modality, ids)
+        except Exception as exc:  # noqa: BLE001 - _reject raises it when strict, else reports it
+            self._reject(exc, f"log_embeddings(step {_step_repr(step)})")
+
+    def _log_embeddings(
+        self,
+        step: int,
+        z: torch.Tensor,
+        labels: torch.Tensor | Sequence[int] | None,
+        modality: str | None,
+        ids: torch.Tensor | Sequence[int] | None,
+    ) -> None:
+        step = _check_step(step)
         z = self._check_embedding("z", z)
+        _refuse_meta("z", z)
         n = z.shape[0]
         labels_t = self._check_vector("labels", labels, n)
         ids_t = self._check_vector("ids", ids, n)
-        if not self._is_writer or self._skip(step):
+        if modality is not None and (not isinstance(modality, str) or not modality):
+            raise ValueError(f"modality must be a non-empty string, got {modality!r}")
+        mod = modality or self.modalities[0]
+        if not self._is_writer or self._run_gone or self._skip(step):
             return
+        last = self._last_embedding_step.get(mod)
+        if last is not None and step <= last:
+            raise _StepNotIncreasing(f"embeddings of {mod!r}: step {step} comes after step {last}")
         if n > self.snapshot_size:
             keep = torch.linspace(0, n - 1, self.snapshot_size, device=z.device).round().long()
             z, labels_t, ids_t = z[keep], _take(labels_t, keep), _take(ids_t, keep)
@@ -364,8 +420,16 @@ class Monitor:
         if ids_t is None:
             ids_t = torch.arange(n, device=z.device)
         self._set_dim(z.shape[1])
-        self._pending.snapshots.append((int(step), modality or self.modalities[0], z, labels_t, ids_t))
+        self._pending.snapshots.append((step, mod, z, labels_t, ids_t))
+        self._last_embedding_step[mod] = step
         self._maybe_flush()
+
+    def _reject(self, exc: Exception, where: str) -> None:
+        """Raise ``exc`` when strict; otherwise report it once per kind (the call's values are dropped)."""
+        if self.strict:
+            raise exc
+        key = getattr(exc, "report_key", None) or f"{type(exc).__name__}: {exc}"
+        self._report(f"{where}: {type(exc).__name__}: {exc}", key=key)
 
     # ---------------------------------------------------------------------------------------------------
     # validation
@@ -384,6 +448,7 @@ class Monitor:
         if v is None:
             return None
         v = torch.as_tensor(v).detach()
+        _refuse_meta(arg, v)
         if v.dtype.is_floating_point or v.dtype == torch.bool or v.is_complex():
             raise TypeError(f"{arg} must hold integers, got dtype {v.dtype}")
         if v.shape != (n,):
@@ -417,6 +482,7 @@ class Monitor:
                 )
             if a.device != b.device:
                 raise ValueError(f"a and b are on different devices ({a.device} and {b.device})")
+        _refuse_meta("a", a)
         return a, b, temperature
 
     # ---------------------------------------------------------------------------------------------------
@@ -436,6 +502,10 @@ class Monitor:
         self._dim = dim
 
     def _add(self, step: int, name: str, value: torch.Tensor | float) -> None:
+        last = self._last_by_name.get(name)
+        if last is not None and step <= last:
+            # e.g. log_scalar(3, "loss", …) and log(3, …, loss=…): one of them is dropped, whole.
+            raise _StepNotIncreasing(f"scalar {name!r}: step {step} comes after step {last}")
         p = self._pending
         p.scalar_steps.append(step)
         p.scalar_names.append(name)
@@ -451,15 +521,15 @@ class Monitor:
         loss: TensorOrNumber | None,
         ids: torch.Tensor | Sequence[int] | None,
     ) -> None:
-        if not isinstance(step, int | np.integer) or isinstance(step, bool):
-            raise TypeError(f"step must be an int, got {type(step).__name__}")
-        step = int(step)
         local_error: Exception | None = None
         try:
+            step = _check_step(step)
             a, b, temperature = self._unpack(a, b, temperature)
             n = a.shape[0]
             labels_t = self._check_vector("labels", labels, n)
             ids_t = self._check_vector("ids", ids, n)
+            loss = _scalar(loss, "loss") if loss is not None else None
+            temperature = _check_temperature(temperature) if temperature is not None else None
         except (TypeError, ValueError, KeyError) as exc:
             local_error = exc
         if dist.is_distributed() and not dist.all_true(local_error is None):
@@ -478,12 +548,15 @@ class Monitor:
             n = a.shape[0]
         if not self._is_writer or self._skip(step):
             return
+        if self._last_log_step is not None and step <= self._last_log_step:
+            raise _StepNotIncreasing(f"step {step} comes after step {self._last_log_step}")
         if n == 0:
             raise ValueError("empty batch: a has 0 rows")
         self._set_dim(a.shape[1])
         mod_a, mod_b = self.modalities
 
         # Every step: O(B·d), no host sync.
+        first = len(self._pending.scalar_names)
         self._add(step, schema.M_BATCH, float(n))
         if b is not None:
             stats = F.step_statistics(a, b, two_modality=self.two_modality)
@@ -502,9 +575,8 @@ class Monitor:
                 if key in stats:
                     self._add(step, metric, stats[key])
         if loss is not None:
-            self._add(step, schema.M_LOSS, _scalar(loss))
+            self._add(step, schema.M_LOSS, loss)
         if temperature is not None:
-            temperature = _scalar(temperature)
             self._add(step, schema.M_TEMPERATURE, temperature)
 
         due = _due(step, self.pairwise_every), _due(step, self.spectrum_every), _due(step, self.curves_every)
@@ -512,6 +584,14 @@ class Monitor:
             self._heavy(step, a, b, labels_t, temperature, *due)
         self._collect_snapshot(step, a, b, labels_t, ids_t)
         self._pending.n_steps += 1
+        self._last_log_step = step
+        for name in self._pending.scalar_names[first:]:
+            self._last_by_name[name] = step
+        if due[1]:
+            self._last_spectrum_step = step
+        if self._keep_last_batch:
+            # Kept (a reference, no copy) for the final snapshot and spectrum at close().
+            self._last_batch = (step, a, b, labels_t)
         self._maybe_flush()
 
     def _heavy(
@@ -529,7 +609,17 @@ class Monitor:
         finite = torch.isfinite(a).all(dim=1)
         if b is not None:
             finite &= torch.isfinite(b).all(dim=1)
-        if not bool(finite.all()):
+        checks = [finite.all()]
+        if isinstance(temperature, torch.Tensor):
+            # τ's value is checked in the one host sync this step already makes (none is added).
+            checks.append((torch.isfinite(temperature) & (temperature > 0)).to(finite.device))
+        all_finite, *tau_ok = torch.stack(checks).tolist()
+        if tau_ok and not tau_ok[0]:
+            tau = float(temperature)  # type: ignore[arg-type]
+            raise _keyed(
+                ValueError(f"temperature must be positive and finite, got {tau:.6g}"), "bad temperature"
+            )
+        if not all_finite:
             a = a[finite]
             b = b[finite] if b is not None else None
             labels = labels[finite] if labels is not None else None
@@ -607,6 +697,7 @@ class Monitor:
         rows = slice(0, take)
         lab = labels[rows] if labels is not None else None
         self._pending.snapshots.append((self._snap_step, self.modalities[0], a[rows], lab, ids[rows]))
+        self._last_snapshot_step = step
         if b is not None and self.two_modality:
             self._pending.snapshots.append((self._snap_step, self.modalities[1], b[rows], lab, ids[rows]))
         self._snap_rows += take
@@ -648,10 +739,11 @@ class Monitor:
         if not self._is_writer:
             return
         self._raise_writer_error()
+        dropped: dict[int, str] = {}
         with self._lock:
             pending, self._pending = self._pending, host_tables.Pending()
             self._last_flush = time.monotonic()
-            if not pending.empty():
+            if not pending.empty() and not self._run_gone:
                 try:
                     job = host_tables.to_host(pending, self._dim)
                 except Exception as exc:
@@ -660,8 +752,18 @@ class Monitor:
                     self._report(f"flush failed, {pending.n_steps} steps of diagnostics lost: {exc}")
                     job = None
                 if job is not None:
+                    dropped = job.pop("dropped")
                     self._ensure_writer()
                     self._queue.put(job)
+        if dropped:
+            steps = sorted(dropped)
+            message = (
+                f"{len(steps)} step(s) dropped at flush (first: step {steps[0]}: {dropped[steps[0]]}); "
+                "the flush's other steps are written"
+            )
+            if self.strict:
+                raise ValueError(message)
+            self._report(message, key="dropped at flush")
         if wait:
             self._wait_for_writer()
             self._raise_writer_error()
@@ -731,8 +833,31 @@ class Monitor:
                     self._report(f"closing with {len(failed)} flushes unwritten after repeated write errors")
                 return
 
+    def _run_dir_intact(self) -> bool:
+        """Whether the run is still on disk; the first time it is not, say so loudly and stop writing.
+
+        A run directory deleted while the Monitor writes it (by hand, by a clean-up script) is not
+        recreated: parts written after the deletion would make a run that seems to start mid-training.
+        """
+        if self._run_gone:
+            return False
+        assert self._store is not None
+        if self._store.exists(schema.META_FILE):
+            return True
+        self._run_gone = True
+        exc = RunStoreError(
+            f"the run directory {self.run_dir} was deleted while this Monitor was writing it (its "
+            "meta.json is gone); cldiag stops writing this run instead of recreating a partial one. "
+            "Open a new Monitor to keep logging",
+        )
+        self._writer_error = self._writer_error or exc
+        self._report(str(exc), key="run directory deleted")
+        return False
+
     def _write_meta_safely(self) -> None:
         try:
+            if not self._run_dir_intact():
+                return
             self._meta["heartbeat"] = schema.now_iso()
             assert self._store is not None
             self._store.write_meta(self._meta)
@@ -746,6 +871,8 @@ class Monitor:
     def _write_job(self, job: dict[str, Any]) -> None:
         store = self._store
         assert store is not None
+        if not self._run_dir_intact():
+            return  # the job is dropped: its run is gone
         # Each table's part is removed from the job once written, so a retry after a later failure in
         # the same job never writes a part twice.
         for table in ("scalars", "histograms", "spectra", "temperature"):
@@ -772,6 +899,10 @@ class Monitor:
     ) -> None:
         """Flush everything, wait for the writer, and mark the run ``finished`` (or ``failed``).
 
+        When the last logged step had no embedding snapshot (or no spectrum) and those are on, the last
+        logged batch is snapshotted (and its spectrum taken) at that step first, so a run shorter than
+        ``snapshot_every`` still shows its trained embeddings.
+
         Args:
             status: what ``meta.json`` records.
             timeout: seconds to wait for the writer (None: as long as it takes). At interpreter exit the
@@ -783,6 +914,7 @@ class Monitor:
         _live_monitors.discard(self)
         if not self._is_writer:
             return
+        final_error = self._final_snapshot()
         try:
             self.flush()
             self._ensure_writer()
@@ -792,22 +924,53 @@ class Monitor:
                 self._report(f"the writer is still busy after {timeout} s; closing without waiting for it")
                 return
             self._raise_writer_error()
-            self._meta["status"] = status
-            self._meta["heartbeat"] = schema.now_iso()
-            assert self._store is not None
-            self._store.write_meta(self._meta)
+            if self._run_dir_intact():
+                self._meta["status"] = status
+                self._meta["heartbeat"] = schema.now_iso()
+                assert self._store is not None
+                self._store.write_meta(self._meta)
         except Exception as exc:
             if self.strict:
                 raise
             self._report(f"close failed: {exc}")
             return
-        if self._compact_on_close:
+        if self._compact_on_close and not self._run_gone:
             from cldiag.maintenance import compact_run
 
             try:
                 compact_run(self._store.uri, storage_options=self._storage_options)
             except Exception as exc:  # noqa: BLE001 - the run is whole without it; a later compact finishes
                 self._report(f"could not compact the run at close ({type(exc).__name__}: {exc})")
+        if final_error is not None:
+            raise final_error
+
+    def _final_snapshot(self) -> Exception | None:
+        """Snapshot and spectrum of the last logged batch at its step, where that step had none.
+
+        Returns the error to raise once the run is closed (strict), None otherwise (errors are reported).
+        """
+        if self._last_batch is None or self._run_gone:
+            return None
+        step, a, b, labels = self._last_batch
+        self._last_batch = None
+        pending, sizes = self._pending, self._pending.sizes()
+        try:
+            if self.spectrum_every and self._last_spectrum_step != step:
+                self._heavy(step, a, b, labels, None, pairwise=False, spectra=True, curves=False)
+            explicit = max(self._last_embedding_step.values(), default=None)  # log_embeddings snapshots
+            ends_with_snapshot = self._last_snapshot_step == step or (
+                explicit is not None and explicit >= step
+            )
+            if self.snapshot_every and not ends_with_snapshot and self._snap_step is None:
+                self._snap_step, self._snap_rows = step, 0
+                self._collect_snapshot(step, a, b, labels, None)
+                self._snap_step = None
+        except Exception as exc:  # noqa: BLE001 - raised after closing when strict, else reported
+            pending.truncate(sizes)
+            if self.strict:
+                return exc
+            self._report(f"final snapshot at step {step}: {type(exc).__name__}: {exc}")
+        return None
 
     def __enter__(self) -> Monitor:
         return self
@@ -843,16 +1006,116 @@ def _refuse_live_writer(uri: str, meta: Mapping[str, Any]) -> None:
         )
 
 
-def _scalar(value: TensorOrNumber) -> torch.Tensor | float:
-    """A 0-d float tensor (detached, still on its device) or a Python float."""
+def _refuse_same_process_writer(store: RunStore) -> None:
+    """Refuse a run that another open Monitor of this process writes (the pid check cannot see it)."""
+    key = _run_key(store)
+    for other in list(_live_monitors):
+        if not other._closed and other._store is not None and _run_key(other._store) == key:
+            raise FileExistsError(
+                f"{store.uri!r} is still being written by another Monitor in this process; close() that "
+                "Monitor before resuming or overwriting the run, or write to another run_dir",
+            )
+
+
+def _run_key(store: RunStore) -> tuple[str, str]:
+    """What identifies a run directory: its real path locally (links and ``..`` resolved), else its URI."""
+    if store.is_local:
+        return "file", os.path.realpath(store.root)
+    protocol = store.fs.protocol
+    return str(protocol if isinstance(protocol, str) else protocol[0]), store.root.rstrip("/")
+
+
+def _meta_or_empty(store: RunStore) -> dict[str, Any]:
+    """``meta.json`` of a run about to be overwritten; an unreadable one names no writer to wait for."""
+    try:
+        return store.read_meta()
+    except (OSError, ValueError):
+        return {}
+
+
+class _StepNotIncreasing(ValueError):
+    """A step at or before one already logged: writing it would duplicate or reorder rows."""
+
+    report_key = "step not increasing"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}; steps must increase, so this one is dropped (no (step, metric) row twice)")
+
+
+def _keyed(exc: Exception, key: str) -> Exception:
+    """``exc`` tagged with the kind it is reported once under (its message holds the varying value)."""
+    exc.report_key = key  # type: ignore[attr-defined]
+    return exc
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_step(step: object) -> int:
+    """``step`` as a Python int: an int, NumPy integer or 0-d integer tensor, within int64 (as stored)."""
+    if isinstance(step, torch.Tensor):
+        if step.ndim != 0 or step.dtype.is_floating_point or step.is_complex() or step.dtype == torch.bool:
+            raise _keyed(
+                TypeError(
+                    f"step must be an int or a 0-d integer tensor, got a {step.dtype} tensor of shape "
+                    f"{tuple(step.shape)}",
+                ),
+                "step type",
+            )
+        _refuse_meta("step", step)
+        step = int(step.item())
+    elif isinstance(step, bool | np.bool_) or not isinstance(step, int | np.integer):
+        raise _keyed(TypeError(f"step must be an int, got {type(step).__name__} {step!r:.40}"), "step type")
+    step = int(step)
+    if not _INT64[0] <= step <= _INT64[1]:
+        message = f"step {step} is outside the int64 range [-2**63, 2**63 - 1] that a run stores"
+        raise _keyed(ValueError(message), "step range")
+    return step
+
+
+def _step_repr(step: object) -> str:
+    """A short rendering of a (possibly bad) step for messages."""
+    text = repr(step) if not isinstance(step, int | np.integer) else str(int(step))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _refuse_meta(arg: str, t: torch.Tensor) -> None:
+    # A meta tensor has a shape but no data: accepted now, it would fail the whole flush that copies it.
+    if t.device.type == "meta":
+        raise ValueError(f"{arg} is a tensor on the meta device, which holds no values")
+
+
+def _scalar(value: object, arg: str) -> torch.Tensor | float:
+    """A 0-d float tensor (detached, still on its device) or a Python float (NaN for non-finite numbers).
+
+    Only device, dtype and shape of a tensor are checked: reading its value would sync with the device.
+    """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"expected a scalar, got a tensor of shape {tuple(value.shape)}")
+            message = f"{arg} must be a scalar, got a tensor of shape {tuple(value.shape)}"
+            raise _keyed(ValueError(message), f"{arg} shape")
+        if value.is_complex():
+            raise TypeError(f"{arg} must be real, got a tensor of dtype {value.dtype}")
+        _refuse_meta(arg, value)
         return value.detach().reshape(()).float()
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+        value = value.reshape(()).item()
+    if not isinstance(value, Real):
+        got = f"{type(value).__name__} {value!r:.40}"
+        raise _keyed(TypeError(f"{arg} must be a number or a one-element tensor, got {got}"), f"{arg} type")
     value = float(value)
     if not math.isfinite(value):
         return float("nan")
     return value
+
+
+def _check_temperature(value: object) -> torch.Tensor | float:
+    """τ as :func:`_scalar` returns it; a number must be positive and finite (a tensor is checked later)."""
+    tau = _scalar(value, "temperature")
+    if isinstance(tau, float) and not (tau > 0 and math.isfinite(tau)):
+        message = f"temperature must be positive and finite, got {tau:.6g}"
+        raise _keyed(ValueError(message), "bad temperature")
+    return tau
 
 
 def _due(step: int, every: int) -> bool:

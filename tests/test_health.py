@@ -226,7 +226,9 @@ def test_dimensional_collapse_warns_when_rank_falls(tmp_path):
     path = tmp_path / "rankfall"
     g = torch.Generator().manual_seed(4)
     with Monitor(path, **CADENCE) as mon:
-        for step in range(STEPS):
+        # Ends on a spectrum step (36): with a final spectrum at close (step 39) the 11 rank points are
+        # windowed from the end and the first one, the peak, falls out of every window (fall 48 %).
+        for step in range(STEPS - 3):
             scale = torch.ones(D)
             scale[8:] = 10 ** (-3 * step / (STEPS - 1))  # 24 of 32 directions shrink, none to the floor
             z = torch.randn(B, D, generator=g) * scale
