@@ -2,8 +2,9 @@
 
 :class:`Pending` holds everything logged since the last flush, still on the tensors' devices.
 :func:`to_host` copies it to the host (one stacked copy per device for the scalars) as a plain "job" dict of
-NumPy arrays, which the writer thread turns into one arrow table per table with :func:`build` and
-:func:`snapshot_tables`, in the schemas of :mod:`cldiag.schema`. Nothing here touches a file.
+:class:`FlushJob` of NumPy arrays, which the writer thread turns into one arrow table per table with
+:func:`build` and :func:`snapshot_tables`, in the schemas of :mod:`cldiag.schema`. Nothing here touches a
+file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,50 @@ import torch
 
 from cldiag import schema
 
-Job = dict[str, Any]
+ScalarRows = tuple[np.ndarray, np.ndarray, np.ndarray]
+HistRow = tuple[int, str, np.ndarray, np.ndarray]
+SpectrumRow = tuple[int, str, np.ndarray]
+CurveRow = tuple[int, np.ndarray, str, np.ndarray]
+SnapshotRow = tuple[int, str, np.ndarray, "np.ndarray | None", np.ndarray]
+
+TABLES: tuple[str, ...] = ("scalars", "histograms", "spectra", "temperature")
+"""The tables of a flush written one part each (snapshots go one part per snapshot step)."""
+
+
+@dataclass
+class FlushJob:
+    """One flush's rows on the host, as the writer thread receives them.
+
+    A table's rows are set to None once its part is written, so a retry after a later failure in the same
+    job never writes a part twice.
+
+    Attributes:
+        scalars: ``(steps, names, values)``, or None.
+        histograms: ``[(step, kind, counts, edges)]``, or None.
+        spectra: ``[(step, modality, eigenvalues)]``, or None.
+        temperature: ``[(step, taus, curve, values)]``, or None.
+        snapshots: ``[(step, modality, vectors, labels, ids)]``, or None.
+        last_step: the largest step of the job's rows (None when it holds none).
+        dim: the run's embedding dim, once known.
+        dropped: steps left out at the copy, each with the reason.
+    """
+
+    scalars: ScalarRows | None = None
+    histograms: list[HistRow] | None = None
+    spectra: list[SpectrumRow] | None = None
+    temperature: list[CurveRow] | None = None
+    snapshots: list[SnapshotRow] | None = None
+    last_step: int | None = None
+    dim: int | None = None
+    dropped: dict[int, str] = field(default_factory=dict)
+
+    def rows(self, table: str) -> Any:
+        """The rows of ``table`` (one of :data:`TABLES`), or None when written or empty."""
+        return getattr(self, table)
+
+    def written(self, table: str) -> None:
+        """Forget ``table``'s rows: its part is on disk."""
+        setattr(self, table, None)
 
 
 @dataclass
@@ -57,15 +101,14 @@ class Pending:
         del self.hist[hist:], self.spectra[spectra:], self.curves[curves:], self.snapshots[snapshots:]
 
 
-def to_host(p: Pending, dim: int | None) -> Job:
+def to_host(p: Pending, dim: int | None) -> FlushJob:
     """Copy a flush's buffers to the host: one device→host copy per device for all scalars.
 
     One bad value loses its own step, never the flush: a value that cannot be copied (a tensor without
     data, a failing device) and a temperature that is zero or negative (a tensor τ's value is first seen
     here, at steps without a host sync of their own) drop every row of their step from every table.
-    ``job["dropped"]`` maps each dropped step to the reason.
+    ``job.dropped`` maps each dropped step to the reason.
     """
-    job: Job = {}
     dropped: dict[int, str] = {}
     steps = np.asarray(p.scalar_steps, np.int64)
     names = np.asarray(p.scalar_names, object)
@@ -93,18 +136,17 @@ def to_host(p: Pending, dim: int | None) -> Job:
         hist, spectra, curves, snapshots = (
             [row for row in rows if row[0] not in dropped] for rows in (hist, spectra, curves, snapshots)
         )
-    if len(steps):
-        job["scalars"] = (steps, names, values)
-    for table, rows in (("histograms", hist), ("spectra", spectra), ("temperature", curves)):
-        if rows:
-            job[table] = rows
-    if snapshots:
-        job["snapshots"] = snapshots
     all_steps = [*steps.tolist(), *(s for s, *_ in snapshots)]
-    job["last_step"] = max(all_steps) if all_steps else None
-    job["dim"] = dim
-    job["dropped"] = dropped
-    return job
+    return FlushJob(
+        scalars=(steps, names, values) if len(steps) else None,
+        histograms=hist or None,
+        spectra=spectra or None,
+        temperature=curves or None,
+        snapshots=snapshots or None,
+        last_step=max(all_steps) if all_steps else None,
+        dim=dim,
+        dropped=dropped,
+    )
 
 
 def _scalar_values(p: Pending, dropped: dict[int, str]) -> np.ndarray:
