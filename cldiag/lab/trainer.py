@@ -379,9 +379,14 @@ def make_towers(
 
 
 def contrastive_loss(
-    config: LabConfig, za: Tensor, zb: Tensor, labels: Tensor | None, tau: Tensor | float
+    config: LabConfig,
+    za: Tensor,
+    zb: Tensor,
+    labels: Tensor | None,
+    tau: Tensor | float,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The loss ``config.loss`` of one batch (see :mod:`cldiag.losses`)."""
+    """The loss ``config.loss`` of one batch (see :mod:`cldiag.losses`); ``generator`` drives MoCHi's mix."""
     if config.loss == "nt_xent":
         return losses.nt_xent(za, zb, tau)
     if config.loss == "info_nce":
@@ -403,8 +408,14 @@ def contrastive_loss(
     # Both directions, like the symmetric InfoNCE it is compared with: with no synthetic negatives this is
     # exactly info_nce(..., symmetric=True), so the two differ only in MoCHi's mixed hard negatives.
     n_hard = min(MOCHI_MIX, za.shape[0] - 1)
-    mix = {"n_hard": n_hard, "n_mix": n_hard, "n_mix_query": max(1, n_hard // 2)}
-    return (losses.mochi_loss(za, zb, None, tau, **mix) + losses.mochi_loss(zb, za, None, tau, **mix)) / 2
+    n_query = max(1, n_hard // 2)
+
+    def one_way(q: Tensor, k: Tensor) -> Tensor:
+        return losses.mochi_loss(
+            q, k, None, tau, n_hard=n_hard, n_mix=n_hard, n_mix_query=n_query, generator=generator
+        )
+
+    return (one_way(za, zb) + one_way(zb, za)) / 2
 
 
 class _Probe:
@@ -589,6 +600,8 @@ class _Training:
             # ISOGCLR_TAU_LR times that sample's own gradient.
             self.tau_optimizer = torch.optim.SGD([self.isogclr.tau], lr=ISOGCLR_TAU_LR * config.batch_size)
         self.probe = _Probe(config, self.data)
+        # MoCHi's mixing draws from its own generator: the global RNG would make a seeded run unrepeatable.
+        self.mix_generator = torch.Generator().manual_seed(config.seed)
         self.metrics: dict[str, float] = {}
         self._evaluated: set[int] = set()
 
@@ -642,7 +655,7 @@ class _Training:
             loss = self.isogclr(za, zb, batch.index)
             tau = self.isogclr.temperatures(batch.index)
         else:
-            loss = contrastive_loss(config, za, zb, batch.labels, tau)
+            loss = contrastive_loss(config, za, zb, batch.labels, tau, self.mix_generator)
         # The Monitor takes one τ; a per-sample τ vector is summarized by its mean (and its quantiles below).
         mon_tau = tau.detach().mean() if isinstance(tau, Tensor) else tau
         mon.log(step, za.detach(), zb.detach(), labels=batch.labels, temperature=mon_tau, loss=loss.detach())
