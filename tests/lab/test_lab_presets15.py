@@ -218,3 +218,33 @@ def test_mochi_run_is_deterministic_for_a_seed(tmp_path):
         run = read_run(train(config, str(tmp_path / name)).run_dir)
         losses.append(run.scalars([schema.M_LOSS]).sort_values("step")["value"].tolist())
     assert losses[0] == losses[1]
+
+
+def test_new_metric_names_have_chart_metadata():
+    from cldiag.figures.metrics import METRICS, metric_info
+
+    names = [
+        schema.M_MRR,
+        schema.M_RECALL_AT_1,
+        schema.M_RECALL_AT_5,
+        schema.M_RECALL_AT_10,
+        schema.M_ORDERING_VIOLATIONS,
+        schema.M_FALSE_NEG_SHARE,
+        schema.M_FALSE_NEG_PENALTY_SHARE,
+        schema.M_MIP_POS,
+        schema.M_MIP_NEG,
+        *schema.TAU_QUANTILES,
+    ]
+    for name in names:
+        assert name in METRICS, name
+    assert METRICS[schema.M_MRR].higher_is_better is True
+    assert METRICS[schema.M_ORDERING_VIOLATIONS].higher_is_better is False
+    assert (
+        METRICS[schema.M_FALSE_NEG_PENALTY_SHARE].lower,
+        METRICS[schema.M_FALSE_NEG_PENALTY_SHARE].upper,
+    ) == (0, 1)
+    gap = metric_info(schema.pair_metric(schema.M_PAIR_GAP, "image", "audio"))
+    assert gap.name == "gap/image-audio" and gap.upper == 2.0 and "(image-audio)" in gap.label
+    assert metric_info("retrieval/text-image").higher_is_better is True
+    with pytest.raises(ValueError, match="no '/' or '-'"):
+        schema.pair_metric(schema.M_PAIR_GAP, "image-1", "text")
