@@ -101,8 +101,8 @@ _TWO_MODALITY_LOSSES = ("clip", "info_nce")
 _THREE_MODALITY_LOSSES = ("symile", "pairwise_clip")
 _INDEXED_DATA = ("imbalanced-prototypes",)  # data sets that hand out sample ids (iSogCLR keeps τ per id)
 LITERATURE_EVERY = 25  # the Monitor's default pairwise cadence: the issue-15 diagnostics cost O(B²·d) too
-ISOGCLR_TAU_LR = 0.3  # step on τ_i per visit (plain SGD). The authors' 0.03 suits hundreds of visits per
-# sample; a lab run visits each sample ≈ 13 times, and at 0.03 τ is still climbing when it ends (measured)
+ISOGCLR_TAU_LR = 0.3  # step on τ_i per visit (SGD). The authors' 0.03 is for full trainings (one visit per
+# epoch); a lab run visits each sample ≈ 13 times, and at 0.03 τ is still climbing when it ends (measured)
 ISOGCLR_TAU_BOUNDS = (0.05, 1.0)  # the paper's projection interval for τ_i
 MOCHI_MIX = 16  # MoCHi's synthetic negatives per query (and half as many query mixes), from the 16 hardest
 
@@ -595,9 +595,9 @@ class _Training:
             self.isogclr = losses.IndividualTemperatureLoss(
                 len(self.data.y_train), tau_init=config.temperature, tau_min=low, tau_max=high
             )
-            # Plain SGD, as the authors step τ: momentum or Adam would keep moving the τ of samples absent
-            # from the batch. The loss is a mean over B anchors, so lr·B makes each visit a step of
-            # ISOGCLR_TAU_LR times that sample's own gradient.
+            # SGD without momentum (the authors use momentum): with few visits per sample, momentum or Adam
+            # would keep moving the τ of samples absent from the batch. The loss is a mean over B anchors,
+            # so lr·B makes each visit a step of ISOGCLR_TAU_LR times that sample's own gradient.
             self.tau_optimizer = torch.optim.SGD([self.isogclr.tau], lr=ISOGCLR_TAU_LR * config.batch_size)
         self.probe = _Probe(config, self.data)
         # MoCHi's mixing draws from its own generator: the global RNG would make a seeded run unrepeatable.
