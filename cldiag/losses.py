@@ -48,7 +48,9 @@ __all__ = [
     "mix_hard_negatives",
     "mochi_loss",
     "nt_xent",
+    "pairwise_clip_loss",
     "supcon_loss",
+    "symile_loss",
 ]
 
 Temperature = float | Tensor
@@ -839,3 +841,96 @@ class IndividualTemperatureLoss(nn.Module):
         ratio = torch.exp(log_g - log_u)
         per_anchor = tau * (ratio - ratio.detach()) + tau * (log_u + self.rho)
         return per_anchor.mean()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# More than two modalities: Symile (Saporta et al., "Contrasting with Symile: Simple Model-Agnostic
+# Representation Learning for Unlimited Modalities", NeurIPS 2024) and its pairwise-CLIP baseline.
+
+
+def _check_modality_tuple(zs: tuple[object, ...]) -> list[Tensor]:
+    if len(zs) < 2:
+        raise ValueError(f"need at least 2 modalities (one (N, d) tensor each), got {len(zs)}")
+    checked = [_check_matrix(f"zs[{k}]", z) for k, z in enumerate(zs)]
+    for k, z in enumerate(checked[1:], start=1):
+        _check_pair(checked[0], z, ("zs[0]", f"zs[{k}]"))
+    return checked
+
+
+def symile_loss(*zs: Tensor, tau: Temperature = 0.1) -> Tensor:
+    r"""Symile: contrastive loss on the multilinear inner product (MIP) of ``M >= 2`` modalities.
+
+    With unit rows and ``MIP(x, y, z) = Σ_k x_k y_k z_k``, each modality ``m`` in turn is predicted from the
+    others: the candidates for tuple ``i`` are modality ``m``'s rows ``j``, scored with every other modality
+    kept at row ``i``; the target is ``j = i``:
+
+    .. math::
+        L = \frac1M \sum_m \frac1N \sum_i -\log
+            \frac{e^{\mathrm{MIP}(z^{(m)}_i, z^{(-m)}_i)/\tau}}
+                 {\sum_j e^{\mathrm{MIP}(z^{(m)}_j, z^{(-m)}_i)/\tau}}
+
+    These are the ``O(N)`` in-batch negatives of Symile (the batch's other rows of the predicted modality);
+    the candidates are exactly those of :func:`cldiag.functional.multilinear_scores`. Because the MIP is a
+    product over all modalities, it can score information that only the whole tuple carries (e.g.
+    ``c = a XOR b``, where every pair is independent) — what a sum of pairwise CLIP losses cannot see.
+    For ``M = 2`` the MIP is the cosine and the loss is :func:`clip_loss` at scale ``1/τ``.
+
+    The MIP of ``M`` unit vectors in ``d`` dims is at most ``1`` and usually far smaller (``d^{1-M/2}``
+    for ``M`` copies of one evenly spread direction), so Symile needs a lower τ (or a learned scale) than
+    two-modality CLIP.
+
+    Args:
+        *zs: ``M >= 2`` tensors (N, d) with matched rows (row i of each is the same tuple). Normalized inside.
+        tau: Temperature > 0 (float or scalar tensor).
+
+    Returns:
+        Scalar loss. ``log N`` when all rows are equal.
+
+    Raises:
+        ValueError: Fewer than 2 modalities, shapes that differ, N < 2, or a non-positive ``tau``.
+        TypeError: If an input is not a floating-point tensor.
+
+    Example:
+        >>> import torch
+        >>> round(float(symile_loss(torch.ones(4, 3), torch.ones(4, 3), torch.ones(4, 3))), 4)  # log 4
+        1.3863
+    """
+    checked = _check_modality_tuple(zs)
+    _check_positive("tau", tau)
+    units = torch.stack([F.normalize(z, dim=1) for z in checked])  # (M, N, d)
+    n = units.shape[1]
+    targets = torch.arange(n, device=units.device)
+    total = units.new_zeros(())
+    for m in range(units.shape[0]):
+        others = torch.cat([units[:m], units[m + 1 :]]).prod(dim=0)  # (N, d): the other modalities at row i
+        total = total + F.cross_entropy(others @ units[m].T / tau, targets)
+    return total / units.shape[0]
+
+
+def pairwise_clip_loss(*zs: Tensor, tau: Temperature = 0.1) -> Tensor:
+    r"""The pairwise-CLIP baseline for ``M >= 2`` modalities: :func:`clip_loss` summed over every pair.
+
+    .. math::
+        L = \sum_{p < q} \mathrm{CLIP}(z^{(p)}, z^{(q)};\ 1/\tau)
+
+    This is how Symile's baseline trains three modalities: each pair is aligned on its own, so the loss
+    only sees what some pair of modalities shares.
+
+    Args:
+        *zs: ``M >= 2`` tensors (N, d) with matched rows. Normalized inside.
+        tau: Temperature > 0 (float or scalar tensor).
+
+    Returns:
+        Scalar loss. ``M(M-1)/2 · log N`` when all rows are equal.
+
+    Raises:
+        ValueError: Fewer than 2 modalities, shapes that differ, N < 2, or a non-positive ``tau``.
+        TypeError: If an input is not a floating-point tensor.
+    """
+    checked = _check_modality_tuple(zs)
+    _check_positive("tau", tau)
+    total = checked[0].new_zeros(())
+    for p in range(len(checked)):
+        for q in range(p + 1, len(checked)):
+            total = total + clip_loss(checked[p], checked[q], 1 / tau)
+    return total
