@@ -851,10 +851,10 @@ class IndividualTemperatureLoss(nn.Module):
 def _check_modality_tuple(zs: tuple[object, ...]) -> list[Tensor]:
     if len(zs) < 2:
         raise ValueError(f"need at least 2 modalities (one (N, d) tensor each), got {len(zs)}")
-    checked = [_check_matrix(f"zs[{k}]", z) for k, z in enumerate(zs)]
+    checked = [check_matrix(z, f"zs[{k}]") for k, z in enumerate(zs)]
     for k, z in enumerate(checked[1:], start=1):
-        _check_pair(checked[0], z, ("zs[0]", f"zs[{k}]"))
-    return checked
+        _pair(checked[0], z, ("zs[0]", f"zs[{k}]"))
+    return [_up(z) for z in checked]
 
 
 def symile_loss(*zs: Tensor, tau: Temperature = 0.1) -> Tensor:
@@ -896,7 +896,7 @@ def symile_loss(*zs: Tensor, tau: Temperature = 0.1) -> Tensor:
         1.3863
     """
     checked = _check_modality_tuple(zs)
-    _check_positive("tau", tau)
+    tau = _temperature(tau, "tau")
     units = torch.stack([F.normalize(z, dim=1) for z in checked])  # (M, N, d)
     n = units.shape[1]
     targets = torch.arange(n, device=units.device)
@@ -928,7 +928,7 @@ def pairwise_clip_loss(*zs: Tensor, tau: Temperature = 0.1) -> Tensor:
         TypeError: If an input is not a floating-point tensor.
     """
     checked = _check_modality_tuple(zs)
-    _check_positive("tau", tau)
+    tau = _temperature(tau, "tau")
     total = checked[0].new_zeros(())
     for p in range(len(checked)):
         for q in range(p + 1, len(checked)):

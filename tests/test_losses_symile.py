@@ -90,9 +90,9 @@ def test_bad_inputs_are_named(loss):
     z = torch.randn(4, 3)
     with pytest.raises(ValueError, match="at least 2 modalities"):
         loss(z)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"same batch size|same dim"):
         loss(z, torch.randn(5, 3))
-    with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+    with pytest.raises(ValueError, match="tau must be positive and finite"):
         loss(z, z, tau=0.0)
     with pytest.raises(TypeError, match="floating-point"):
         loss(z, z.long())
