@@ -691,6 +691,7 @@ def make_sample_run(
     steps_scale: float = 1.0,
     model: Any = None,
     progress: Callable[[LabProgress], None] | None = None,
+    config: SentenceConfig | None = None,
 ) -> str:
     """Write the bundled real-model sample run ``<out_dir>/minilm-stdlib-pairs`` (compacted on close).
 
@@ -699,6 +700,7 @@ def make_sample_run(
         steps_scale: Multiplies the steps (tests use a small value; the bundle uses 1).
         model: A ``SentenceTransformer`` to use instead of loading MiniLM.
         progress: Called with a :class:`LabProgress` after every step.
+        config: The fine-tune before ``steps_scale`` (default :class:`SentenceConfig`).
 
     Returns:
         The run directory.
@@ -707,15 +709,18 @@ def make_sample_run(
         RuntimeError: If the fine-tune does not finish (which would ship a broken sample).
     """
     run_dir = os.path.join(os.fspath(out_dir), SAMPLE_RUN)
-    result = fine_tune(SentenceConfig().scaled(steps_scale), run_dir, model=model, progress=progress)
+    config = (config or SentenceConfig()).scaled(steps_scale)
+    result = fine_tune(config, run_dir, model=model, progress=progress)
     if result.status != "finished":
         raise RuntimeError(f"sample run {SAMPLE_RUN!r} ended {result.status}: {result.message}")
     return run_dir
 
 
-if __name__ == "__main__":  # python -m cldiag.lab.sentence_preset [OUT_DIR]: the sample run, then the check
+if __name__ == "__main__":  # python -m cldiag.lab.sentence_preset [OUT_DIR [THREADS]]: sample run + check
     import sys
 
-    written = make_sample_run(sys.argv[1] if len(sys.argv) > 1 else "sample_runs")
+    out = sys.argv[1] if len(sys.argv) > 1 else "sample_runs"
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else SentenceConfig().threads
+    written = make_sample_run(out, config=SentenceConfig(threads=threads))
     reproduced, summary = check_sentence_embeddings([written])
     print(f"{written}: {'REPRODUCED' if reproduced else 'NOT REPRODUCED'}\n{summary}")
