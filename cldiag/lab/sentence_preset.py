@@ -75,10 +75,10 @@ PAPER = (
 CLAIM = (
     "Ethayarajh: the contextual representations of words are anisotropic in every layer of BERT, ELMo and "
     "GPT-2 -- random words have a mean cosine well above 0 (a narrow cone). SimCSE: the contrastive "
-    "objective regularizes that anisotropic space to be more uniform (ℓ_uniform falls during training) "
-    "while keeping positives aligned, and aligns them better when supervised pairs are available. Their "
-    "figures give directions, not numbers that carry over: they measure BERT-base on STS-B (unsupervised "
-    "SimCSE 76.3, supervised 81.6 average STS Spearman)."
+    "objective regularizes that anisotropic space to be more uniform (lower ℓ_uniform) while keeping "
+    "positives aligned, and aligns them better when supervised pairs are available. Their "
+    "figures give directions, not numbers that carry over: their model is BERT-base evaluated on the "
+    "standard STS tasks (unsupervised SimCSE 76.3, supervised 81.6 average Spearman)."
 )
 EXPLANATION = (
     "all-MiniLM-L6-v2 (real pretrained weights, offline) fine-tuned with MultipleNegativesRankingLoss "
