@@ -35,6 +35,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from cldiag import paths
+from cldiag._checks import check_array_matrix
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -159,12 +160,7 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def _check_matrix(x: np.ndarray) -> None:
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"x must be a numpy array, got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (N×d), got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"x must hold floats, got dtype {x.dtype}")
+    check_array_matrix(x, "x")
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:

@@ -119,6 +119,38 @@ M_EFF_NEG: Final[str] = "effective_negatives"  # exp(entropy) at the run's τ
 M_COUPLING: Final[str] = "dcl_coupling"  # mean (1 - p_pos) at the run's τ (Yeh et al.)
 # Every ``spectrum_every`` steps:
 M_RANK: Final[str] = "effective_rank"  # RankMe, [1, min(B, d)], per modality too
+# Literature diagnostics (issue 15), every ``pairwise_every`` steps (O(B²·d)):
+M_MRR: Final[str] = "mrr"  # mean reciprocal rank of the positive among the B candidates, (0, 1]
+M_RECALL_AT_1: Final[str] = "recall_at_1"  # share of anchors whose positive ranks first, [0, 1]
+M_RECALL_AT_5: Final[str] = "recall_at_5"  # share with rank <= 5, [0, 1]
+M_RECALL_AT_10: Final[str] = "recall_at_10"  # share with rank <= 10, [0, 1]
+M_ORDERING_VIOLATIONS: Final[str] = "ordering_violations"  # 1 - AUROC of pos vs neg scores, [0, 1] (GroCo)
+M_FALSE_NEG_SHARE: Final[str] = "false_neg_share"  # share of negatives with the anchor's label (labels)
+M_FALSE_NEG_PENALTY_SHARE: Final[str] = "false_neg_penalty_share"  # their share of the penalty at τ
+M_PAIR_GAP: Final[str] = "gap"  # N modalities: "gap/<m1>-<m2>", see pair_metric; [0, 2]
+M_PAIR_RETRIEVAL: Final[str] = "retrieval"  # "retrieval/<m1>-<m2>": top-1 of m2's row i from m1's row i
+M_MIP_POS: Final[str] = "mip_pos"  # N >= 3: mean multilinear inner product of matched tuples (Symile)
+M_MIP_NEG: Final[str] = "mip_neg"  # N >= 3: mean MIP of tuples with one modality's row swapped
+M_TAU_Q10: Final[str] = "tau_q10"  # per-sample τ (iSogCLR): 10 % quantile of the batch's τ
+M_TAU_Q50: Final[str] = "tau_q50"  # median
+M_TAU_Q90: Final[str] = "tau_q90"  # 90 % quantile
+TAU_QUANTILES: Final[dict[str, float]] = {M_TAU_Q10: 0.1, M_TAU_Q50: 0.5, M_TAU_Q90: 0.9}
+"""The per-sample τ quantiles that are logged, name → level."""
+
+
+def pair_metric(base: str, first: str, second: str) -> str:
+    """The name of a per-pair metric of N modalities, e.g. ``pair_metric(M_PAIR_GAP, "image", "audio")``.
+
+    Returns ``"<base>/<first>-<second>"``; the order matters for retrieval (``first`` is the query side).
+
+    Raises:
+        ValueError: If a modality name is empty or holds ``/`` or ``-``, which would make the name ambiguous.
+    """
+    for name in (first, second):
+        if not isinstance(name, str) or not name or "/" in name or "-" in name:
+            raise ValueError(f"pair-metric modality names must be non-empty, no '/' or '-': {name!r}")
+    return f"{base}/{first}-{second}"
+
 
 STATUS_RUNNING: Final[str] = "running"
 STATUS_FINISHED: Final[str] = "finished"

@@ -299,3 +299,33 @@ def test_hook_reads_only_new_parts_and_compaction_counts_rows_once(tmp_path, mon
     assert "_parts" not in json.loads((tmp_path / "r" / summary.SUMMARY_FILE).read_text())
     assert final["meta"]["status"] == "finished"
     assert len(reads) == 2 * len(flushes)  # each flush's two parts once; merged parts only by their footer
+
+
+def _train(path: Path, steps: int, **kwargs) -> None:
+    import torch
+
+    from cldiag import Monitor
+
+    g = torch.Generator().manual_seed(0)
+    cadence = dict(pairwise_every=3, spectrum_every=7, curves_every=11, snapshot_every=13, snapshot_size=16)
+    with Monitor(path, config={"temperature": 0.2}, flush_every=5, **cadence, **kwargs) as mon:
+        for step in range(steps):
+            a = torch.randn(32, 8, generator=g)
+            mon.log(step, a, a + 0.1 * torch.randn(32, 8, generator=g), temperature=0.2, loss=float(step))
+            mon.log_scalar(step, "user/lr", 0.1 / (step + 1))
+            if step == 9:
+                mon.flush(wait=True)  # the writer has written this flush, its meta.json and summary
+                run = read_run(path)
+                live = summary.load_summary(run._store)
+                assert summary.is_current(live, run.meta)
+                _same(live, summary.summarize_run(run))
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_monitor_writes_the_summary_the_reader_computes(tmp_path, compact):
+    _train(tmp_path / "r", 30, compact_on_close=compact)
+    run = read_run(tmp_path / "r")
+    written = summary.load_summary(run._store)
+    assert written["meta"]["status"] == "finished" and summary.is_current(written, run.meta)
+    _same(written, summary.summarize_run(run))
+    assert written["metrics"]["user/lr"] == {"step": 29, "value": pytest.approx(0.1 / 30)}
