@@ -466,6 +466,58 @@ def bench_projection(path: Path, skip_umap: bool, cap: int) -> list[tuple[str, f
     return rows
 
 
+def bench_browser_overview(root: Path, chromium: str = "/usr/bin/chromium") -> list[tuple[str, float]]:
+    """The Overview of ``root`` in a real browser: a served dashboard, time until the runs table is drawn.
+
+    First load: a fresh server (includes the process's imports). Later loads: a new browser session after
+    the listing caches have expired (6 s: every run's meta.json and summary.json are read again).
+    """
+    import socket
+    import subprocess
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "CLDIAG_RUN_ROOT": str(root), "CLDIAG_WARM_UMAP": "0"}
+    args = ["--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port)]
+    args += ["--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            for label in ("first load (fresh server)", "new session, caches expired", "new session again"):
+                page = browser.new_page(viewport={"width": 1400, "height": 1200})
+                t0 = time.perf_counter()
+                page.goto(url)
+                page.wait_for_selector('[data-testid="stDataFrame"]', timeout=600_000)
+                rows.append((f"browser: Overview runs table drawn, {label}", time.perf_counter() - t0))
+                page.close()
+                time.sleep(6)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return rows
+
+
 def umap_first_child(mode: str, wait: float) -> None:
     """In a fresh process: optionally warm up as the dashboard does, wait, then time a 10k-point UMAP."""
     t_start = time.perf_counter()
@@ -514,6 +566,7 @@ def main() -> None:
     )
     parser.add_argument("--umap-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--sweep", type=int, default=0, help="also time a root of this many runs (e.g. 1000)")
+    parser.add_argument("--browser", action="store_true", help="also open the sweep's Overview in Chromium")
     parser.add_argument(
         "--sweep-without-summaries", action="store_true", help="the sweep's runs predate summary.json"
     )
@@ -542,6 +595,9 @@ def main() -> None:
         print(f"\n## A root of {args.sweep} runs\n\n| sweep | s |\n|---|---|")
         for name, t in bench_sweep(root, args.sweep):
             print(f"| {name} | {t:.2f} |")
+        if args.browser:
+            for name, t in bench_browser_overview(root):
+                print(f"| {name} | {t:.2f} |")
     for layout in layouts:
         root = base / layout
         path = root / "long-run"
