@@ -19,6 +19,7 @@ import torch
 from cldiag import schema
 
 Job = dict[str, Any]
+Texts = list[str | None]
 
 
 @dataclass
@@ -31,7 +32,8 @@ class Pending:
     hist: list[tuple[int, str, torch.Tensor, torch.Tensor]] = field(default_factory=list)
     spectra: list[tuple[int, str, torch.Tensor]] = field(default_factory=list)
     curves: list[tuple[int, torch.Tensor, str, torch.Tensor]] = field(default_factory=list)
-    snapshots: list[tuple[int, str, torch.Tensor, torch.Tensor | None, torch.Tensor]] = field(
+    # (step, modality, vectors, labels, ids, meta): meta is host text already (schema.encode_meta) or None.
+    snapshots: list[tuple[int, str, torch.Tensor, torch.Tensor | None, torch.Tensor, Texts | None]] = field(
         default_factory=list,
     )
     n_steps: int = 0
@@ -80,8 +82,15 @@ def to_host(p: Pending, dim: int | None) -> Job:
         job["temperature"] = [(s, t.cpu().numpy(), c, v.cpu().numpy()) for s, t, c, v in p.curves]
     if p.snapshots:
         job["snapshots"] = [
-            (s, m, z.float().cpu().numpy(), lab.cpu().numpy() if lab is not None else None, ids.cpu().numpy())
-            for s, m, z, lab, ids in p.snapshots
+            (
+                s,
+                m,
+                z.float().cpu().numpy(),
+                lab.cpu().numpy() if lab is not None else None,
+                ids.cpu().numpy(),
+                meta,
+            )
+            for s, m, z, lab, ids, meta in p.snapshots
         ]
     steps = [*p.scalar_steps, *(s for s, *_ in p.snapshots)]
     job["last_step"] = max(steps) if steps else None
@@ -172,11 +181,11 @@ def build(table: str, rows: Any) -> pa.Table:
 
 
 def snapshot_tables(
-    rows: list[tuple[int, str, np.ndarray, np.ndarray | None, np.ndarray]],
+    rows: list[tuple[int, str, np.ndarray, np.ndarray | None, np.ndarray, list[str | None] | None]],
 ) -> dict[int, pa.Table]:
-    """``[(step, modality, vectors, labels, ids)]`` → one embeddings table per snapshot step."""
+    """``[(step, modality, vectors, labels, ids, meta)]`` → one embeddings table per snapshot step."""
     by_step: dict[int, list[pa.Table]] = {}
-    for s, m, z, lab, ids in rows:
+    for s, m, z, lab, ids, meta in rows:
         n, d = z.shape
         by_step.setdefault(s, []).append(
             pa.table(
@@ -188,6 +197,7 @@ def snapshot_tables(
                     "vector": pa.FixedSizeListArray.from_arrays(
                         pa.array(z.reshape(-1).astype(np.float32)), d
                     ),
+                    "meta": pa.array(meta if meta is not None else [None] * n, pa.string()),
                 },
                 schema=schema.embeddings_schema(d),
             ),

@@ -61,6 +61,7 @@ _OPENCLIP_KEYS = ("image_features", "text_features")
 
 Number = float | int
 TensorOrNumber = torch.Tensor | float | int
+Meta = schema.Meta
 
 
 class Monitor:
@@ -72,7 +73,8 @@ class Monitor:
             dashboard.
         modalities: names of two modalities, e.g. ``("image", "text")``, for two-tower/CLIP runs: enables
             the modality gap, cones and matched distance, and logs spectra and snapshots of both sides.
-            ``None`` (default) means ``a`` and ``b`` are two views of the same inputs (SimCLR/MoCo).
+            ``None`` (default) means ``a`` and ``b`` are two views of the same inputs (SimCLR/MoCo); snapshots
+            keep both views.
         name: display name (default: the directory name).
         pairwise_every: steps between O(B²) statistics (uniformity, histograms, tolerance, hardness). 0 = off.
         spectrum_every: steps between covariance spectra and effective rank. 0 = off.
@@ -244,6 +246,7 @@ class Monitor:
                 self._resume_after = previous.last_step()
                 self._seq = sum(1 for _ in store.iter_all_parts())
                 self._meta["status"] = schema.STATUS_RUNNING
+                self._meta["schema_version"] = schema.SCHEMA_VERSION  # new parts are written in this version
                 self._meta.setdefault("resumed", []).append(
                     {"at": schema.now_iso(), "after_step": self._resume_after},
                 )
@@ -290,6 +293,7 @@ class Monitor:
         temperature: TensorOrNumber | None = None,
         loss: TensorOrNumber | None = None,
         ids: torch.Tensor | Sequence[int] | None = None,
+        meta: Meta | None = None,
     ) -> None:
         """Log one training step.
 
@@ -304,13 +308,17 @@ class Monitor:
             temperature: the loss's τ (float or tensor, e.g. a learnable one).
             loss: the step's loss (float or tensor).
             ids: sample ids ``(B,)`` stored with snapshot rows (default: a running counter).
+            meta: what each sample is, kept with snapshot rows only (host data, read at snapshot steps): one
+                short string per row (caption, sentence, file name; ``None`` for none) or a mapping of
+                column name → such a sequence. Cut to ``schema.META_MAX_CHARS`` characters per cell and
+                stored as plain text. Under DDP only the writing rank's own rows keep theirs.
         """
         if self._closed:
             self._report("log() called after close(); nothing is logged")
             return
         pending, sizes = self._pending, self._pending.sizes()
         try:
-            self._log(step, a, b, labels, temperature, loss, ids)
+            self._log(step, a, b, labels, temperature, loss, ids, meta)
         except Exception as exc:
             # A step is logged whole or not at all: half a step's values could hold the very tensors that
             # failed (e.g. on a broken device), and one of them would make the whole next flush fail.
@@ -343,26 +351,32 @@ class Monitor:
         labels: torch.Tensor | Sequence[int] | None = None,
         modality: str | None = None,
         ids: torch.Tensor | Sequence[int] | None = None,
+        meta: Meta | None = None,
     ) -> None:
         """Store an embedding snapshot of a fixed probe set (e.g. held-out data) at ``step``.
 
         Rows beyond ``snapshot_size`` are dropped (uniformly spaced rows are kept). Call it once per modality
-        for two-modality probes.
+        for two-modality probes, with the same ``ids`` for both sides of a pair. ``meta`` is what each row
+        is, as in :meth:`log`.
         """
         z = self._check_embedding("z", z)
         n = z.shape[0]
         labels_t = self._check_vector("labels", labels, n)
         ids_t = self._check_vector("ids", ids, n)
+        schema.check_meta(meta, n)
         if not self._is_writer or self._skip(step):
             return
+        rows: list[int] | range = range(n)
         if n > self.snapshot_size:
-            keep = torch.linspace(0, n - 1, self.snapshot_size, device=z.device).round().long()
+            keep_host = torch.linspace(0, n - 1, self.snapshot_size).round().long()
+            rows, keep = keep_host.tolist(), keep_host.to(z.device)
             z, labels_t, ids_t = z[keep], _take(labels_t, keep), _take(ids_t, keep)
             n = self.snapshot_size
         if ids_t is None:
             ids_t = torch.arange(n, device=z.device)
         self._set_dim(z.shape[1])
-        self._pending.snapshots.append((int(step), modality or self.modalities[0], z, labels_t, ids_t))
+        texts = None if meta is None else schema.encode_meta(meta, rows)
+        self._pending.snapshots.append((int(step), modality or self.modalities[0], z, labels_t, ids_t, texts))
         self._maybe_flush()
 
     # ---------------------------------------------------------------------------------------------------
@@ -451,6 +465,7 @@ class Monitor:
         temperature: TensorOrNumber | None,
         loss: TensorOrNumber | None,
         ids: torch.Tensor | Sequence[int] | None,
+        meta: Meta | None = None,
     ) -> None:
         if not isinstance(step, int | np.integer) or isinstance(step, bool):
             raise TypeError(f"step must be an int, got {type(step).__name__}")
@@ -461,6 +476,8 @@ class Monitor:
             n = a.shape[0]
             labels_t = self._check_vector("labels", labels, n)
             ids_t = self._check_vector("ids", ids, n)
+            schema.check_meta(meta, n)
+            meta_rows = n  # gathered rows come in rank order: the writer's own rows are the first n
         except (TypeError, ValueError, KeyError) as exc:
             local_error = exc
         if dist.is_distributed() and not dist.all_true(local_error is None):
@@ -511,7 +528,7 @@ class Monitor:
         due = _due(step, self.pairwise_every), _due(step, self.spectrum_every), _due(step, self.curves_every)
         if any(due):
             self._heavy(step, a, b, labels_t, temperature, *due)
-        self._collect_snapshot(step, a, b, labels_t, ids_t)
+        self._collect_snapshot(step, a, b, labels_t, ids_t, meta, meta_rows)
         self._pending.n_steps += 1
         self._maybe_flush()
 
@@ -594,8 +611,14 @@ class Monitor:
         b: torch.Tensor | None,
         labels: torch.Tensor | None,
         ids: torch.Tensor | None,
+        meta: Meta | None = None,
+        meta_rows: int = 0,
     ) -> None:
-        """Fill a snapshot of ``snapshot_size`` rows from consecutive batches, tagged with its start step."""
+        """Fill a snapshot of ``snapshot_size`` rows from consecutive batches, tagged with its start step.
+
+        Both sides of each pair are kept (two views too), under the same sample id; ``meta`` is encoded for
+        the kept rows only, and only for the first ``meta_rows`` (the writer's own rows under DDP).
+        """
         if self.snapshot_every and self._snap_step is None and _due(step, self.snapshot_every):
             self._snap_step, self._snap_rows = step, 0
         if self._snap_step is None:
@@ -607,9 +630,13 @@ class Monitor:
         self._sample_counter += n
         rows = slice(0, take)
         lab = labels[rows] if labels is not None else None
-        self._pending.snapshots.append((self._snap_step, self.modalities[0], a[rows], lab, ids[rows]))
-        if b is not None and self.two_modality:
-            self._pending.snapshots.append((self._snap_step, self.modalities[1], b[rows], lab, ids[rows]))
+        texts = None
+        if meta is not None:
+            own = min(take, meta_rows)
+            texts = schema.encode_meta(meta, range(own)) + [None] * (take - own)
+        sides = [(self.modalities[0], a)] if b is None else [(self.modalities[0], a), (self.modalities[1], b)]
+        for modality, z in sides:
+            self._pending.snapshots.append((self._snap_step, modality, z[rows], lab, ids[rows], texts))
         self._snap_rows += take
         if self._snap_rows >= self.snapshot_size:
             self._snap_step = None

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Run", "downsample", "list_runs", "read_run"]
 
-_EMBEDDING_COLUMNS = ["step", "sample_id", "modality", "label", "vector"]
+_EMBEDDING_COLUMNS = ["step", "sample_id", "modality", "label", "meta", "vector"]
 _LIST_ATTEMPTS = 3  # listings of one directory per read when parts vanish (compaction)
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cldiag-read")
 
@@ -203,6 +203,9 @@ class Run:
         replaces = replaced_parts(table)
         if expected is None:
             return table.replace_schema_metadata(None), replaces
+        for name, kind in schema.OPTIONAL_COLUMNS.items():
+            if name in expected.names and name not in table.column_names:  # a part of an older version
+                table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
         missing = [f.name for f in expected if f.name not in table.column_names]
         if missing:
             self._note(f"skipped part {path}: missing columns {missing}")
@@ -299,17 +302,21 @@ class Run:
         return self._read_parts(snapshot_dir(step), expected)
 
     def embeddings(self, step: int | None = None) -> pd.DataFrame:
-        """One snapshot (latest when ``step`` is None): ``step, sample_id, modality, label, vector``."""
+        """One snapshot (latest when ``step`` is None): ``step, sample_id, modality, label, meta, vector``.
+
+        ``meta`` is the text stored for a row (None when none; see :func:`cldiag.schema.encode_meta`).
+        """
         table = self._snapshot_table(step)
         if table is None:
             return _empty("embeddings")
         df = table.select(_EMBEDDING_COLUMNS).to_pandas()
         df["modality"] = df["modality"].astype(object)
+        df["meta"] = pd.Series(table["meta"].to_pylist(), index=df.index, dtype=object)  # None, not NaN
         df["label"] = df["label"].astype("Int64")  # nullable: unlabeled rows stay <NA>, not NaN floats
         return df
 
     def embedding_matrix(self, step: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label)``."""
+        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label, meta)``."""
         table = self._snapshot_table(step)
         if table is None:
             return np.zeros((0, 0), np.float32), _empty("embeddings").drop(columns=["vector"])
@@ -318,6 +325,7 @@ class Run:
         matrix = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         info = table.select(_EMBEDDING_COLUMNS[:-1]).to_pandas()
         info["modality"] = info["modality"].astype(object)
+        info["meta"] = pd.Series(table["meta"].to_pylist(), index=info.index, dtype=object)  # None, not NaN
         info["label"] = info["label"].astype("Int64")
         return matrix.reshape(-1, dim), info
 
@@ -371,10 +379,10 @@ def _load_meta(store: RunStore) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"{store.uri!r} is not a cldiag run: it has no meta.json") from None
     version = meta.get("schema_version")
-    if version != schema.SCHEMA_VERSION:
+    if version not in schema.READABLE_SCHEMA_VERSIONS:
         raise schema.SchemaVersionError(
             f"{store.uri!r} was written with cldiag schema version {version!r}; this cldiag reads "
-            f"version {schema.SCHEMA_VERSION}. Use a matching cldiag version to read it.",
+            f"versions {list(schema.READABLE_SCHEMA_VERSIONS)}. Use a matching cldiag version to read it.",
         )
     return meta
 
