@@ -53,6 +53,7 @@ __all__ = [
     "pair_ranks",
     "penalty_weights",
     "positive_ranks",
+    "positive_similarity",
     "rank_summary",
     "retrieval_accuracy",
     "score_histograms",
@@ -1849,3 +1850,30 @@ def hardest_negatives(a: Tensor, b: Tensor, k: int, *, chunk: int = _EXAMPLE_CHU
         s = s.index_put((rows, rows + start), torch.tensor(-math.inf, device=s.device))
         parts.append(_top_k(s, k))
     return Neighbours(torch.cat([p.indices for p in parts]), torch.cat([p.similarity for p in parts]))
+
+
+@torch.no_grad()
+def positive_similarity(a: Tensor, b: Tensor) -> Tensor:
+    r"""Cosine of each positive pair, :math:`s_{ii} = \hat a_i^\top \hat b_i` (the mean is ``pos_sim``).
+
+    Range ``[-1, 1]``; NaN for a row holding NaN/Inf. Shown beside :func:`pair_ranks`: a low rank with a
+    high positive cosine means crowded negatives, a low cosine means the pair itself is far apart.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` positives.
+
+    Returns:
+        ``(B,)`` float32 cosines.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad shapes.
+
+    Example:
+        >>> a, b = torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([[1.0, 1.0], [0.0, -1.0]])
+        >>> positive_similarity(a, b)
+        tensor([ 0.7071, -1.0000])
+    """
+    a, b = _check_pair(a, b)
+    return (_unit(a) * _unit(b)).sum(dim=1)

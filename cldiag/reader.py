@@ -105,6 +105,49 @@ class Run:
 
         return run_html(self)
 
+    def neighbours(
+        self, step: int | None, sample_id: int, k: int = 10, *, modality: str | None = None
+    ) -> pd.DataFrame:
+        """The ``k`` nearest rows (cosine, full dimension) to a sample in a snapshot (None = latest).
+
+        See :func:`cldiag.views.neighbours_table` for the columns.
+        """
+        from cldiag import views  # cldiag.views builds on this module
+
+        return views.neighbours_table(self, self._snapshot_step(step), sample_id, k, modality)
+
+    def worst_pairs(
+        self,
+        step: int | None = None,
+        n: int = 20,
+        *,
+        label: int | None = None,
+        k: int = 3,
+        compare_step: int | None = None,
+    ) -> pd.DataFrame:
+        """The ``n`` anchors whose positive ranks worst in a snapshot (None = latest), with their examples.
+
+        Each anchor comes with its positive and ``k`` hardest negatives; see
+        :func:`cldiag.views.worst_pairs_table`.
+
+        Raises:
+            ValueError: the snapshot holds no pairs (one side only) or no anchor with ``label``.
+        """
+        from cldiag import views  # cldiag.views builds on this module
+
+        table = views.worst_pairs_table(self, self._snapshot_step(step), n, label, k, compare_step)
+        if isinstance(table, str):
+            raise ValueError(table)
+        return table
+
+    def _snapshot_step(self, step: int | None) -> int:
+        steps = self.snapshot_steps()
+        if step is None:
+            if not steps:
+                raise KeyError(f"run {self.name!r} has no embedding snapshot")
+            return steps[-1]
+        return int(step)
+
     def refresh(self) -> Run:
         """Re-read ``meta.json`` (part files are always listed afresh)."""
         self.meta = _load_meta(self._store)
