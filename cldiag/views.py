@@ -34,6 +34,7 @@ __all__ = [
     "KEY_METRICS",
     "MAX_POINTS",
     "NEIGHBOUR_COLUMNS",
+    "PAIRS_CAPTION",
     "PAIR_COLUMNS",
     "SCORE_MEANS",
     "TEMPERATURE_TREND",
@@ -68,6 +69,7 @@ __all__ = [
     "runs_series",
     "score_heatmap",
     "score_overlay",
+    "selection_neighbours",
     "snapshot_pairs",
     "spectrum",
     "spectrum_waterfalls",
@@ -1137,3 +1139,46 @@ def format_worst_pairs(table: pd.DataFrame, *, width: int = 100) -> str:
             if (text := _plain(row["meta"], width)) is not None:
                 lines.append(f"                   {text}")
     return "\n".join(lines)
+
+
+PAIRS_CAPTION = (
+    "Anchors whose positive ranks worst among all paired samples of the snapshot (rank 1 = found first), "
+    "each with its positive and its hardest negatives: metadata, cosine, and the rank at an earlier step.",
+    "Read the texts: a positive that is a poor match for its anchor is noisy data; a hardest negative with "
+    "the anchor's label (flagged) is likely a false negative (Chuang et al. 2020), one without is a real "
+    "confusion. Ranks that grow worse over training point to collapse or a mismatch of rows.",
+)
+"""How to read the Pairs page's table (what it shows; what to look for, with the paper)."""
+
+
+def selection_neighbours(
+    view: RunLike, points: Sequence[Mapping[str, Any]], k: int = 10
+) -> pd.DataFrame | str | None:
+    """The neighbours of the point selected on the Embeddings map (None when nothing is selected).
+
+    Args:
+        view: the run.
+        points: plotly's selected points; each carries ``customdata = [sample_id, label, modality, step, …]``
+            (see :func:`cldiag.figures.fig_embedding_scatter`). The first one is the query.
+        k: neighbours to list.
+
+    Returns:
+        :func:`neighbours_table` of the selected sample at its snapshot step, its ``attrs["caption"]`` naming
+        the query; or a message when the point cannot be looked up.
+    """
+    if not points:
+        return None
+    data = points[0].get("customdata")
+    if not isinstance(data, Sequence) or len(data) < 4:
+        return "Click a point of the map (not a centroid or line) to list its nearest neighbours."
+    sample_id, modality, step = int(data[0]), str(data[2]), int(data[3])
+    try:
+        table = neighbours_table(view, step, sample_id, k, modality)
+    except KeyError:
+        return f"Sample {sample_id} ({modality}) is not in the snapshot at step {step}."
+    table.attrs["caption"] = (
+        f"Nearest {len(table)} neighbours of sample {sample_id} ({modality}, step {step}) by cosine in the "
+        f"full {view.dim or ''}-dimensional snapshot, not in the 2-D map. `positive`: the other side of its "
+        "own pair; `same_label`: shares its label."
+    )
+    return table

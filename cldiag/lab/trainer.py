@@ -34,6 +34,7 @@ from torch import Tensor
 
 from cldiag import losses
 from cldiag.lab.data import (
+    CAPTION_ATTRIBUTES,
     ClutteredDigitsViews,
     DigitsViews,
     GaussianToy,
@@ -348,6 +349,7 @@ class _Probe:
         self.c_train = self.c_test = None
         if isinstance(data, PairedDigitsCaptions):
             self.c_train, self.c_test = data.eval_captions()
+        self.what = _what_samples_are(data, self.y_test, self.x_test.shape[0])
 
     def raw_knn(self) -> float | None:
         if self.x_train is None or self.y_train is None or self.y_test is None:
@@ -364,12 +366,27 @@ class _Probe:
 
     @torch.no_grad()
     def snapshot(self, step: int, mon: Monitor, first: Encoder, second: Encoder | None) -> None:
-        ids = torch.arange(self.x_test.shape[0])
+        ids, (what, caption) = torch.arange(self.x_test.shape[0]), self.what
         if second is None:
-            mon.log_embeddings(step, first(self.x_test), labels=self.y_test, ids=ids)
+            mon.log_embeddings(step, first(self.x_test), labels=self.y_test, ids=ids, meta=what)
             return
-        mon.log_embeddings(step, first(self.x_test), labels=self.y_test, modality="image", ids=ids)
-        mon.log_embeddings(step, second(self.c_test), labels=self.y_test, modality="text", ids=ids)
+        sides = (("image", first(self.x_test), what), ("text", second(self.c_test), caption))
+        for modality, z, meta in sides:
+            mon.log_embeddings(step, z, labels=self.y_test, modality=modality, ids=ids, meta=meta)
+
+
+def _what_samples_are(
+    data: DigitsViews | HiddenPrototypes | GaussianToy, labels: Tensor | None, n: int
+) -> tuple[list[str], list[str] | None]:
+    """Snapshot metadata of the held-out samples: what each one is, and the caption's words (paired data)."""
+    if labels is None:
+        return [f"toy probe sample {i}" for i in range(n)], None
+    kind = "class" if isinstance(data, HiddenPrototypes) else "digit"
+    what = [f"{kind} {y}, held-out sample {i}" for i, y in enumerate(labels.tolist())]
+    if not isinstance(data, PairedDigitsCaptions):
+        return what, None
+    words = {d: ", ".join(w for w, members in CAPTION_ATTRIBUTES if d in members) for d in range(10)}
+    return what, [f"caption of a {y}: {words[y] or 'no attribute'} (+ noise)" for y in labels.tolist()]
 
 
 # ---------------------------------------------------------------------------------------------------------
