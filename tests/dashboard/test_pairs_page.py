@@ -78,3 +78,15 @@ def test_selection_neighbours_reads_the_clicked_point(meta_root):
     pd.testing.assert_frame_equal(table, views.neighbours_table(view, 5, 7, 5, "view2"))
     assert "sample 7 (view2, step 5)" in table.attrs["caption"]
     assert "not in the snapshot" in views.selection_neighbours(view, [{"customdata": [999, 0, "view1", 5]}])
+
+
+def test_embedding_hover_shows_metadata_escaped(meta_root):
+    run = read_run(meta_root / "texts")
+    view = views.RunData(run)
+    inp = views.projection_input(view, [5])
+    fig = views.embedding_scatter(view, inp.pca(5000), inp.info, "PCA", "label").build()
+    hover = [str(row[4]) for trace in fig.data for row in trace.customdata]
+    assert any(h.startswith("<br>&lt;script&gt;alert(1)&lt;/script&gt; #") for h in hover)
+    assert not any("<script>" in h for h in hover)
+    assert max(len(h) for h in hover) <= len("<br>") + 160 + 20  # long text is cut (escaping adds a little)
+    assert "%{customdata[4]}" in fig.data[0].hovertemplate
