@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from cldiag import ui, views
 
 
-def worst(view: ui.RunView, step: int, n: int, label: int | None, then: int | None) -> object:
-    build = lambda: views.worst_pairs_table(view, step, n, label, compare_step=then)  # noqa: E731
-    return view.cached("worst_pairs", build, step, n, label, then)
+def worst(view: ui.RunView, step: int, n: int, label: int | None, then: int | None) -> pd.DataFrame | str:
+    """The worst pairs at ``step`` (cached per run version and options), or why there are none."""
+    table = lambda: views.worst_pairs_table(view, step, n, label, compare_step=then)  # noqa: E731
+    return view.cached("worst_pairs", table, step, n, label, then)
 
 
 def render(view: ui.RunView) -> None:

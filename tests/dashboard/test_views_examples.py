@@ -117,3 +117,7 @@ def test_cli_report_prints_the_worst_pairs_as_plain_text(probe, capsys):
     for anchor_id, rank in worst.drop_duplicates("anchor_id")[["anchor_id", "rank"]].itertuples(index=False):
         assert f"sample {anchor_id}, label" in out and f"positive ranks {rank:.0f} (was" in out
     assert TEXTS[int(worst.anchor_id.iloc[0]) - 100] in out  # the caption verbatim, markup not rendered
+    many = run.worst_pairs(20, 10, k=3)
+    flagged = int(many.likely_false_negative.sum())
+    assert 0 < flagged < len(many) - 10  # some hardest negatives share the anchor's label, not all
+    assert views.format_worst_pairs(many).count("[likely false negative]") == flagged
