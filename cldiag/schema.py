@@ -164,13 +164,16 @@ def encode_meta(meta: Meta, rows: Sequence[int] | range) -> list[str | None]:
         ['{"caption": "a dog", "index": "7"}']
     """
     if isinstance(meta, Mapping):
+        # Positional access: a pandas Series is read by position (.iloc), never by its index labels.
+        columns = {k: getattr(v, "iloc", v) for k, v in meta.items()}
         out: list[str | None] = []
         for i in rows:
-            cells = {k: _meta_text(v[i], f"meta[{k!r}][{i}]") for k, v in meta.items()}
+            cells = {k: _meta_text(v[i], f"meta[{k!r}][{i}]") for k, v in columns.items()}
             kept = {k: v for k, v in cells.items() if v is not None}
             out.append(json.dumps(kept, ensure_ascii=False) if kept else None)
         return out
-    return [_meta_text(meta[i], f"meta[{i}]") for i in rows]
+    values = getattr(meta, "iloc", meta)
+    return [_meta_text(values[i], f"meta[{i}]") for i in rows]
 
 
 SCHEMAS: Final[dict[str, pa.Schema]] = {

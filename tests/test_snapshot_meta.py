@@ -151,3 +151,17 @@ def test_encode_meta_caps_every_cell():
     cells = json.loads(text)
     assert len(cells["a"]) == schema.META_MAX_CHARS and cells["b"] == "short"
     assert schema.encode_meta(["x" * schema.META_MAX_CHARS], [0]) == ["x" * schema.META_MAX_CHARS]
+
+
+def test_pandas_and_numpy_metadata_is_read_by_position():
+    import numpy as np
+    import pandas as pd
+
+    series = pd.Series(["c", "a", "b"], index=[2, 0, 1])  # index labels that differ from positions
+    assert schema.encode_meta(series, [0, 1, 2]) == ["c", "a", "b"]
+    frame = pd.DataFrame({"file": ["x.png", "y.png"], "n": [np.int64(4), np.nan]}, index=[7, 3])
+    assert schema.encode_meta({c: frame[c] for c in frame}, [0, 1]) == [
+        '{"file": "x.png", "n": "4.0"}',
+        '{"file": "y.png"}',
+    ]
+    assert schema.encode_meta(np.array(["p", "q"]), [1]) == ["q"]
