@@ -11,7 +11,15 @@ on CUDA inside PyTorch itself; call those at snapshot cadence, not every step.
 
 Conventions: ``a`` and ``b`` are ``(B, d)`` matrices whose row ``i`` forms a positive pair; every other
 row of ``b`` is a negative of ``a[i]``. ``s_ij`` is the cosine of ``a[i]`` and ``b[j]``.
-Non-finite values propagate as NaN (except in :func:`step_statistics`, which masks such rows).
+
+Non-finite policy (one rule for the whole module): a NaN or ±Inf in an input never raises and is never
+counted as an ordinary value; every output that depends on it is NaN. So :func:`spectrum`,
+:func:`effective_rank` and :func:`retrieval_accuracy` return NaN (all eigenvalues NaN for the spectrum) as
+soon as any entry of their input is non-finite, and scalar means over pairs (uniformity, tolerance, cone,
+hardness, ...) are NaN. The two deliberate exceptions: histogram *counts* (:func:`score_histograms`,
+:func:`pairwise_statistics`) count only finite scores, since a count cannot be NaN; and
+:func:`step_statistics` masks non-finite rows and reports their share, because it runs on every step.
+The Monitor drops non-finite rows before it calls the ``O(B²)`` functions.
 """
 
 from __future__ import annotations
@@ -25,13 +33,26 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
+from cldiag._checks import (
+    INT_DTYPES,
+    check_int,
+    check_labels,
+    check_matrix,
+    check_pair,
+    check_positive,
+    check_rows,
+    check_taus,
+)
+
 __all__ = [
+    "ROW_CAP",
     "FalseNegativeShare",
     "Hardness",
     "ModalityGap",
     "ModalityGapMatrix",
     "MultilinearScores",
     "Neighbours",
+    "PairwiseStatistics",
     "RankSummary",
     "ScoreHistograms",
     "TemperatureCurves",
@@ -51,6 +72,7 @@ __all__ = [
     "normalize",
     "ordering_violations",
     "pair_ranks",
+    "pairwise_statistics",
     "penalty_weights",
     "positive_ranks",
     "positive_similarity",
@@ -61,6 +83,7 @@ __all__ = [
     "spectrum",
     "std_of_l2_normalized",
     "step_statistics",
+    "subsample_rows",
     "temperature_curves",
     "temperature_distribution",
     "tolerance",
@@ -68,8 +91,14 @@ __all__ = [
 ]
 
 _EPS = 1e-12  # same floor as torch.nn.functional.normalize: zero rows stay zero instead of becoming NaN
-_MAX_CURVE_ELEMENTS = 1 << 24  # caps the (taus, B, B) working set of temperature_curves at ~64 MiB
-_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_MAX_CURVE_ELEMENTS = 1 << 16  # (taus, B, B) chunks of 256 KiB: per-τ passes stay in cache
+
+ROW_CAP = 2048
+"""Row cap of the ``O(B²)`` statistics: above it :func:`pairwise_statistics` and :func:`temperature_curves`
+use a seeded subsample of this many rows (:func:`subsample_rows`). At 2048 rows one ``B × B`` float32 matrix
+is 16 MiB (a step holds about five) and 4 M pairs still resolve every histogram bin; 4096 rows made a
+13-τ curves step take seconds on one CPU core. Batch-size dependent statistics (retrieval, effective
+negatives) are then those of a 2048-row batch."""
 
 
 class ScoreHistograms(NamedTuple):
@@ -118,6 +147,7 @@ class TemperatureCurves(NamedTuple):
         uniformity: :func:`uniformity` of ``a`` at ``t = 1/(2 tau)``.
         same_class_penalty: share of the negative penalty that falls on same-class samples; ``None``
             without labels.
+        rows: ``None`` when all rows were used, else the sorted indices of the row subsample.
     """
 
     taus: Tensor
@@ -126,6 +156,7 @@ class TemperatureCurves(NamedTuple):
     pos_prob: Tensor
     uniformity: Tensor
     same_class_penalty: Tensor | None
+    rows: Tensor | None = None
 
 
 class ModalityGap(NamedTuple):
@@ -149,81 +180,13 @@ class ModalityGap(NamedTuple):
 # --------------------------------------------------------------------------------------------- validation
 
 
-def _check_matrix(z: object, name: str) -> Tensor:
-    if not isinstance(z, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
-    if not z.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
-    if z.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (batch, dim), got {z.ndim}-D tensor of shape {tuple(z.shape)}")
-    if z.shape[0] == 0 or z.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(z.shape)}")
-    return z
-
-
-def _check_pair(
-    a: object, b: object, *, names: tuple[str, str] = ("a", "b"), same_batch: bool = True
-) -> tuple[Tensor, Tensor]:
-    na, nb = names
-    a = _check_matrix(a, na)
-    b = _check_matrix(b, nb)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{na} and {nb} must have the same embedding dim, "
-            f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
-        )
-    if same_batch and a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"{na} and {nb} must have the same batch size (row i of each is a pair), "
-            f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
-        )
-    if a.device != b.device:
-        raise ValueError(f"{na} and {nb} must be on the same device, got {a.device} and {b.device}")
-    return a, b
-
-
-def _check_rows(z: Tensor, name: str, minimum: int, why: str) -> None:
-    if z.shape[0] < minimum:
-        raise ValueError(f"{name} needs at least {minimum} rows ({why}), got shape {tuple(z.shape)}")
-
-
-def _check_labels(labels: object, n: int, device: torch.device) -> Tensor:
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels must have shape ({n},) to match the batch, got shape {tuple(labels.shape)}")
-    return labels.to(device)
-
-
-def _check_positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return value
-
-
-def _check_taus(taus: object, device: torch.device, name: str) -> Tensor:
-    if isinstance(taus, Tensor):
-        if not (taus.is_floating_point() or taus.dtype in _INT_DTYPES):
-            raise TypeError(f"{name} must be a real-valued tensor, got dtype {taus.dtype}")
-        if taus.ndim > 1 or taus.numel() == 0:
-            raise ValueError(f"{name} must be a 0-d or non-empty 1-D tensor, got shape {tuple(taus.shape)}")
-        # Tensor temperatures are not range-checked: reading their values would sync with the device.
-        return taus.reshape(-1).to(device=device, dtype=torch.float32)
-    if isinstance(taus, Real):
-        taus = [taus]
-    if isinstance(taus, (str, bytes)) or not isinstance(taus, Iterable):
-        raise TypeError(
-            f"{name} must be a number, a sequence of numbers or a tensor, got {type(taus).__name__}"
-        )
-    checked = [_check_positive(t, name) for t in taus]  # also accepts NumPy arrays of temperatures
-    if not checked:
-        raise ValueError(f"{name} must not be empty")
-    return torch.tensor(checked, dtype=torch.float32, device=device)
+# One set of validators for functional, losses, projection and concepts (value first, then its name).
+_check_matrix = check_matrix
+_check_pair = check_pair
+_check_rows = check_rows
+_check_labels = check_labels
+_check_positive = check_positive
+_check_taus = check_taus
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -231,6 +194,16 @@ def _check_taus(taus: object, device: torch.device, name: str) -> Tensor:
 
 def _unit(z: Tensor) -> Tensor:
     return nnf.normalize(z.float(), p=2.0, dim=1, eps=_EPS)
+
+
+def _finite_or_zero(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Whether every entry is finite (0-d bool, no sync), and ``z`` with non-finite entries zeroed.
+
+    The LAPACK solvers raise (or print MKL errors) on NaN/Inf; they get a clean matrix and the caller
+    replaces the answer with NaN where it was undefined.
+    """
+    ok = torch.isfinite(z)
+    return ok.all(), torch.where(ok, z, 0.0)
 
 
 def _offdiag_log_mean_exp(x: Tensor) -> Tensor:
@@ -312,6 +285,122 @@ def _penalty_stats(
     effective = ent.exp().mean(dim=-1)
     same_share = None if same is None else (r * same).sum(dim=-1).mean(dim=-1)
     return entropy, effective, pos_prob, same_share
+
+
+# --------------------------------------------------------------------------------------------- fused core
+# The fast paths below share one similarity matrix per pair of sides and make every O(B^2) pass count: one
+# exp per temperature, no (B, B) boolean eye, diagonals edited in place. They are tested equal to the
+# single-purpose functions above, which stay the readable references.
+
+_DIAG_SENTINEL = -1.0e4  # exp(-1e4 / tau) is 0 for any tau <= 100 (and < 1e-43 up to tau = 1e3)
+
+
+def _squared_distances_masked(u: Tensor) -> Tensor:
+    """``_squared_distances(u)`` with ``+inf`` on the diagonal (so ``exp(-t·D)`` drops the self pairs)."""
+    d = _squared_distances(u)
+    d.diagonal().fill_(math.inf)
+    return d
+
+
+def _uniformity_from_distances(d_masked: Tensor, ts: Tensor) -> Tensor:
+    """``log mean_{i != j} exp(-t D_ij)`` for each ``t``, in log space with one global shift.
+
+    Shifting by the smallest off-diagonal distance makes the largest term exactly 1, so the sum never
+    underflows (as logsumexp) while each ``t`` costs a single exp pass.
+    """
+    n = d_masked.shape[0]
+    d_min = d_masked.amin()
+    shifted = d_masked - d_min
+    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    buf = torch.empty((min(chunk, ts.shape[0]), n, n), dtype=shifted.dtype, device=shifted.device)
+    out = []
+    for t in torch.split(ts, chunk):
+        terms = buf[: t.shape[0]]  # one buffer for every chunk: no allocator churn of (B, B) blocks
+        torch.mul(shifted[None], -t[:, None, None], out=terms)
+        out.append(terms.exp_().sum(dim=(-2, -1)).log() - t * d_min)
+    return torch.cat(out) - math.log(n * (n - 1))
+
+
+def _hardness_from_scores(
+    s: Tensor, pos: Tensor, hardest: Tensor, taus: Tensor, same: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """:func:`_penalty_stats` from ``s`` and its hardest negatives, one exp pass per τ.
+
+    With ``x_ij = (s_ij - max_{k != i} s_ik) / τ`` over the negatives, ``Z_i = Σ_j e^{x_ij} >= 1`` and
+    ``H_i = log Z_i - Σ_j e^{x_ij} x_ij / Z_i``; the positive's softmax probability is
+    ``sigmoid((s_ii - max_neg_i)/τ - log Z_i)``, which never overflows however far the positive leads.
+    """
+    n = s.shape[0]
+    shifted = s - hardest[:, None]
+    shifted.diagonal().fill_(_DIAG_SENTINEL)
+    scale = math.log(n - 1) if n > 2 else 1.0
+    lead = pos - hardest
+    cols: list[list[Tensor]] = [[], [], [], []]
+    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    # Two buffers reused by every chunk: fresh (B, B) blocks per τ fragment the heap (peak RSS doubled).
+    x_buf = torch.empty((min(chunk, taus.shape[0]), n, n), dtype=s.dtype, device=s.device)
+    e_buf = torch.empty_like(x_buf)
+    for tau in torch.split(taus, chunk):
+        inv = (1.0 / tau)[:, None, None]
+        x, e = x_buf[: tau.shape[0]], e_buf[: tau.shape[0]]
+        torch.mul(shifted[None], inv, out=x)
+        torch.exp(x, out=e)
+        z = e.sum(dim=-1)
+        log_z = z.log()
+        ent = log_z - x.mul_(e).sum(dim=-1) / z
+        cols[0].append((ent.mean(dim=-1) / scale).clamp(0.0, 1.0))
+        cols[1].append(ent.exp().mean(dim=-1))
+        cols[2].append(torch.sigmoid(lead[None] * inv[:, :, 0] - log_z).mean(dim=-1))
+        if same is not None:
+            cols[3].append((e.mul_(same).sum(dim=-1) / z).mean(dim=-1))
+    same_share = torch.cat(cols[3]) if same is not None else None
+    return torch.cat(cols[0]), torch.cat(cols[1]), torch.cat(cols[2]), same_share
+
+
+def _uniformity_t2_from_gram(gram: Tensor, u: Tensor) -> Tensor:
+    """:func:`uniformity` at ``t = 2`` from ``G = u uᵀ`` (overwritten), two passes over ``G``.
+
+    ``exp(-2‖u_i - u_j‖²) = e^{4 G_ij} w_i w_j`` with ``w_i = e^{-2‖u_i‖²}`` (1 or ``e^{-2}`` for a zero row);
+    every term lies in ``[e^{-8}, 1]`` up to rounding, so no log-space shift is needed at ``t = 2``.
+    """
+    n = u.shape[0]
+    w = torch.exp(-2.0 * (u * u).sum(dim=1))
+    e = gram.mul_(4.0).exp_()
+    total = w @ (e @ w) - (e.diagonal() * w * w).sum()
+    return (total / (n * (n - 1))).log()
+
+
+def _std_of_unit(u: Tensor) -> Tensor:
+    """:func:`std_of_l2_normalized` of unit rows; column sums as a matrix product (``std(dim=0)`` is slow)."""
+    n = u.shape[0]
+    centered = u - u.mean(dim=0)
+    ones = torch.ones(1, n, dtype=u.dtype, device=u.device)
+    return ((ones @ centered.square()) / (n - 1)).sqrt().mean()
+
+
+def _scores_pos_hardest(ua: Tensor, ub: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``s = ua ub^T`` (diagonal intact), its diagonal and each row's largest off-diagonal value."""
+    s = ua @ ub.T
+    pos = s.diagonal().clone()
+    s.diagonal().fill_(-math.inf)
+    hardest = s.amax(dim=1)
+    s.diagonal().copy_(pos)
+    return s, pos, hardest
+
+
+def _fast_histogram(x: Tensor, bins: int | Tensor, edges: Tensor) -> Tensor:
+    """Counts as :func:`_histogram`; on CPU with equal bins one ``torch.histogram`` pass (same edges)."""
+    if isinstance(bins, int) and x.device.type == "cpu":
+        x = x.reshape(-1).clamp(-1.0, 1.0)  # rounding just beyond ±1 counts in the end bins; NaN is skipped
+        return torch.histogram(x, bins=bins, range=(-1.0, 1.0)).hist.to(torch.int64)
+    return _histogram(x, edges, uniform=not isinstance(bins, Tensor))
+
+
+def _same_class(labels: Tensor) -> Tensor:
+    """Float 0/1 matrix of same-label pairs with a zero diagonal."""
+    same = (labels[:, None] == labels[None, :]).float()
+    same.diagonal().zero_()
+    return same
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -401,9 +490,18 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     computed in log-space (log-sum-exp over distinct pairs minus the log pair count), so it stays finite
     for tiny batches, large ``t`` and fp16 input.
 
-    Range: ``[-4t, 0]``; 0 = all points identical (collapse), ``-4t`` only for an antipodal pair. For
-    ``t = 2`` and a large batch the floor is near −4: points uniform on the sphere give ``≈ -4 + 8/d``
-    (−3.94 for d=128, −3.75 for d=32, −3.08 for d=8). Lower is more uniform.
+    Range: ``[-4t, 0]``; 0 = all points identical (collapse), ``-4t`` only for an antipodal pair. Lower is
+    more uniform. For points uniform on the sphere :math:`S^{d-1}` (large batch) the value is exactly
+
+    .. math::
+
+        -2t + \log\Big[\Gamma\big(\tfrac d2\big)\,\big(\tfrac{2}{\kappa}\big)^{d/2-1}
+        I_{d/2-1}(\kappa)\Big], \qquad \kappa = 2t
+
+    (:math:`I_\nu` the modified Bessel function; the bracket is :math:`\mathbb E[e^{\kappa\cos}]`;
+    :func:`cldiag.concepts.uniform_sphere_uniformity` evaluates it). For ``t = 2``: −2.0798 (d=3),
+    −3.0825 (d=8), −3.7518 (d=32), −3.9375 (d=128). The large-``d`` expansion ``-4 + 8/d`` is within 0.002
+    from d=32 on but 0.08 off at d=8 and 0.75 off at d=3 (−1.33).
 
     Edge cases: ``B = 1`` raises (no pairs); ``B = 2`` is the single pair's value ``-t‖ẑ₁-ẑ₂‖²``;
     ``d = 1`` works (points are ``±1``).
@@ -640,6 +738,7 @@ def retrieval_accuracy(a: Tensor, b: Tensor) -> Tensor:
 
     Range: ``[0, 1]``; chance level is ``1/B``. Ties count as failures, so a collapsed model scores 0.
     It saturates at 1 early in healthy training, so read it together with the score histograms.
+    Any non-finite entry in ``a`` or ``b`` gives NaN (module policy), not a "miss".
 
     Edge cases: ``B = 1`` raises (no negatives, accuracy would be trivially 1); ``d = 1`` works.
 
@@ -661,7 +760,9 @@ def retrieval_accuracy(a: Tensor, b: Tensor) -> Tensor:
     a, b = _check_pair(a, b)
     _check_rows(a, "a", 2, "negatives are the other rows of the batch")
     _, pos, hardest = _cosines_and_hardest(a, b)
-    return (pos > hardest).float().mean()
+    # amax propagates NaN, so a non-finite entry anywhere makes some pos or hardest NaN.
+    defined = torch.isfinite(pos).all() & torch.isfinite(hardest).all()
+    return torch.where(defined, (pos > hardest).float().mean(), math.nan)
 
 
 def _as_tau_tensor(tau: float | Tensor, device: torch.device) -> Tensor:
@@ -764,16 +865,21 @@ def temperature_curves(
     b: Tensor,
     taus: Sequence[float] | Tensor,
     labels: Tensor | None = None,
+    *,
+    max_rows: int | None = ROW_CAP,
+    seed: int = 0,
 ) -> TemperatureCurves:
     r"""Hardness, uniformity and same-class penalty of one snapshot over a grid of temperatures.
 
     For each τ: ``entropy``, ``effective_negatives`` and ``pos_prob`` exactly as :func:`hardness`;
     ``uniformity`` of ``a`` at ``t = 1/(2τ)``, which for unit vectors equals the log-mean-exp of the
-    InfoNCE negatives' logits shifted by ``1/τ``:
+    *within-a* cosines :math:`c_{ij} = \hat a_i^\top \hat a_j` over ``1/τ``, shifted by ``1/τ`` (because
+    :math:`\lVert \hat a_i - \hat a_j \rVert^2 = 2 - 2c_{ij}`; it does not hold for the cross cosines
+    :math:`s_{ij}` of ``a`` and ``b``):
 
     .. math::
 
-        \log \operatorname*{mean}_{i \ne j} e^{s_{ij}/\tau} - \frac{1}{\tau}
+        \log \operatorname*{mean}_{i \ne j} e^{c_{ij}/\tau} - \frac{1}{\tau}
         = \mathcal{L}_{\text{uniform}}\!\left(t = \tfrac{1}{2\tau}\right), \qquad
         F_{\text{same}}(\tau) = \frac{1}{B}\sum_i \sum_{j \ne i,\ y_j = y_i} r_{ij}(\tau)
 
@@ -783,7 +889,9 @@ def temperature_curves(
     :math:`F_\text{same}` well above the same-class share of the batch means the loss at that τ is
     pushing apart semantically similar samples. No same-class pairs give 0.
 
-    The taus are processed in vectorized chunks (working set capped near 64 MiB), with no device sync.
+    The taus are processed in vectorized chunks (working set capped near 64 MiB), one exp pass per τ,
+    with no device sync. Above ``max_rows`` rows the curves are those of a seeded subsample (as in
+    :func:`pairwise_statistics`; the indices come back in ``rows``).
 
     Edge cases: ``B = 1`` raises; ``B = 2`` as in :func:`hardness`; ``d = 1`` works.
 
@@ -792,6 +900,8 @@ def temperature_curves(
         b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
         taus: positive temperatures, e.g. ``torch.logspace(-2, 0, 20)``.
         labels: optional ``(B,)`` integer labels for ``same_class_penalty``.
+        max_rows: row cap (``>= 2``), ``None`` = never subsample.
+        seed: seed of the subsample (e.g. the step).
 
     Returns:
         :class:`TemperatureCurves` of ``(len(taus),)`` float32 tensors.
@@ -809,31 +919,206 @@ def temperature_curves(
     _check_rows(a, "a", 2, "the penalty is spread over the other rows of the batch")
     tau_t = _check_taus(taus, a.device, "taus")
     n = a.shape[0]
-    same = None
-    if labels is not None:
-        y = _check_labels(labels, n, a.device)
-        eye = torch.eye(n, dtype=torch.bool, device=a.device)
-        same = ((y[:, None] == y[None, :]) & ~eye).float()
+    y = _check_labels(labels, n, a.device) if labels is not None else None
+    rows = subsample_rows(n, max_rows, seed=seed, device=a.device)
+    if rows is not None:
+        a, b = a[rows], b[rows]
+        y = y[rows] if y is not None else None
+    same = _same_class(y) if y is not None else None
     ua = _unit(a)
-    s = ua @ _unit(b).T
-    neg_sq_dist = -_squared_distances(ua)
-    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
-    cols: dict[str, list[Tensor]] = {"entropy": [], "effective": [], "pos_prob": [], "unif": [], "same": []}
-    for taus_chunk in torch.split(tau_t, chunk):
-        entropy, effective, pos_prob, same_share = _penalty_stats(s, taus_chunk, same)
-        cols["entropy"].append(entropy)
-        cols["effective"].append(effective)
-        cols["pos_prob"].append(pos_prob)
-        cols["unif"].append(_offdiag_log_mean_exp(neg_sq_dist[None] / (2.0 * taus_chunk[:, None, None])))
-        if same_share is not None:
-            cols["same"].append(same_share)
-    return TemperatureCurves(
-        taus=tau_t,
-        entropy=torch.cat(cols["entropy"]),
-        effective_negatives=torch.cat(cols["effective"]),
-        pos_prob=torch.cat(cols["pos_prob"]),
-        uniformity=torch.cat(cols["unif"]),
-        same_class_penalty=torch.cat(cols["same"]) if same is not None else None,
+    s, pos, hardest = _scores_pos_hardest(ua, _unit(b))
+    entropy, effective, pos_prob, same_share = _hardness_from_scores(s, pos, hardest, tau_t, same)
+    del s
+    uniform = _uniformity_from_distances(_squared_distances_masked(ua), 0.5 / tau_t)
+    return TemperatureCurves(tau_t, entropy, effective, pos_prob, uniform, same_share, rows)
+
+
+class PairwiseStatistics(NamedTuple):
+    """Every ``O(B²)`` statistic of one step, from one ``a·bᵀ``, one ``a·aᵀ`` and one ``b·bᵀ``.
+
+    Attributes:
+        rows: ``None`` when all rows were used, else the sorted int64 indices of the subsample (see
+            :func:`subsample_rows`); record it with the step.
+        uniformity_a: :func:`uniformity` of ``a`` (``t = 2``).
+        uniformity_b: :func:`uniformity` of ``b`` (``t = 2``).
+        std_a: :func:`std_of_l2_normalized` of ``a``.
+        tolerance: :func:`tolerance` of ``a`` (class-conditional mean); ``None`` without labels.
+        histograms: :func:`score_histograms` of ``(a, b)``.
+        overlap: :func:`histogram_overlap` of the positive and negative histograms.
+        negative_similarity: :func:`negative_similarity`.
+        hardest_negative: mean over anchors of the hardest negative's cosine.
+        retrieval: :func:`retrieval_accuracy`.
+        hardness: :func:`hardness` at ``temperature``; ``None`` without a temperature.
+        coupling: DCL's negative–positive coupling ``1 - pos_prob``; ``None`` without a temperature.
+    """
+
+    rows: Tensor | None
+    uniformity_a: Tensor
+    uniformity_b: Tensor
+    std_a: Tensor
+    tolerance: Tensor | None
+    histograms: ScoreHistograms
+    overlap: Tensor
+    negative_similarity: Tensor
+    hardest_negative: Tensor
+    retrieval: Tensor
+    hardness: Hardness | None
+    coupling: Tensor | None
+
+    def scalars(self) -> dict[str, Tensor]:
+        """The 0-d results by name (``None`` fields left out), ready to buffer without a host sync."""
+        out = {
+            "uniformity_a": self.uniformity_a,
+            "uniformity_b": self.uniformity_b,
+            "std_a": self.std_a,
+            "tolerance": self.tolerance,
+            "overlap": self.overlap,
+            "negative_similarity": self.negative_similarity,
+            "hardest_negative": self.hardest_negative,
+            "retrieval": self.retrieval,
+            "coupling": self.coupling,
+        }
+        if self.hardness is not None:
+            out["entropy"] = self.hardness.entropy
+            out["effective_negatives"] = self.hardness.effective_negatives
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def subsample_rows(
+    n: int, cap: int | None = ROW_CAP, *, seed: int = 0, device: torch.device | str | None = None
+) -> Tensor | None:
+    """A seeded, sorted subsample of ``cap`` row indices out of ``n``, or ``None`` when ``n <= cap``.
+
+    The ``O(B²)`` statistics of a batch above the cap are computed on these rows (the same rows of ``a``,
+    ``b`` and the labels, so pairs stay pairs). The draw depends only on ``(n, cap, seed)``, so passing
+    the step as the seed makes every step reproducible; record the indices (or the seed) with the step.
+
+    Args:
+        n: number of rows, ``>= 1``.
+        cap: largest number of rows to keep, ``>= 2``; ``None`` = never subsample.
+        seed: seed of the CPU generator that draws the rows.
+        device: device of the returned indices (the draw itself runs on the CPU).
+
+    Returns:
+        ``(cap,)`` sorted int64 indices, or ``None``.
+
+    Raises:
+        TypeError: ``n``, ``cap`` or ``seed`` is not an int.
+        ValueError: ``n < 1`` or ``cap < 2``.
+
+    Example:
+        >>> subsample_rows(10, 4, seed=0)
+        tensor([1, 4, 5, 7])
+        >>> subsample_rows(3, 4) is None
+        True
+    """
+    n = check_int(n, "n", 1)
+    seed = check_int(seed, "seed", -(2**63))
+    if cap is None:
+        return None
+    cap = check_int(cap, "cap", 2)
+    if n <= cap:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[:cap].sort().values.to(device or "cpu")
+
+
+@torch.no_grad()
+def pairwise_statistics(
+    a: Tensor,
+    b: Tensor,
+    *,
+    labels: Tensor | None = None,
+    temperature: float | Tensor | None = None,
+    bins: int | Tensor = 50,
+    max_rows: int | None = ROW_CAP,
+    seed: int = 0,
+) -> PairwiseStatistics:
+    r"""All ``O(B²)`` statistics of a step at once: what :func:`uniformity`, :func:`std_of_l2_normalized`,
+    :func:`tolerance`, :func:`score_histograms`, :func:`histogram_overlap`, :func:`negative_similarity`,
+    :func:`retrieval_accuracy` and :func:`hardness` give one by one, equal to them up to float rounding.
+
+    The cross similarity ``â b̂ᵀ`` is built once and serves the histograms, the hardest negatives,
+    retrieval and the hardness at ``temperature`` (one exp pass, see :func:`hardness` for the
+    definitions); ``â âᵀ`` serves tolerance and the uniformity of ``a``, ``b̂ b̂ᵀ`` the uniformity of ``b``
+    (``t = 2``, Wang & Isola average the two views). No host sync on any device.
+
+    Big batches: with more than ``max_rows`` rows, every statistic is computed on a seeded subsample of
+    ``max_rows`` pairs (:func:`subsample_rows` with ``seed``; the indices come back in ``rows``), which
+    bounds memory at about five ``max_rows²`` float32 matrices (≈ 80 MiB at the default :data:`ROW_CAP`)
+    and the time at that of a ``max_rows``-row batch.
+
+    Non-finite input follows the module policy (NaN results, counts skip NaN scores); the Monitor drops
+    non-finite rows first.
+
+    Edge cases: ``B = 1`` raises (no negatives); ``B = 2`` as in :func:`hardness`; ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors / first view or modality.
+        b: ``(B, d)`` positives, ``b[i]`` paired with ``a[i]``.
+        labels: optional ``(B,)`` integer labels for ``tolerance``.
+        temperature: optional τ (number or one-element tensor) for ``hardness`` and ``coupling``.
+        bins: as in :func:`score_histograms`.
+        max_rows: row cap (``>= 2``), ``None`` = never subsample.
+        seed: seed of the subsample (e.g. the step).
+
+    Returns:
+        :class:`PairwiseStatistics`.
+
+    Raises:
+        TypeError: non-floating inputs, non-integer labels, bad ``bins`` or ``temperature`` types.
+        ValueError: bad shapes, ``B < 2``, bad label length, non-positive ``temperature``, ``max_rows < 2``.
+
+    Example:
+        >>> st = pairwise_statistics(torch.eye(3), torch.eye(3), temperature=1.0, bins=4)
+        >>> st.retrieval, st.histograms.pos, st.hardness.effective_negatives
+        (tensor(1.), tensor([0, 0, 0, 3]), tensor(2.))
+    """  # noqa: D205
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "negatives are the other rows of the batch")
+    n = a.shape[0]
+    y = _check_labels(labels, n, a.device) if labels is not None else None
+    taus = _as_tau_tensor(temperature, a.device) if temperature is not None else None
+    edges = _edges(bins, a.device)
+    rows = subsample_rows(n, max_rows, seed=seed, device=a.device)
+    if rows is not None:
+        a, b = a[rows], b[rows]
+        y = y[rows] if y is not None else None
+        n = a.shape[0]
+    ua, ub = _unit(a), _unit(b)
+    gram = ua @ ua.T
+    tol = None
+    if y is not None:
+        same = _same_class(y)
+        tol = torch.vdot(gram.reshape(-1), same.reshape(-1)) / same.sum()
+    unif_a = _uniformity_t2_from_gram(gram, ua)
+    del gram
+    unif_b = _uniformity_t2_from_gram(ub @ ub.T, ub)
+    s, pos, hardest = _scores_pos_hardest(ua, ub)
+    pos_hist = _fast_histogram(pos, bins, edges)
+    neg_hist = _fast_histogram(s, bins, edges) - pos_hist
+    hard_hist = _fast_histogram(hardest, bins, edges)
+    defined = torch.isfinite(pos).all() & torch.isfinite(hardest).all()
+    hard = coupling = None
+    if taus is not None:
+        entropy, effective, pos_prob, _ = _hardness_from_scores(s, pos, hardest, taus, None)
+        hard = Hardness(entropy[0], effective[0], pos_prob[0])
+        coupling = 1.0 - pos_prob[0]
+    del s
+    col_sum = ua.sum(dim=0) @ ub.sum(dim=0)
+    return PairwiseStatistics(
+        rows=rows,
+        uniformity_a=unif_a,
+        uniformity_b=unif_b,
+        std_a=_std_of_unit(ua),
+        tolerance=tol,
+        histograms=ScoreHistograms(edges, pos_hist, neg_hist, hard_hist, pos, hardest),
+        overlap=histogram_overlap(pos_hist, neg_hist),
+        negative_similarity=(col_sum - pos.sum()) / (n * (n - 1)),
+        hardest_negative=hardest.mean(),
+        retrieval=torch.where(defined, (pos > hardest).float().mean(), math.nan),
+        hardness=hard,
+        coupling=coupling,
     )
 
 
@@ -855,7 +1140,8 @@ def cone(z: Tensor) -> Tensor:
     computed with the right-hand side in ``O(B·d)``.
 
     Range: ``[-1/(B-1), 1]``. Near 0 = embeddings spread over the sphere; near 1 = packed into a narrow
-    cone (collapse, or the cone effect of a freshly initialized tower: 0.67–0.83 at random init).
+    cone (collapse, or the cone effect of a freshly initialized tower: Liang et al. measure 0.67–0.72 for
+    randomly initialized CLIP towers). The lower bound is reached by a regular simplex.
 
     Edge cases: ``B = 1`` raises; ``B = 2`` is the single pair's cosine; ``d = 1`` works.
 
@@ -940,7 +1226,9 @@ def spectrum(z: Tensor) -> Tensor:
     and returned in float32, largest first. Plot ``log10(λ)`` against index.
 
     Healthy: a slowly decaying curve. Dimensional collapse: a cliff where trailing eigenvalues drop to
-    the float floor (1e-10 and below), even while the loss looks fine. Their sum is at most 1.
+    the float floor (1e-10 and below), even while the loss looks fine. Their sum (the trace) is exactly
+    :math:`\frac{N}{N-1}(1 - \lVert\bar z\rVert^2)` for non-zero rows, so at most ``N/(N-1)`` (2 for the
+    example below; → 1 for large ``N``). Any non-finite entry gives ``d`` NaNs (module policy).
 
     On CUDA the eigen-solver synchronizes with the host (a PyTorch limitation): call at snapshot
     cadence. Edge cases: ``N = 1`` raises (no covariance); ``d = 1`` returns one eigenvalue.
@@ -961,10 +1249,11 @@ def spectrum(z: Tensor) -> Tensor:
     """
     z = _check_matrix(z, "z")
     _check_rows(z, "z", 2, "a covariance needs two samples")
+    finite, z = _finite_or_zero(z)
     u = _unit(z).double()
     centered = u - u.mean(dim=0)
     cov = centered.T @ centered / (z.shape[0] - 1)
-    return torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0).float()
+    return torch.where(finite, torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0), math.nan).float()
 
 
 @torch.no_grad()
@@ -1006,9 +1295,10 @@ def effective_rank(z: Tensor, eps: float = 1e-7) -> Tensor:
         raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
     if not (eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be >= 0 and finite, got {eps}")
+    finite, z = _finite_or_zero(z)
     sigma = torch.linalg.svdvals(z.double())
     p = sigma / sigma.sum().clamp_min(torch.finfo(torch.float64).tiny) + eps
-    return torch.exp(-torch.special.xlogy(p, p).sum()).float()
+    return torch.where(finite, torch.exp(-torch.special.xlogy(p, p).sum()), math.nan).float()
 
 
 @torch.no_grad()
@@ -1021,8 +1311,12 @@ def std_of_l2_normalized(z: Tensor) -> Tensor:
 
     with the unbiased (``N-1``) standard deviation.
 
-    Range: ``[0, 1]``. ``≈ 1/√d`` for isotropic embeddings (healthy), 0 for complete collapse. It misses
-    a collapse onto a rotated low-dimensional subspace, so read it beside :func:`spectrum` or
+    Range: ``[0, sqrt(N / ((N-1) d))]``. The upper bound follows from Cauchy–Schwarz and the trace of the
+    covariance of unit rows, :math:`\sum_k \operatorname{var}_k = \frac{N}{N-1}(1 - \lVert\bar z\rVert^2)`:
+    the mean of the ``d`` standard deviations is at most the root of their mean square. It reaches √2
+    for ``N = 2, d = 1`` (``[[1], [-1]]``) and is attained by ``±e_k`` sets, so for large ``N`` the isotropic
+    value ``≈ 1/√d`` is also (nearly) the maximum: healthy, not merely "small". 0 = complete collapse. It
+    misses a collapse onto a rotated low-dimensional subspace, so read it beside :func:`spectrum` or
     :func:`effective_rank`, never alone.
 
     Edge cases: ``N = 1`` raises (no spread); ``d = 1`` works.
@@ -1463,7 +1757,7 @@ def rank_summary(ranks: Tensor) -> RankSummary:
     """
     if not isinstance(ranks, Tensor):
         raise TypeError(f"ranks must be a torch.Tensor, got {type(ranks).__name__}")
-    if not (ranks.is_floating_point() or ranks.dtype in _INT_DTYPES):
+    if not (ranks.is_floating_point() or ranks.dtype in INT_DTYPES):
         raise TypeError(f"ranks must be a real-valued tensor, got dtype {ranks.dtype}")
     if ranks.ndim != 1 or ranks.shape[0] == 0:
         raise ValueError(f"ranks must be a non-empty 1-D tensor, got shape {tuple(ranks.shape)}")

@@ -37,6 +37,15 @@ _LIST_ATTEMPTS = 3  # listings of one directory per read when parts vanish (comp
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cldiag-read")
 
 
+def _fill_optional(table: pa.Table, expected: pa.Schema | None) -> pa.Table:
+    """``table`` with the optional columns of ``expected`` it lacks (a part of an older version) as nulls."""
+    names = expected.names if expected is not None else list(schema.OPTIONAL_COLUMNS)
+    for name, kind in schema.OPTIONAL_COLUMNS.items():
+        if name in names and name not in table.column_names:
+            table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
+    return table
+
+
 def _empty(table: str) -> pd.DataFrame:
     if table == "embeddings":
         return pd.DataFrame({c: pd.Series(dtype="object") for c in _EMBEDDING_COLUMNS})
@@ -52,8 +61,8 @@ class Run:
 
     def __init__(self, store: RunStore, meta: dict[str, Any]) -> None:
         self._store = store
-        self.meta = meta
         self.problems: list[str] = []
+        self.meta = self._checked(meta)
         self._cache: dict[str, tuple[tuple[int, float], pa.Table | None, frozenset[str]]] = {}
         self._concat: dict[str, tuple[tuple[tuple[str, tuple[int, float]], ...], pa.Table]] = {}
         self._lock = threading.Lock()
@@ -150,8 +159,15 @@ class Run:
 
     def refresh(self) -> Run:
         """Re-read ``meta.json`` (part files are always listed afresh)."""
-        self.meta = _load_meta(self._store)
+        self.meta = self._checked(_load_meta(self._store))
         return self
+
+    def _checked(self, meta: dict[str, Any]) -> dict[str, Any]:
+        clean, notes = schema.sanitize_meta(meta)
+        for note in notes:
+            if note not in self.problems:
+                self.problems.append(note)
+        return clean
 
     def is_stale(self, seconds: float = 300.0) -> bool:
         """True when the run says ``running`` but its heartbeat is older than ``seconds`` (crashed/killed)."""
@@ -246,9 +262,7 @@ class Run:
         replaces = replaced_parts(table)
         if expected is None:
             return table.replace_schema_metadata(None), replaces
-        for name, kind in schema.OPTIONAL_COLUMNS.items():
-            if name in expected.names and name not in table.column_names:  # a part of an older version
-                table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
+        table = _fill_optional(table, expected)
         missing = [f.name for f in expected if f.name not in table.column_names]
         if missing:
             self._note(f"skipped part {path}: missing columns {missing}")
@@ -358,11 +372,31 @@ class Run:
         df["label"] = df["label"].astype("Int64")  # nullable: unlabeled rows stay <NA>, not NaN floats
         return df
 
-    def embedding_matrix(self, step: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label, meta)``."""
+    def embedding_matrix(
+        self, step: int | None = None, *, max_rows: int | None = None, seed: int = 0
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label, meta)``.
+
+        Args:
+            step: the snapshot's step (None: the latest).
+            max_rows: read at most this many rows, a uniform sample (fixed by ``seed``) in file order,
+                streamed batch by batch so a huge snapshot is never held whole (see
+                :meth:`snapshot_rows` for the full count). None reads every row.
+            seed: the sample's seed.
+        """
+        if max_rows is not None:
+            if max_rows < 1:
+                raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+            sampled = self._sampled_snapshot(step, max_rows, seed)
+            if sampled is not None:
+                return sampled
         table = self._snapshot_table(step)
         if table is None:
             return np.zeros((0, 0), np.float32), _empty("embeddings").drop(columns=["vector"])
+        return self._split_snapshot(table)
+
+    @staticmethod
+    def _split_snapshot(table: pa.Table) -> tuple[np.ndarray, pd.DataFrame]:
         vec = table["vector"].combine_chunks()
         dim = vec.type.list_size
         matrix = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
@@ -371,6 +405,75 @@ class Run:
         info["meta"] = pd.Series(table["meta"].to_pylist(), index=info.index, dtype=object)  # None, not NaN
         info["label"] = info["label"].astype("Int64")
         return matrix.reshape(-1, dim), info
+
+    def _snapshot_parts(self, step: int | None) -> list[tuple[str, int]]:
+        """``(path, rows)`` of the snapshot's parts, from their footers (merged originals left out)."""
+        steps = self.snapshot_steps()
+        if step is None:
+            if not steps:
+                return []
+            step = steps[-1]
+        elif step not in steps:
+            raise KeyError(f"run {self.name!r} has no embedding snapshot at step {step}; it has {steps}")
+        relpath = snapshot_dir(step)
+        if not self._confined(self._store.join(relpath)):
+            return []
+        parts, hidden = [], set()
+        for path in self._store.part_files(relpath):
+            if self._real_root and os.path.islink(path) and not self._confined(path):
+                continue
+            try:
+                footer = self._store.parquet_file(path)
+                hidden |= replaced_parts(footer.schema_arrow.empty_table())
+                parts.append((path, footer.metadata.num_rows))
+            except FileNotFoundError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - an unreadable footer: skip the part and say so
+                self._note(f"skipped unreadable part {path}: {type(exc).__name__}: {exc}")
+        return [(p, n) for p, n in parts if posixpath.basename(p) not in hidden]
+
+    def snapshot_rows(self, step: int | None = None) -> int:
+        """Rows of a snapshot, counted from the part files' footers (nothing else is read)."""
+        return sum(n for _, n in self._snapshot_parts(step))
+
+    def _sampled_snapshot(
+        self, step: int | None, max_rows: int, seed: int
+    ) -> tuple[np.ndarray, pd.DataFrame] | None:
+        """``max_rows`` rows of a larger snapshot, read batch by batch; None when it is small enough."""
+        parts = self._snapshot_parts(step)
+        total = sum(n for _, n in parts)
+        if total <= max_rows:
+            return None
+        pick = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+        dim = self.meta.get("dim")
+        expected = schema.embeddings_schema(dim) if isinstance(dim, int) and dim > 0 else None
+        pieces, offset = [], 0
+        for path, rows in parts:
+            local = pick[(pick >= offset) & (pick < offset + rows)] - offset
+            offset += rows
+            if not local.size:
+                continue
+            try:
+                pieces.extend(self._take_rows(path, local, expected))
+            except Exception as exc:  # noqa: BLE001 - as for whole reads: skip the part and say so
+                self._note(f"skipped part {path}: {type(exc).__name__}: {exc}")
+        if not pieces:
+            return np.zeros((0, 0), np.float32), _empty("embeddings").drop(columns=["vector"])
+        return self._split_snapshot(pa.concat_tables(pieces))
+
+    def _take_rows(self, path: str, rows: np.ndarray, expected: pa.Schema | None) -> list[pa.Table]:
+        footer = self._store.parquet_file(path)
+        present = set(footer.schema_arrow.names)
+        columns = [c for c in _EMBEDDING_COLUMNS if c in present]  # older parts lack the optional ones
+        out, start = [], 0
+        for batch in footer.iter_batches(batch_size=8192, columns=columns):
+            end = start + batch.num_rows
+            inside = rows[(rows >= start) & (rows < end)] - start
+            if inside.size:
+                table = _fill_optional(pa.Table.from_batches([batch.take(pa.array(inside))]), expected)
+                out.append(table.select(expected.names).cast(expected) if expected is not None else table)
+            start = end
+        return out
 
     def version_token(self) -> str:
         """A string that changes whenever a part file or meta.json is added or replaced (a cache key)."""
@@ -450,9 +553,11 @@ def list_runs(
 ) -> list[Run]:
     """The runs directly under ``root`` (and ``root`` itself if it is a run), sorted by name.
 
-    Directories that are not runs are ignored; runs that cannot be opened (bad meta.json, other schema
-    version) are skipped with a message appended to ``problems`` when a list is given. Symbolic links that
-    resolve outside ``root`` are skipped too, so a dashboard confined to ``root`` stays confined.
+    Directories that are not runs are ignored; runs that cannot be opened (bad meta.json: not a regular
+    file, too large, malformed or nested too deeply; other schema version) are skipped, each with a
+    message appended to ``problems`` when a list is given, and every other run is still returned.
+    Symbolic links that resolve outside ``root`` are skipped too, so a dashboard confined to ``root`` stays
+    confined.
     """
     store = RunStore(root, storage_options)
     runs: list[Run] = []
@@ -487,6 +592,9 @@ def list_runs(
         except (OSError, ValueError) as exc:
             if problems is not None:
                 problems.append(f"skipped {uri}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one hostile run must not hide every other run
+            if problems is not None:
+                problems.append(f"skipped {uri}: {type(exc).__name__}: {exc}")
     return sorted(runs, key=lambda r: r.name)
 
 

@@ -1,4 +1,4 @@
-"""Lab: train a small contrastive model from the browser and watch its diagnostics live; four presets.
+"""Lab: train a small contrastive model from the browser and watch its diagnostics live; presets.
 
 The training runs in a :class:`cldiag.lab.session.LabSession` kept in ``st.session_state``: its daemon
 thread lives outside the script, so the reruns every widget click causes neither kill nor restart it. Runs
@@ -242,7 +242,7 @@ def page() -> None:
     )
     running = session.running
     st.fragment(run_every=POLL_SECS if running else None)(live_panel)(running)
-    st.subheader("Presets: four published findings, measured here")
+    st.subheader(f"Presets: {len(PRESETS)} published findings, measured here")
     steps_scale = st.columns(2)[0].select_slider(
         "Length of the preset runs",
         list(PRESET_LENGTHS),

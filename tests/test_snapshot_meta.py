@@ -135,6 +135,8 @@ def test_a_version_1_run_reads_with_meta_none_and_resumes_as_version_2(tmp_path)
     emb = run.embeddings(0)
     assert len(emb) == 8 and emb.meta.tolist() == [None] * 8
     assert run.embedding_matrix(0)[1].meta.tolist() == [None] * 8
+    sampled, info = run.embedding_matrix(0, max_rows=5)  # the streamed sample fills the column too
+    assert sampled.shape == (5, 8) and info.meta.tolist() == [None] * 5
     assert compact_run(path).problems == ()
 
     with Monitor(path, if_exists="resume", snapshot_every=1, snapshot_size=4, pairwise_every=0) as mon:
@@ -165,3 +167,14 @@ def test_pandas_and_numpy_metadata_is_read_by_position():
         '{"file": "y.png"}',
     ]
     assert schema.encode_meta(np.array(["p", "q"]), [1]) == ["q"]
+
+
+def test_the_final_snapshot_at_close_keeps_the_last_batchs_metadata(tmp_path):
+    with Monitor(tmp_path / "f", snapshot_every=100, snapshot_size=8, pairwise_every=0, strict=True) as mon:
+        for step in range(3):
+            a, b = _batch(4, seed=step)
+            mon.log(step, a, b, meta=[f"s{step}-{i}" for i in range(4)])
+    run = read_run(tmp_path / "f")
+    assert run.snapshot_steps() == [0, 2]  # the cadence's step 0 and the final one at close
+    emb = run.embeddings(2)
+    assert emb.meta.tolist() == [f"s2-{i}" for i in range(4)] * 2  # both views of the last batch

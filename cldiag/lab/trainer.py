@@ -7,7 +7,13 @@ On top of the Monitor's diagnostics it logs
 - ``knn_acc``: cosine 5-NN accuracy of held-out embeddings against training embeddings (data with labels),
   every ``eval_every`` steps;
 - ``knn_acc_raw``: the same probe on raw inputs, once at step 0 -- the bar a trained encoder has to clear;
-- an embedding snapshot of the held-out set every ``snapshot_every`` steps and at the end.
+- an embedding snapshot of the held-out set every ``snapshot_every`` steps and at the end;
+- the literature diagnostics of issue 15 on training batches every :data:`LITERATURE_EVERY` steps under their
+  :mod:`cldiag.schema` names (ranks, ordering violations, false negatives, per-sample τ quantiles, per-pair
+  gaps and Symile's MIP), computed with :mod:`cldiag.functional` until the Monitor logs them itself;
+- ``tau_frequent`` / ``tau_rare`` (iSogCLR on long-tailed data): mean learned τ of the training samples of
+  frequent and of rare classes, and ``zeroshot_acc`` (three modalities): held-out accuracy of picking the
+  right ``c`` among all ``2^bits`` patterns given ``(a, b)``, with the run's own scoring.
 
 :class:`cldiag.lab.session.LabSession` runs :func:`train` in a daemon thread for an interactive page.
 
@@ -22,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import threading
 import time
@@ -32,15 +39,18 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from cldiag import losses
+from cldiag import functional as F
+from cldiag import losses, paths, schema
 from cldiag.lab.data import (
     CAPTION_ATTRIBUTES,
     ClutteredDigitsViews,
     DigitsViews,
     GaussianToy,
     HiddenPrototypes,
+    ImbalancedPrototypes,
     PairedDigitsCaptions,
     ViewBatch,
+    XorTriples,
 )
 from cldiag.lab.models import MLP, Encoder, build_backbone, reset_parameters
 from cldiag.lab.probe import knn_accuracy
@@ -55,9 +65,23 @@ __all__ = [
     "train",
 ]
 
-DataName = Literal["digits", "cluttered-digits", "prototypes", "pairs", "toy"]
+DataName = Literal[
+    "digits", "cluttered-digits", "prototypes", "imbalanced-prototypes", "pairs", "xor-triples", "toy"
+]
 EncoderName = Literal["mlp", "cnn", "linear"]
-LossName = Literal["nt_xent", "info_nce", "clip", "dcl", "dclw", "supcon", "mochi", "align"]
+LossName = Literal[
+    "nt_xent",
+    "info_nce",
+    "clip",
+    "dcl",
+    "dclw",
+    "supcon",
+    "mochi",
+    "align",
+    "isogclr",
+    "symile",
+    "pairwise_clip",
+]
 OptimizerName = Literal["adam", "sgd"]
 Status = Literal["running", "finished", "stopped", "diverged", "failed"]
 
@@ -75,6 +99,13 @@ MAX_THREADS = 16
 KNN_K = 5
 
 _TWO_MODALITY_LOSSES = ("clip", "info_nce")
+_THREE_MODALITY_LOSSES = ("symile", "pairwise_clip")
+_INDEXED_DATA = ("imbalanced-prototypes",)  # data sets that hand out sample ids (iSogCLR keeps τ per id)
+LITERATURE_EVERY = 25  # the Monitor's default pairwise cadence: the issue-15 diagnostics cost O(B²·d) too
+ISOGCLR_TAU_LR = 0.3  # step on τ_i per visit (SGD). The authors' 0.03 is for full trainings (one visit per
+# epoch); a lab run visits each sample ≈ 13 times, and at 0.03 τ is still climbing when it ends (measured)
+ISOGCLR_TAU_BOUNDS = (0.05, 1.0)  # the paper's projection interval for τ_i
+MOCHI_MIX = 16  # MoCHi's synthetic negatives per query (and half as many query mixes), from the 16 hardest
 
 
 @dataclass(frozen=True)
@@ -137,6 +168,24 @@ class LabConfig:
         self._check_combination()
 
     def _check_combination(self) -> None:
+        if (self.data == "xor-triples") != (self.loss in _THREE_MODALITY_LOSSES):
+            raise ValueError(
+                f"the three-modality data 'xor-triples' and the losses {' / '.join(_THREE_MODALITY_LOSSES)} "
+                f"go together; got data {self.data!r}, loss {self.loss!r}"
+            )
+        if self.loss == "isogclr" and self.data not in _INDEXED_DATA:
+            raise ValueError(
+                f"isogclr keeps one τ per training sample and needs sample ids; use data "
+                f"{' or '.join(map(repr, _INDEXED_DATA))}, got {self.data!r}"
+            )
+        if self.loss == "isogclr" and self.learnable_temperature:
+            raise ValueError("isogclr learns its own per-sample τ; set learnable_temperature=False")
+        low, high = ISOGCLR_TAU_BOUNDS
+        if self.loss == "isogclr" and not low <= self.temperature <= high:
+            raise ValueError(
+                f"isogclr starts every τ_i at temperature, which must lie in its bounds [{low:g}, {high:g}], "
+                f"got {self.temperature}"
+            )
         if self.data == "pairs" and self.loss not in _TWO_MODALITY_LOSSES:
             raise ValueError(
                 f"loss {self.loss!r} compares views of one modality; the image↔caption pairs need a "
@@ -163,8 +212,13 @@ class LabConfig:
 
     @property
     def two_modality(self) -> bool:
-        """Whether the run has two modalities (image and text towers)."""
-        return self.data == "pairs"
+        """Whether the run has separate towers per modality (image↔text pairs, or three modalities)."""
+        return self.data in ("pairs", "xor-triples")
+
+    @property
+    def three_modality(self) -> bool:
+        """Whether the run has three modalities ``a``, ``b``, ``c`` (one tower each)."""
+        return self.data == "xor-triples"
 
     def replace(self, **changes: Any) -> LabConfig:
         """A copy with ``changes`` applied (and validated)."""
@@ -215,7 +269,8 @@ def _check_float(name: str, value: object, low: float, high: float, *, low_open:
 
 
 def _input_size(data: str) -> int:
-    return {"digits": 64, "pairs": 64, "cluttered-digits": 128, "prototypes": 64, "toy": 16}[data]
+    sizes = {"digits": 64, "pairs": 64, "cluttered-digits": 128, "prototypes": 64, "toy": 16}
+    return {**sizes, "imbalanced-prototypes": 64, "xor-triples": XorTriples.default_bits}[data]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -279,8 +334,15 @@ ProgressFn = Callable[[LabProgress], None]
 # Building blocks.
 
 
-def make_data(config: LabConfig) -> DigitsViews | HiddenPrototypes | GaussianToy:
+LabData = DigitsViews | HiddenPrototypes | GaussianToy | XorTriples
+
+
+def make_data(config: LabConfig) -> LabData:
     """The data set a configuration asks for, seeded by ``config.seed``."""
+    if config.data == "xor-triples":
+        return XorTriples(config.seed)
+    if config.data == "imbalanced-prototypes":
+        return ImbalancedPrototypes(config.seed)
     if config.data == "digits":
         return DigitsViews(config.augmentation, config.seed)
     if config.data == "cluttered-digits":
@@ -292,29 +354,40 @@ def make_data(config: LabConfig) -> DigitsViews | HiddenPrototypes | GaussianToy
     return GaussianToy(config.augmentation, config.seed)
 
 
-def make_towers(config: LabConfig, input_shape: tuple[int, ...]) -> tuple[Encoder, Encoder | None]:
-    """The encoder (and for two-modality data the text tower), initialised from ``config.seed``."""
+def make_towers(
+    config: LabConfig, input_shape: tuple[int, ...]
+) -> tuple[Encoder, Encoder | None, Encoder | None]:
+    """The encoder, the second tower (two or three modalities) and the third (three), seeded by the config."""
     projector = config.embed_dim if config.projector else None
-    first = Encoder(
-        build_backbone(config.encoder, input_shape, config.embed_dim, hidden=config.hidden_dim),
-        config.embed_dim,
-        projector_dim=projector,
-    )
-    second = None
-    if config.two_modality:
-        text = MLP(PairedDigitsCaptions.caption_dim, config.embed_dim, hidden=config.hidden_dim)
-        second = Encoder(text, config.embed_dim, projector_dim=projector)
+
+    def tower(backbone: torch.nn.Module) -> Encoder:
+        return Encoder(backbone, config.embed_dim, projector_dim=projector)
+
+    first = tower(build_backbone(config.encoder, input_shape, config.embed_dim, hidden=config.hidden_dim))
+    second = third = None
+    if config.three_modality:
+        second = tower(
+            build_backbone(config.encoder, input_shape, config.embed_dim, hidden=config.hidden_dim)
+        )
+        third = tower(build_backbone(config.encoder, input_shape, config.embed_dim, hidden=config.hidden_dim))
+    elif config.two_modality:
+        second = tower(MLP(PairedDigitsCaptions.caption_dim, config.embed_dim, hidden=config.hidden_dim))
     generator = torch.Generator().manual_seed(config.seed)
-    for tower in (first, second):
-        if tower is not None:
-            reset_parameters(tower, generator)
-    return first, second
+    for t in (first, second, third):
+        if t is not None:
+            reset_parameters(t, generator)
+    return first, second, third
 
 
 def contrastive_loss(
-    config: LabConfig, za: Tensor, zb: Tensor, labels: Tensor | None, tau: Tensor | float
+    config: LabConfig,
+    za: Tensor,
+    zb: Tensor,
+    labels: Tensor | None,
+    tau: Tensor | float,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The loss ``config.loss`` of one batch (see :mod:`cldiag.losses`)."""
+    """The loss ``config.loss`` of one batch (see :mod:`cldiag.losses`); ``generator`` drives MoCHi's mix."""
     if config.loss == "nt_xent":
         return losses.nt_xent(za, zb, tau)
     if config.loss == "info_nce":
@@ -331,17 +404,35 @@ def contrastive_loss(
         if labels is None:
             raise ValueError("supcon needs labels")
         return losses.supcon_loss(torch.cat([za, zb]), labels.repeat(2), tau)
-    n_hard = min(16, za.shape[0] - 1)
-    return losses.mochi_loss(za, zb, None, tau, n_hard=n_hard, n_mix=n_hard, n_mix_query=max(1, n_hard // 2))
+    if config.loss != "mochi":
+        raise ValueError(f"loss {config.loss!r} is not a two-view loss; the trainer computes it itself")
+    # Both directions, like the symmetric InfoNCE it is compared with: with no synthetic negatives this is
+    # exactly info_nce(..., symmetric=True), so the two differ only in MoCHi's mixed hard negatives.
+    n_hard = min(MOCHI_MIX, za.shape[0] - 1)
+    n_query = max(1, n_hard // 2)
+
+    def one_way(q: Tensor, k: Tensor) -> Tensor:
+        return losses.mochi_loss(
+            q, k, None, tau, n_hard=n_hard, n_mix=n_hard, n_mix_query=n_query, generator=generator
+        )
+
+    return (one_way(za, zb) + one_way(zb, za)) / 2
 
 
 class _Probe:
     """Held-out evaluation: the kNN accuracy and the snapshot rows of a training."""
 
-    def __init__(self, config: LabConfig, data: DigitsViews | HiddenPrototypes | GaussianToy) -> None:
+    def __init__(self, config: LabConfig, data: LabData) -> None:
         self.config = config
         self.labels = config.has_labels
-        if isinstance(data, GaussianToy):
+        self.triples: ViewBatch | None = None
+        self.codes: Tensor | None = None
+        if isinstance(data, XorTriples):
+            # No kNN: the first modality alone says nothing about the label (that is the point of the set).
+            self.x_train = self.y_train = None
+            self.triples, self.codes = data.test, data.codes
+            self.x_test, self.y_test = data.test.a, data.test.labels
+        elif isinstance(data, GaussianToy):
             self.x_train = self.y_train = self.y_test = None
             self.x_test = data.probe
         else:
@@ -365,8 +456,32 @@ class _Probe:
         )
 
     @torch.no_grad()
-    def snapshot(self, step: int, mon: Monitor, first: Encoder, second: Encoder | None) -> None:
+    def zeroshot(self, towers: tuple[Encoder, Encoder | None, Encoder | None]) -> float | None:
+        """Three modalities: held-out share of ``(a, b)`` whose ``c`` pattern scores first of all ``2^bits``.
+
+        Symile runs score a candidate by the multilinear inner product ``MIP(a, b, c)``; pairwise-CLIP runs
+        by the sum of their pairwise cosines ``cos(a, c) + cos(b, c)``, the zero-shot rule of the Symile
+        paper's CLIP baseline. Each model is read with the score its loss trained.
+        """
+        first, second, third = towers
+        if self.triples is None or self.codes is None or second is None or third is None:
+            return None
+        za = torch.nn.functional.normalize(first(self.triples.a), dim=1)
+        zb = torch.nn.functional.normalize(second(self.triples.b), dim=1)
+        zc = torch.nn.functional.normalize(third(self.codes), dim=1)
+        scores = (za * zb) @ zc.T if self.config.loss == "symile" else za @ zc.T + zb @ zc.T
+        return float((scores.argmax(dim=1) == self.triples.labels).float().mean())
+
+    @torch.no_grad()
+    def snapshot(
+        self, step: int, mon: Monitor, first: Encoder, second: Encoder | None, third: Encoder | None = None
+    ) -> None:
         ids, (what, caption) = torch.arange(self.x_test.shape[0]), self.what
+        if self.triples is not None and second is not None and third is not None:
+            t = self.triples
+            for name, tower, x in (("a", first, t.a), ("b", second, t.b), ("c", third, t.c)):
+                mon.log_embeddings(step, tower(x), labels=self.y_test, modality=name, ids=ids, meta=what)
+            return
         if second is None:
             mon.log_embeddings(step, first(self.x_test), labels=self.y_test, ids=ids, meta=what)
             return
@@ -375,13 +490,11 @@ class _Probe:
             mon.log_embeddings(step, z, labels=self.y_test, modality=modality, ids=ids, meta=meta)
 
 
-def _what_samples_are(
-    data: DigitsViews | HiddenPrototypes | GaussianToy, labels: Tensor | None, n: int
-) -> tuple[list[str], list[str] | None]:
+def _what_samples_are(data: LabData, labels: Tensor | None, n: int) -> tuple[list[str], list[str] | None]:
     """Snapshot metadata of the held-out samples: what each one is, and the caption's words (paired data)."""
     if labels is None:
         return [f"toy probe sample {i}" for i in range(n)], None
-    kind = "class" if isinstance(data, HiddenPrototypes) else "digit"
+    kind = "digit" if isinstance(data, DigitsViews) else "class"
     what = [f"{kind} {y}, held-out sample {i}" for i, y in enumerate(labels.tolist())]
     if not isinstance(data, PairedDigitsCaptions):
         return what, None
@@ -400,13 +513,20 @@ def make_optimizer(config: LabConfig, params: list[torch.nn.Parameter]) -> torch
     return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
 
 
+def _modalities(config: LabConfig) -> tuple[str, str] | None:
+    """The Monitor's two modality names (three modalities: the Monitor sees the pair ``a``–``b``)."""
+    if config.three_modality:
+        return ("a", "b")
+    return ("image", "text") if config.two_modality else None
+
+
 def _open_monitor(config: LabConfig, run_dir: str, overwrite: bool) -> Monitor:
     from cldiag.monitor import Monitor  # local: keeps `import cldiag.lab` light for the dashboard
 
     return Monitor(
         run_dir,
         config={**config.to_dict(), "source": "cldiag.lab"},
-        modalities=("image", "text") if config.two_modality else None,
+        modalities=_modalities(config),
         snapshot_every=0,  # snapshots come from the held-out probe set, not from training batches
         snapshot_size=config.snapshot_size,
         flush_every=50,
@@ -415,21 +535,93 @@ def _open_monitor(config: LabConfig, run_dir: str, overwrite: bool) -> Monitor:
     )
 
 
+def log_literature(
+    step: int,
+    mon: Monitor,
+    za: Tensor,
+    zb: Tensor,
+    zc: Tensor | None,
+    labels: Tensor | None,
+    tau: Tensor | float,
+) -> None:
+    """Log the issue-15 diagnostics of one batch under their :mod:`cldiag.schema` names.
+
+    Ranks of the positives (MRR, recall@1/5/10) and ordering violations always; with labels, the share of
+    false negatives and their share of the penalty at ``tau``; for a per-sample ``tau`` vector its
+    quantiles; with a third modality ``zc``, every pair's gap and retrieval and Symile's MIP of matched
+    against mismatched triples. The lab calls this until the Monitor logs these diagnostics itself.
+
+    Args:
+        step: The training step.
+        mon: The run's Monitor.
+        za: First view / modality (B, d), detached.
+        zb: Second view / modality (B, d), detached; row i is the positive of ``za[i]``.
+        zc: Third modality (B, d) or None.
+        labels: (B,) labels or None.
+        tau: The loss's τ: a number, a scalar tensor, or one τ per row (B,).
+    """
+    summary = F.rank_summary(F.positive_ranks(za, zb))
+    mon.log_scalar(step, schema.M_MRR, summary.mrr)
+    mon.log_scalar(step, schema.M_RECALL_AT_1, summary.recall_at_1)
+    mon.log_scalar(step, schema.M_RECALL_AT_5, summary.recall_at_5)
+    mon.log_scalar(step, schema.M_RECALL_AT_10, summary.recall_at_10)
+    mon.log_scalar(step, schema.M_ORDERING_VIOLATIONS, F.ordering_violations(za, zb))
+    if labels is not None:
+        fn = F.false_negative_share(za, zb, labels, tau)
+        mon.log_scalar(step, schema.M_FALSE_NEG_SHARE, fn.count_share)
+        mon.log_scalar(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
+    if isinstance(tau, Tensor) and tau.numel() > 1:
+        dist = F.temperature_distribution(tau.float(), probs=list(schema.TAU_QUANTILES.values()))
+        for name, value in zip(schema.TAU_QUANTILES, dist.quantiles, strict=True):
+            mon.log_scalar(step, name, value)
+    if zc is not None:
+        gm = F.modality_gap_matrix({"a": za, "b": zb, "c": zc})
+        for p, q in itertools.permutations(range(len(gm.names)), 2):
+            first, second = gm.names[p], gm.names[q]
+            if p < q:
+                mon.log_scalar(step, schema.pair_metric(schema.M_PAIR_GAP, first, second), gm.gap[p, q])
+            mon.log_scalar(
+                step, schema.pair_metric(schema.M_PAIR_RETRIEVAL, first, second), gm.retrieval[p, q]
+            )
+        mip = F.multilinear_scores(za, zb, zc)
+        mon.log_scalar(step, schema.M_MIP_POS, mip.pos.mean())
+        mon.log_scalar(step, schema.M_MIP_NEG, mip.neg.mean())
+
+
 class _Training:
     """One training's state: data, towers, optimizer, probe, and the metrics reported so far."""
 
     def __init__(self, config: LabConfig) -> None:
         self.config = config
         self.data = make_data(config)
-        self.first, self.second = make_towers(config, self.data.input_shape)
-        self.scale = losses.LogitScale(config.temperature) if config.learnable_temperature else None
+        self.first, self.second, self.third = make_towers(config, self.data.input_shape)
+        # τ may start above open_clip's ceiling of 1 (Lab range up to 2): lower the scale's floor to match.
+        self.scale = (
+            losses.LogitScale(config.temperature, min_scale=min(1.0, 1 / config.temperature))
+            if config.learnable_temperature
+            else None
+        )
         params = [
             *self.first.parameters(),
             *(self.second.parameters() if self.second is not None else ()),
+            *(self.third.parameters() if self.third is not None else ()),
             *(self.scale.parameters() if self.scale is not None else ()),
         ]
         self.optimizer = make_optimizer(config, params)
+        self.isogclr: losses.IndividualTemperatureLoss | None = None
+        self.tau_optimizer: torch.optim.Optimizer | None = None
+        if config.loss == "isogclr" and isinstance(self.data, ImbalancedPrototypes):
+            low, high = ISOGCLR_TAU_BOUNDS
+            self.isogclr = losses.IndividualTemperatureLoss(
+                len(self.data.y_train), tau_init=config.temperature, tau_min=low, tau_max=high
+            )
+            # SGD without momentum (the authors use momentum): with few visits per sample, momentum or Adam
+            # would keep moving the τ of samples absent from the batch. The loss is a mean over B anchors,
+            # so lr·B makes each visit a step of ISOGCLR_TAU_LR times that sample's own gradient.
+            self.tau_optimizer = torch.optim.SGD([self.isogclr.tau], lr=ISOGCLR_TAU_LR * config.batch_size)
         self.probe = _Probe(config, self.data)
+        # MoCHi's mixing draws from its own generator: the global RNG would make a seeded run unrepeatable.
+        self.mix_generator = torch.Generator().manual_seed(config.seed)
         self.metrics: dict[str, float] = {}
         self._evaluated: set[int] = set()
 
@@ -449,8 +641,19 @@ class _Training:
         if acc is not None:
             self.metrics["knn_acc"] = acc
             mon.log_scalar(step, "knn_acc", acc)
+        zeroshot = self.probe.zeroshot((self.first, self.second, self.third))
+        if zeroshot is not None:
+            self.metrics["zeroshot_acc"] = zeroshot
+            mon.log_scalar(step, "zeroshot_acc", zeroshot)
+        if self.isogclr is not None and isinstance(self.data, ImbalancedPrototypes):
+            tau, seen = self.isogclr.temperatures(), self.isogclr.seen
+            frequent = self.data.is_frequent(self.data.y_train)
+            for name, group in (("tau_frequent", frequent & seen), ("tau_rare", ~frequent & seen)):
+                if bool(group.any()):
+                    self.metrics[name] = float(tau[group].mean())
+                    mon.log_scalar(step, name, self.metrics[name])
         if snapshot:
-            self.probe.snapshot(step, mon, self.first, self.second)
+            self.probe.snapshot(step, mon, self.first, self.second, self.third)
 
     def step(self, step: int, mon: Monitor) -> float:
         """One batch: forward both views, log them to the Monitor, and update unless the loss is not finite.
@@ -460,17 +663,39 @@ class _Training:
         """
         config = self.config
         batch: ViewBatch = self.data.sample(config.batch_size)
-        tau = 1 / self.scale() if self.scale is not None else config.temperature
+        tau: Tensor | float = 1 / self.scale() if self.scale is not None else config.temperature
         za = self.first(batch.a)
         zb = (self.second if self.second is not None else self.first)(batch.b)
-        loss = contrastive_loss(config, za, zb, batch.labels, tau)
-        mon.log(step, za.detach(), zb.detach(), labels=batch.labels, temperature=tau, loss=loss.detach())
+        zc = None
+        if self.third is not None and batch.c is not None:
+            zc = self.third(batch.c)
+            three = losses.symile_loss if config.loss == "symile" else losses.pairwise_clip_loss
+            loss = three(za, zb, zc, tau=tau)
+        elif self.isogclr is not None and batch.index is not None:
+            loss = self.isogclr(za, zb, batch.index)
+            tau = self.isogclr.temperatures(batch.index)
+        else:
+            loss = contrastive_loss(config, za, zb, batch.labels, tau, self.mix_generator)
+        # The Monitor takes one τ; a per-sample τ vector is summarized by its mean (and its quantiles below).
+        mon_tau = tau.detach().mean() if isinstance(tau, Tensor) else tau
+        mon.log(step, za.detach(), zb.detach(), labels=batch.labels, temperature=mon_tau, loss=loss.detach())
+        if step % LITERATURE_EVERY == 0:
+            detached = None if zc is None else zc.detach()
+            tau_d = tau.detach() if isinstance(tau, Tensor) else tau
+            log_literature(step, mon, za.detach(), zb.detach(), detached, batch.labels, tau_d)
         value = float(loss.detach())
         self.metrics["loss"] = value
         if math.isfinite(value):
             self.optimizer.zero_grad(set_to_none=True)
+            if self.tau_optimizer is not None:
+                self.tau_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.scale is not None:
+                self.scale.clamp_()  # open_clip's in-place clamp: the bound holds, the gradient never dies
+            if self.tau_optimizer is not None and self.isogclr is not None:
+                self.tau_optimizer.step()
+                self.isogclr.project_()
         return value
 
     def loop(
@@ -538,6 +763,8 @@ def train(
     """
     if not isinstance(config, LabConfig):
         raise TypeError(f"config must be a LabConfig, got {type(config).__name__}")
+    # A linked run directory (or table directory) would write, or with overwrite delete, outside out_dir.
+    paths.refuse_linked_run_dir(run_dir, (schema.META_FILE, *schema.TABLES))
     torch.set_num_threads(config.threads)
     training = _Training(config)
 

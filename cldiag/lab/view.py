@@ -60,7 +60,9 @@ DATA_LABELS = {
     "digits": "digits: 8×8 images, two augmented views",
     "cluttered-digits": "cluttered digits: digits beside loud clutter",
     "prototypes": "prototypes: 50 classes hidden under nuisance",
+    "imbalanced-prototypes": "imbalanced prototypes: 4 frequent and 16 rare classes",
     "pairs": "pairs: digit image ↔ caption (two modalities)",
+    "xor-triples": "XOR triples: a, b, c = a XOR b (three modalities)",
     "toy": "toy: 16-d Gaussians (Jing et al.)",
 }
 ENCODER_LABELS = {"mlp": "MLP", "cnn": "small CNN (8×8 images)", "linear": "linear map (square)"}
@@ -73,6 +75,9 @@ LOSS_LABELS = {
     "supcon": "SupCon (uses labels)",
     "mochi": "MoCHi (mixed hard negatives)",
     "align": "alignment only, no negatives (collapses)",
+    "isogclr": "iSogCLR (a learned τ per sample)",
+    "symile": "Symile (three modalities, multilinear)",
+    "pairwise_clip": "pairwise CLIP (three modalities)",
 }
 PROGRESS_METRICS = {
     "loss": "loss",

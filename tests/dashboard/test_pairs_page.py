@@ -43,9 +43,11 @@ def test_pairs_page_lists_worst_pairs_with_metadata_as_text(meta_root, monkeypat
     assert not at.exception and not at.error
     assert at.title[0].value == "Pairs"
     now, before = (df.value for df in at.dataframe)
-    expected = views.worst_pairs_table(read_run(meta_root / "texts"), 5, 20, compare_step=0)
+    run = read_run(meta_root / "texts")
+    steps = run.snapshot_steps()  # the cadence's 0 and 5, and the final snapshot at close (7)
+    expected = views.worst_pairs_table(run, steps[-1], 20, compare_step=steps[0])
     pd.testing.assert_frame_equal(now.reset_index(drop=True), expected)
-    assert before["step"].eq(0).all()
+    assert before["step"].eq(0).all() and now["meta"].notna().all()
     assert any(m.startswith("<script>alert(1)</script>") for m in now["meta"])  # stored and shown verbatim
     markdown = "\n".join(str(e.value) for e in [*at.markdown, *at.caption])
     assert "<script>" not in markdown and "alert(1)" not in markdown  # never rendered as Markdown/HTML

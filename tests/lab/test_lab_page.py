@@ -208,3 +208,22 @@ def test_preset_runs_in_the_background_and_shows_its_verdict(tmp_path, monkeypat
     captions = texts(at.caption)
     assert "Shortened runs" in captions
     assert "`collapse-weak`, `collapse-strong`" in captions
+
+
+def test_three_modality_preset_runs_from_the_page(tmp_path, monkeypatch, request):
+    """An issue-15 preset from the browser: three towers, its verdict sentence on the page."""
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    at.select_slider(key="lab_preset_scale").set_value(0.1).run()
+    at.button(key="lab_preset_three-modalities").click().run()
+    assert not at.exception, at.exception
+    lab = session(at)
+    wait_for(lambda: not lab.running, "the three-modalities preset")
+    at.run()
+    assert not at.exception, at.exception
+    result = lab.preset_result
+    assert sorted(Path(r.run_dir).name for r in result.results) == [
+        "three-modalities-pairwise_clip",
+        "three-modalities-symile",
+    ]
+    verdict = "reproduced" if result.passed else "not reproduced"
+    assert f"{verdict}]. {result.summary}" in texts(at.markdown)
