@@ -67,7 +67,14 @@ def write_run(path: Path, *, flushes: int = 4, status: str = schema.STATUS_FINIS
         written.append(tables)
     vec = pa.FixedSizeListArray.from_arrays(pa.array(np.ones(8, np.float32)), 4)
     snap = pa.table(
-        {"step": [30, 30], "sample_id": [0, 1], "modality": ["view1"] * 2, "label": [0, 1], "vector": vec},
+        {
+            "step": [30, 30],
+            "sample_id": [0, 1],
+            "modality": ["view1"] * 2,
+            "label": [0, 1],
+            "vector": vec,
+            "meta": [None, None],
+        },
         schema=schema.embeddings_schema(4),
     )
     store.write_part(snapshot_dir(30), snap, 99)
