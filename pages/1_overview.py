@@ -14,8 +14,7 @@ RUNS_CAPTION = (
     "step, and the last value of key metrics. Select rows to overlay those runs (Compare, and the charts "
     "below). Arrows on the charts below say which direction is better."
 )
-MAX_COMPARED = 10
-"""Runs picked in the table that are overlaid at most (each one's scalars are loaded)."""
+MAX_COMPARED = 10  # runs picked in the table that are overlaid at most (each one's scalars are loaded)
 
 
 @st.cache_resource(ttl=5, max_entries=4, show_spinner=False)
