@@ -1,9 +1,9 @@
 """A run's summary: the last value and step of each metric, row counts and status, in one small file.
 
-A sweep's root holds hundreds or thousands of runs; a table of them must not read every run's scalars (300
-runs took the Overview 10 s, 1,000 runs 72 s). The writer therefore keeps ``<run>/summary.json`` up to date
-after each flush and at close, and readers of many runs (``list_runs`` users, the Overview's runs table)
-read only that file:
+A sweep's root holds hundreds or thousands of runs; a table of them must not read every run's scalars (the
+Overview took 70 s cold for 1,000 runs that way: benchmarks/README.md). The writer therefore keeps
+``<run>/summary.json`` up to date after each flush and at close (:func:`after_flush`, called by
+``RunWriter``), and a table of many runs (the Overview's) reads ``meta.json`` and that file only:
 
 ```json
 {"summary_version": 1, "meta": {"status": "finished", "last_step": 999, "created": "…"},
