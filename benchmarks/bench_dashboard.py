@@ -185,6 +185,11 @@ def _snapshot(step: int, rng: np.random.Generator) -> pa.Table:
             "modality": pa.array(np.full(SNAPSHOT, "view1", dtype=object), pa.string()),
             "label": pa.array(labels, pa.int64()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float32()), DIM),
+            **(
+                {"meta": pa.nulls(SNAPSHOT, pa.string())}
+                if "meta" in schema.embeddings_schema(DIM).names
+                else {}
+            ),
         },
         schema=schema.embeddings_schema(DIM),
     )
