@@ -248,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         _demo,
         "write the sample runs",
-        "Regenerate the sample runs the dashboard opens by default (eight small lab trainings, about a "
-        "minute). With --real-model also the real pretrained-model run: all-MiniLM-L6-v2 fine-tuned on "
+        "Regenerate the sample runs the dashboard opens by default (eight small lab trainings, about 80 "
+        "CPU-seconds). With --real-model also the real pretrained-model run: all-MiniLM-L6-v2 fine-tuned on "
         "stdlib (docstring, signature) pairs.",
     )
     p.add_argument(
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--real-model",
         action="store_true",
-        help="also rebuild minilm-stdlib-pairs (needs pip install 'cldiag[st]'; about 2.5 more CPU-minutes)",
+        help="also rebuild minilm-stdlib-pairs (needs pip install 'cldiag[st]'; about 2 more CPU-minutes)",
     )
 
     p = add(

@@ -20,11 +20,11 @@ run                            what it shows
 =============================  ==========================================================================
 
 Every run is compacted to one part file per table after training, which keeps the directory small and
-quick to open. The eight lab runs (:data:`SAMPLE_RUNS`) take about 1 minute on two CPU cores, a few MB in
-all; that is what ``cldiag demo`` rebuilds. The real-model run (:data:`REAL_MODEL_RUNS`) needs the ``st``
-extra (sentence-transformers and the MiniLM weights) and about 2.5 CPU-minutes more (151 s of CPU time
-measured for the fine-tune alone on one thread; see docs/lab.md), so it is rebuilt only by
-``cldiag demo --real-model``.
+quick to open. The eight lab runs (:data:`SAMPLE_RUNS`) cost about 80 CPU-seconds on one thread and write
+a few MB; that is what ``cldiag demo`` rebuilds. The real-model run (:data:`REAL_MODEL_RUNS`) needs the
+``st`` extra (sentence-transformers and the MiniLM weights) and about 2 CPU-minutes more (206 CPU-seconds
+measured for all nine runs against 80 for the eight; see docs/lab.md), so only
+``cldiag demo --real-model`` rebuilds it.
 """
 
 from __future__ import annotations
