@@ -47,6 +47,7 @@ __all__ = [
     "config_diff",
     "effective_rank",
     "embedding_scatter",
+    "fixed_value",
     "hard_negative_quantiles",
     "key_metrics",
     "metric_panel",
@@ -587,12 +588,29 @@ def temperature_curves(view: RunLike, step: int) -> Panel:
     )
 
 
+def fixed_value(series: pd.DataFrame, metric: str) -> float | None:
+    """The metric's value when it never changed over the series (a fixed τ), else None."""
+    values = series.loc[series["metric"] == metric, "value"].to_numpy(np.float64)
+    if values.size == 0 or not np.isfinite(values).all() or values.min() != values.max():
+        return None
+    return float(values[0])
+
+
 def temperature_trend(view: RunLike) -> Panel | None:
-    """τ, hardness entropy, effective negatives and DCL coupling over training."""
+    """τ, hardness entropy, effective negatives and DCL coupling over training.
+
+    A τ that never changed gets no panel of its own (a flat line says less than the number): the title
+    gives its value.
+    """
 
     def build(s: Series) -> go.Figure:
+        fixed = fixed_value(s.full, schema.M_TEMPERATURE)
         shown = [m for m in TEMPERATURE_TREND if (s.full["metric"] == m).any()]
-        return F.fig_metric_grid(s.plot, shown, title="Temperature over training")
+        title = "Temperature over training"
+        if fixed is not None and len(shown) > 1:
+            shown.remove(schema.M_TEMPERATURE)
+            title += f" (τ fixed at {fixed:.3g} throughout)"
+        return F.fig_metric_grid(s.plot, shown, title=title)
 
     return _series_panel(view, TEMPERATURE_TREND, "trend", "temperature-trend", build, chart="tau_trend")
 

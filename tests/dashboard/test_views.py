@@ -270,3 +270,22 @@ def test_modality_gap_view_of_one_modality_says_so(clip, monkeypatch):
     one = info["modality"] == info["modality"].iloc[0]
     monkeypatch.setattr(clip, "embedding_matrix", lambda s: (matrix[one.to_numpy()], info.loc[one]))
     assert "no 2-D gap view" in views.modality_gap_view(clip, step)
+
+
+def test_a_fixed_tau_gets_no_flat_panel_but_its_value_in_the_title(simclr):
+    # A constant τ drawn as a flat line on a 0-1 axis says less than its number.
+    series = simclr.series([schema.M_TEMPERATURE]).full
+    assert views.fixed_value(series, schema.M_TEMPERATURE) == pytest.approx(0.2)
+    fig = views.temperature_trend(simclr).build()
+    titles = [a.text for a in fig.layout.annotations]
+    assert "temperature τ" not in titles and titles  # the other panels stay
+    assert "τ fixed at 0.2" in fig.layout.title.text
+
+
+def test_fixed_value_is_none_for_a_changing_or_missing_metric():
+    import pandas as pd
+
+    frame = pd.DataFrame({"step": [0, 1], "metric": ["temperature", "temperature"], "value": [0.1, 0.2]})
+    assert views.fixed_value(frame, "temperature") is None
+    assert views.fixed_value(frame, "loss") is None
+    assert views.fixed_value(frame.assign(value=[float("nan")] * 2), "temperature") is None
