@@ -13,6 +13,7 @@ typed path or a ``?run=`` query parameter is accepted only if it stays inside it
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import posixpath
@@ -20,7 +21,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Generic, TypeVar
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from cldiag import health, schema
 from cldiag.reader import Run, downsample, list_runs, read_run
@@ -76,12 +78,21 @@ REFRESH_SECS = 5.0
 """How often pages of a run that is still being written redraw."""
 STALE_SECS = 300.0
 """A running run whose heartbeat is older than this is shown as stale, and not refreshed."""
+HEALTH_WAIT_SECS = 3.0
+"""How long a page waits for the run's health verdicts before showing a placeholder and polling.
+
+The rules take well under a second on typical runs (0.05-0.75 s on the sample runs, 2-core VM under load),
+and the job starts before the page draws its charts, so the verdicts are nearly always ready by the time
+the banner is drawn. Polling instead cost 6-9 s: the frontend's first timer-driven rerun comes only after
+the page's own run and charts are done."""
 PLOTLY_CONFIG: dict[str, Any] = {
     "displaylogo": False,
     "displayModeBar": True,
     "toImageButtonOptions": {"format": "png", "scale": 2},
 }
 _SELECTION_KEY = "_cldiag_selection"
+DEEP_LINK_KEY = "_cldiag_deep_link"
+"""Session key: the ``pages/`` file a page URL asked for before the router ran (see :func:`selection`)."""
 _RANGE_KEY = "_cldiag_step_range"
 
 
@@ -479,12 +490,31 @@ def _step_range(paths: Sequence[str]) -> tuple[int, int | None]:
     return (chosen[0], None if chosen[1] >= top else chosen[1])
 
 
-def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> Selection:
+def _keep_controls(sel: Selection) -> Selection:
+    """On a page without the run controls: keep their state (and the last selection) for the next run page.
+
+    Streamlit forgets the state of a widget that a script run does not draw; writing it back keeps it.
+    """
+    for key in ("_cldiag_run", "_cldiag_compare", "_cldiag_typed"):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    prev = st.session_state.get(_SELECTION_KEY)
+    if isinstance(prev, Selection) and prev.root == sel.root and prev.focus in [p for _, p in sel.runs]:
+        sel.focus, sel.compare, sel.step_range = prev.focus, prev.compare, prev.step_range
+    st.session_state[_SELECTION_KEY] = sel
+    return sel
+
+
+def sidebar(
+    default_root: str | os.PathLike[str], args: Sequence[str] = (), *, controls: bool = True
+) -> Selection:
     """Draw the sidebar (root, run picker, comparison runs, step range) and remember the selection.
 
     Args:
         default_root: the run root when neither a command-line argument nor ``$CLDIAG_RUN_ROOT`` is given.
         args: the script's command-line arguments.
+        controls: draw the run controls (Run, Compare with, Steps); pages that are not about a run (Lab,
+            Concepts) show only the run root, and the controls keep their state for the next run page.
 
     Returns:
         The :class:`Selection`, also stored for :func:`selection` in the pages.
@@ -495,6 +525,8 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
     runs, problems = list(runs_t), list(problems_t)
     paths = [p for _, p in runs]
     sel = Selection(root=root, runs=runs, focus=None, compare=[], step_range=(0, None), problems=problems)
+    if not controls:
+        return _keep_controls(sel)
 
     with st.sidebar.expander("Open a run in a subfolder"):
         typed = st.text_input("Path relative to the run root", key="_cldiag_typed", placeholder="group/run-3")
@@ -534,10 +566,12 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
         st.query_params["run"] = posixpath.basename(focus.rstrip("/"))
     st.session_state["_cldiag_linked"] = st.query_params.get("run")
     others = [p for p in paths if p != focus]
+    # Empty until the user picks: any guess (the next runs in the list, or a "family" read from configs)
+    # mixes in runs nobody asked for, and the first charts would overlay unrelated experiments.
     compare = st.sidebar.multiselect(
         "Compare with",
         others,
-        default=others[: min(3, len(others))],
+        default=[],
         format_func=sel.label,
         key="_cldiag_compare",
         help="Overlaid on Overview, Geometry and Compare.",
@@ -549,13 +583,45 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
     return sel
 
 
+def _page_file() -> str | None:
+    """The file name in ``pages/`` of the page script running this call (None outside a page script)."""
+    pages = APP_DIR / "pages"
+    for frame in inspect.stack(0):
+        path = Path(frame.filename)
+        if path.suffix == ".py" and path.parent.resolve() == pages:
+            return path.name
+    return None
+
+
+def _to_router() -> None:
+    """Hand a page that runs without ``app.py`` over to the router, which then opens that page.
+
+    The very first request of a fresh server to a page URL (a bookmark of /spectrum) runs the page script
+    alone: Streamlit's fallback for apps with a ``pages/`` folder, before any ``st.navigation`` call. The
+    page then had no router, no sidebar navigation and no wide layout. Switching to ``app.py`` (with the
+    link's query parameters) runs the router; it finds the page in :data:`DEEP_LINK_KEY` and switches to
+    it. Where ``app.py`` is not this app's entry point (AppTest of a single page) nothing happens.
+    """
+    page = _page_file()
+    if page is None:
+        return
+    st.session_state[DEEP_LINK_KEY] = page
+    try:
+        st.switch_page(APP_DIR / "app.py", query_params=st.query_params.to_dict())
+    except StreamlitAPIException:
+        st.session_state.pop(DEEP_LINK_KEY, None)
+
+
 def selection() -> Selection:
-    """The selection made by the sidebar in this session (drawing the sidebar if the page runs alone)."""
+    """The selection made by the sidebar in this session.
+
+    A page that runs without the router (a fresh server's first request to a page URL) is handed over to
+    it; where there is no router to hand over to, the page draws the sidebar itself.
+    """
     sel = st.session_state.get(_SELECTION_KEY)
     if isinstance(sel, Selection):
         return sel
-    # The very first request of a fresh server to a page URL (a bookmark of /spectrum) runs that page
-    # without app.py: Streamlit's fallback for apps with a pages/ folder. Draw the same sidebar here.
+    _to_router()
     return sidebar(APP_DIR / "sample_runs", launch_args())
 
 
@@ -608,6 +674,7 @@ def finished_verdicts(view: RunView, waiting: Callable[[str], Any]) -> tuple[hea
     A failing rule is reported on the page (and logged), never raised.
     """
     job = view.verdicts()
+    wait([job], timeout=HEALTH_WAIT_SECS)
     if not job.done():
         waiting("Checking the run's health in the background (the rules read every table) …")
         rerun_when_done(job)
@@ -640,13 +707,29 @@ def health_banner(view: RunView) -> None:
 
 
 def step_picker(steps: Sequence[int], label: str, key: str) -> int:
-    """Choose one of the logged steps (default: the newest); a single step needs no widget."""
+    """Choose one of the logged steps and say which one is shown.
+
+    The slider starts on the newest step and, while a run is being written, follows each new step, until
+    the user moves it elsewhere; moving it back to the right end follows again.
+    """
     if not steps:
         raise ValueError("step_picker needs at least one step")
+    newest = int(steps[-1])
     if len(steps) == 1:
-        st.caption(f"{label}: {steps[0]} (the only one logged in the selected range)")
-        return int(steps[0])
-    return int(st.select_slider(label, options=list(steps), value=steps[-1], key=key))
+        st.caption(f"{label}: {newest} (the only one logged in the selected range)")
+        return newest
+    follow_key = f"_cldiag_newest_{key}"
+    current = st.session_state.get(key)
+    # On the newest step of the previous draw (or not chosen yet): follow the run to its newest step.
+    if current is None or current not in steps or current == st.session_state.get(follow_key):
+        st.session_state[key] = newest
+    st.session_state[follow_key] = newest
+    step = int(st.select_slider(label, options=list(steps), key=key))
+    if step == newest:
+        st.caption(f"Showing step {step}, the newest logged; it follows new steps as they arrive.")
+    else:
+        st.caption(f"Showing step {step}; the newest logged is {newest} (slide to the end to follow it).")
+    return step
 
 
 def chart(
@@ -751,6 +834,8 @@ def run_page(title: str, intro: str, render: Callable[[RunView], None], *, banne
 
     def body() -> None:
         view = _view(run, sel.step_range)
+        if banner:
+            view.verdicts()  # start the health rules now, so they run while the charts are drawn
         page_intro(title, view, intro)
         _run_problems(view)
         top = st.empty()
@@ -776,6 +861,7 @@ def run_multi_page(title: str, intro: str, render: Callable[[Selection, list[Run
 
     def body() -> None:
         views = [_view(r, sel.step_range) for r in runs]
+        views[0].verdicts()  # the Overview shows them; elsewhere they are ready for the next page
         page_intro(title, views[0], intro)
         for view in views:
             _run_problems(view)

@@ -10,7 +10,8 @@ from cldiag import health, ui, views
 LEVEL_ICON = {"alarm": ":red[●] alarm", "warn": ":orange[●] warning", "ok": ":green[●] ok"}
 RUNS_CAPTION = (
     "One row per run: status (a running run without a recent heartbeat is marked stale), the last logged "
-    "step, and the last value of key metrics. Arrows on the charts below say which direction is better."
+    "step, and the last value of key metrics (3 significant digits; ↑ higher is better, ↓ lower is "
+    "better). Each run's settings are under Configurations."
 )
 
 
@@ -46,6 +47,8 @@ def render(sel: ui.Selection, runs: list[ui.RunView]) -> None:
     summaries = [views.run_summary(v, sel.label(p), v.status_text) for p, v in listed]
     st.dataframe(F.runs_table(summaries, metrics=views.KEY_METRICS), hide_index=True, width="stretch")
     st.caption(RUNS_CAPTION)
+    with st.expander("Configurations"):
+        st.dataframe(F.configs_table(summaries), hide_index=True, width="stretch")
     verdicts(runs[0])
     ui.show(views.key_metrics(runs, [sel.label(v.path) for v in runs]), *runs)
 

@@ -171,7 +171,8 @@ def explain_temperature() -> None:
         tau = st.select_slider("temperature τ", TAUS, 0.1, key="t_tau")
     result, curves = temperature_data(float(pos), tuple(float(v) for v in neg), float(tau))
     with right:
-        m = st.columns(4)
+        # Two per row: four in one row cut labels and values short ("13.2 of …") at 1400 px.
+        m = [*st.columns(2), *st.columns(2)]
         m[0].metric("normalized entropy", f"{result.entropy:.3f}", help="0 = hardest only, 1 = all alike")
         m[1].metric("effective negatives", f"{result.effective_negatives:.1f} of {len(neg)}")
         m[2].metric("pull on the positive 1 − p₊", f"{result.positive_pull:.3f}")
@@ -290,12 +291,11 @@ def explain_gap() -> None:
         tau = st.select_slider("temperature τ of the loss", TAUS, 0.01, key="g_tau")
         points, mg, shift = gap_data(float(cone), float(axis), float(noise), float(tau))
         best = int(np.argmin(shift.loss))
-        m = st.columns(2)
-        m[0].metric("modality gap ‖Δ‖", f"{float(mg.gap):.3f}")
-        m[1].metric("cone: mean cosine within", f"{float(mg.cone_a):.3f}")
-        m = st.columns(2)
-        m[0].metric("loss minimum at gap", f"{shift.gap[best]:.3f}")
-        m[1].metric("loss minimum at δ", f"{shift.deltas[best]:.2f}")
+        # One per row: the narrow left column cut two-per-row labels short ("cone: mean cosine wit…").
+        st.metric("modality gap ‖Δ‖", f"{float(mg.gap):.3f}")
+        st.metric("cone: mean cosine within", f"{float(mg.cone_a):.3f}")
+        st.metric("loss minimum at gap", f"{shift.gap[best]:.3f}")
+        st.metric("loss minimum at δ", f"{shift.deltas[best]:.2f}")
     with right:
         plot(FC.fig_gap_shift(shift), "g_shift")
     plot(FC.fig_two_cones(points, float(mg.gap)), "g_cones")
@@ -352,7 +352,9 @@ def explain_collapse() -> None:
             "uniformity", f"{stats.uniformity:.3f}", help=f"isotropic: {stats.uniformity_reference:.3f}"
         )
         st.metric(
-            "std of L2-normalized", f"{stats.std:.4f}", help=f"isotropic: 1/√d = {stats.std_reference:.4f}"
+            "std of L2-normalized embeddings",
+            f"{stats.std:.4f}",
+            help=f"isotropic: 1/√d = {stats.std_reference:.4f}",
         )
     with right:
         plot(FC.fig_collapse_spectrum(stats, spectrum, int(active)), "c_spectrum")

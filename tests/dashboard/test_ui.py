@@ -66,3 +66,37 @@ def test_resolve_root_precedence(monkeypatch):
     monkeypatch.setenv(ui.ENV_ROOT, "/env/runs")
     assert ui.resolve_root([], "sample_runs") == "/env/runs"
     assert ui.resolve_root(["--flag", "/cli/runs"], "sample_runs") == "/cli/runs"
+
+
+def _step_picker_app() -> None:
+    import streamlit as st
+
+    from cldiag import ui
+
+    steps = st.session_state.get("logged", [0, 10, 20])
+    st.write(f"picked {ui.step_picker(steps, 'Step', key='step')}")
+
+
+def test_step_picker_follows_new_steps_until_the_user_moves_it():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_step_picker_app).run()
+
+    def picked() -> int:
+        return int(next(m.value for m in at.markdown if m.value.startswith("picked")).split()[1])
+
+    def shown() -> str:
+        return " ".join(c.value for c in at.caption)
+
+    assert picked() == 20 and "Showing step 20, the newest logged" in shown()
+    at.session_state["logged"] = [0, 10, 20, 30]  # a live run logs a new step
+    at.run()
+    assert picked() == 30
+    at.select_slider(key="step").set_value(10).run()  # the user looks back
+    at.session_state["logged"] = [0, 10, 20, 30, 40]
+    at.run()
+    assert picked() == 10 and "the newest logged is 40" in shown()
+    at.select_slider(key="step").set_value(40).run()  # back at the end: follow again
+    at.session_state["logged"] = [0, 10, 20, 30, 40, 50]
+    at.run()
+    assert picked() == 50 and not at.exception
