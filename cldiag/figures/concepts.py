@@ -314,7 +314,9 @@ def fig_align_uniform_demo(point: AlignUniform, sweep: pd.DataFrame, uniform_ref
             mode="markers+text",
             name="extremes",
             text=[r[0] for r in refs],
-            textposition=["top left", "top right", "bottom right"],
+            # The ideal's label goes below the axis: "your points" (alignment >= 0) often sit on or just above
+            # the ideal, and the star would cover a label placed above it.
+            textposition=["top left", "bottom right", "bottom right"],
             marker={"size": 11, "symbol": [r[3] for r in refs], "color": _LIMIT_COLOR},
             hovertemplate="%{text}<br>uniformity %{x:.3f}<br>alignment %{y:.3f}<extra></extra>",
         )

@@ -73,13 +73,14 @@ def _info(
 
 SHORT = {
     schema.M_POS_SIM: "pos. cosine",
-    schema.M_RANK: "eff. rank",
-    schema.M_RETRIEVAL: "top-1 retrieval",
-    schema.M_GAP: "modality gap",
-    schema.M_STD_L2: "std (unit emb.)",
+    schema.M_RANK: "rank",
+    schema.M_RETRIEVAL: "retrieval",
+    schema.M_GAP: "gap",
+    schema.M_STD_L2: "std",
     schema.M_UNIFORMITY: "uniformity",
 }
-"""Narrow names for the Overview's runs table, where eight metric columns must fit beside the run's name."""
+"""Narrow names for the Overview's runs table, where eight metric columns must fit beside the run's name at
+1400 px (the table's header tooltips give the full :attr:`MetricInfo.axis_title`)."""
 COSINE = "cosine similarity"
 SPHERE = "distance on the unit sphere"
 

@@ -192,7 +192,7 @@ def fig_metric_grid(
                     mode="lines",
                     name=name,
                     legendgroup=str(run),
-                    showlegend=run is not None and run not in shown,
+                    showlegend=len(runs) > 1 and run not in shown,  # one run: its name heads the page
                     line={"color": colors[run] if run is not None else PALETTE[0], "width": 1.5},
                     hovertemplate=f"{name}<br>{info.label}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>",
                 ),

@@ -13,7 +13,7 @@ import pandas as pd
 from cldiag.figures._common import require_columns
 from cldiag.figures.metrics import metric_info
 
-__all__ = ["configs_table", "last_values", "round_significant", "runs_table"]
+__all__ = ["column_help", "configs_table", "last_values", "round_significant", "runs_table"]
 
 
 def last_values(scalars: pd.DataFrame, metrics: Sequence[str] | None = None) -> dict[str, float]:
@@ -92,6 +92,11 @@ def runs_table(
             row[metric_info(metric).column_title] = shown
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def column_help(metrics: Sequence[str]) -> dict[str, str]:
+    """Tooltip text for the metric columns of :func:`runs_table`: header → the metric's full axis title."""
+    return {metric_info(m).column_title: metric_info(m).axis_title for m in metrics}
 
 
 def configs_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -408,12 +408,13 @@ def test_runs_table_has_words_for_headers_and_rounds_values():
         "dim",
         "loss ↓",
         "pos. cosine ↑",
-        "std (unit emb.) ↑",
-        "eff. rank ↑",
+        "std ↑",
+        "rank ↑",
     ]
     assert table.loc[0, "loss ↓"] == 22.0
     assert table.loc[0, "pos. cosine ↑"] == 5.12e-05
-    assert table.loc[0, "std (unit emb.) ↑"] == 0.123
+    assert table.loc[0, "std ↑"] == 0.123
+    assert F.column_help([schema.M_STD_L2])["std ↑"] == "std of L2-normalized embeddings ↑"
     assert all("_" not in c for c in table.columns)
     assert F.round_significant(float("nan")) != F.round_significant(float("nan"))  # NaN stays NaN
     assert F.round_significant(-1234.5, 2) == -1200.0
@@ -502,3 +503,17 @@ def test_concepts_hardest_negative_note_follows_the_temperature():
     heights = [y for y, _ in notes]
     assert heights == sorted(heights, reverse=True) and heights[0] > 2 * heights[-1]
     assert len({text for _, text in notes}) == 3  # the share in the text changes with τ
+
+
+def test_concepts_plane_star_never_covers_the_ideal_label():
+    from cldiag import concepts as C
+    from cldiag.figures import concepts as FC
+
+    views = C.clustered_views(dim=2, clusters=4, concentration=20.0, view_noise=0.2)
+    point = C.align_uniform(views)
+    sweep = C.align_uniform_sweep([0.0, 20.0, float("inf")], dim=2, clusters=4, view_noise=0.2)
+    fig = FC.fig_align_uniform_demo(point, sweep, C.uniform_sphere_uniformity(2))
+    extremes = next(t for t in fig.data if t.name == "extremes")
+    ideal = next(i for i, text in enumerate(extremes.text) if text.startswith("ideal"))
+    # The star (alignment >= 0) sits on or above the ideal point at alignment 0: the label goes below.
+    assert extremes.textposition[ideal].startswith("bottom") and point.alignment >= 0
