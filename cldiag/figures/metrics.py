@@ -72,7 +72,7 @@ def _info(
 
 
 SHORT = {
-    schema.M_POS_SIM: "pos. cosine",
+    schema.M_POS_SIM: "pos. cos",
     schema.M_RANK: "rank",
     schema.M_RETRIEVAL: "retrieval",
     schema.M_GAP: "gap",

@@ -63,11 +63,11 @@ def runs_table(
 
     Headers are words (``last step``; a metric's short name with its better-direction arrow, e.g.
     ``loss ↓``) and values are rounded to ``digits`` significant digits, so the table fits a laptop
-    screen; the configurations are in :func:`configs_table`.
+    screen; the dimension, creation time and configuration are in :func:`configs_table`.
 
     Args:
-        summaries: per run a mapping with ``name``, ``status``, ``last_step``, ``modalities``, ``dim`` and
-            ``last`` (metric → value).
+        summaries: per run a mapping with ``name``, ``status``, ``last_step``, ``modalities`` and ``last``
+            (metric → value).
         metrics: the metric columns to show, in order (a run without one gets NaN).
         digits: significant digits of the metric values.
 
@@ -83,7 +83,6 @@ def runs_table(
             "status": s.get("status", "unknown"),
             "last step": s.get("last_step"),
             "modalities": " / ".join(map(str, s.get("modalities") or [])),
-            "dim": s.get("dim"),
         }
         last = s.get("last") or {}
         for metric in metrics:
@@ -100,19 +99,19 @@ def column_help(metrics: Sequence[str]) -> dict[str, str]:
 
 
 def configs_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per run: when it was created and its configuration, one column per key (nested as JSON).
+    """One row per run: when it was created, its embedding dimension and its configuration (nested as JSON).
 
     Args:
-        summaries: per run a mapping with ``name``, ``created`` and ``config`` (dict).
+        summaries: per run a mapping with ``name``, ``created``, ``dim`` and ``config`` (dict).
 
     Returns:
-        Columns ``run``, ``created`` and the configuration keys, sorted; a key a run lacks is empty.
+        Columns ``run``, ``created``, ``dim`` and the configuration keys, sorted; a key a run lacks is empty.
     """
     rows = []
     for s in summaries:
         if "name" not in s:
             raise ValueError(f"each summary needs a 'name'; got keys {sorted(s)}")
-        row: dict[str, Any] = {"run": s["name"], "created": s.get("created")}
+        row: dict[str, Any] = {"run": s["name"], "created": s.get("created"), "dim": s.get("dim")}
         for key, value in sorted((s.get("config") or {}).items()):
             row[str(key)] = _cell(value)
         rows.append(row)

@@ -380,10 +380,11 @@ def test_last_values_and_runs_table():
     assert math.isnan(table.loc[1, "a"])
     configs = F.configs_table(
         [
-            {"name": "r1", "config": {"tau": 0.1, "sched": {"warmup": 5}}},
+            {"name": "r1", "dim": 8, "config": {"tau": 0.1, "sched": {"warmup": 5}}},
             {"name": "r2", "config": {"tau": 0.5}},
         ]
     )
+    assert configs.loc[0, "dim"] == 8
     assert configs.loc[0, "sched"] == '{"warmup": 5}'
     assert configs["tau"].tolist() == [0.1, 0.5]
     with pytest.raises(ValueError, match="name"):
@@ -405,14 +406,13 @@ def test_runs_table_has_words_for_headers_and_rounds_values():
         "status",
         "last step",
         "modalities",
-        "dim",
         "loss ↓",
-        "pos. cosine ↑",
+        "pos. cos ↑",
         "std ↑",
         "rank ↑",
     ]
     assert table.loc[0, "loss ↓"] == 22.0
-    assert table.loc[0, "pos. cosine ↑"] == 5.12e-05
+    assert table.loc[0, "pos. cos ↑"] == 5.12e-05
     assert table.loc[0, "std ↑"] == 0.123
     assert F.column_help([schema.M_STD_L2])["std ↑"] == "std of L2-normalized embeddings ↑"
     assert all("_" not in c for c in table.columns)
