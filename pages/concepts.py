@@ -110,6 +110,37 @@ def temperature_data(pos: float, neg: tuple[float, ...], tau: float) -> tuple[C.
     return result, curves
 
 
+def anchor_scores() -> tuple[float, list[float]] | None:
+    """The anchor's positive score and negatives: a synthetic distribution or a sample run's snapshot."""
+    snapshots = [name for name, _, snap in sample_runs(RUN_ROOT) if snap]
+    source = st.selectbox(
+        "Negatives",
+        ["synthetic", *snapshots],
+        key="t_source",
+        format_func=lambda s: "synthetic distribution" if s == "synthetic" else f"snapshot of {s}",
+    )
+    if source == "synthetic":
+        pos = st.slider("positive score s₊", -1.0, 1.0, 0.8, 0.05, key="t_pos")
+        shape = st.radio("shape", C.NEGATIVE_SHAPES, horizontal=True, key="t_shape")
+        mean = st.slider("mean negative score", -0.5, 0.8, 0.2, 0.05, key="t_mean")
+        spread = st.slider("spread", 0.0, 0.4, 0.15, 0.01, key="t_spread")
+        k = st.select_slider("number of negatives K", [4, 8, 16, 32, 64, 128], 32, key="t_k")
+        st.caption("Scores are the distribution's quantiles, so the set is smooth and repeatable.")
+        return pos, C.negative_scores(k, shape=shape, mean=mean, spread=spread).tolist()
+    try:
+        snap_pos, neg_arr, what = snapshot_scores(RUN_ROOT, source)
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        st.warning(f"Could not read the snapshot of {source}: {exc}")
+        return None
+    st.caption(what)
+    if snap_pos is None:
+        pos = st.slider("positive score s₊ (the snapshot has no partner view)", -1.0, 1.0, 0.8, 0.05)
+    else:
+        pos = snap_pos
+        st.caption(f"Positive score from the snapshot: {pos:.3f}")
+    return pos, neg_arr.tolist()
+
+
 def explain_temperature() -> None:
     st.markdown(
         prose(
@@ -138,36 +169,12 @@ def explain_temperature() -> None:
             """
         )
     )
-    snapshots = [name for name, _, snap in sample_runs(RUN_ROOT) if snap]
     left, right = st.columns([1, 2])
     with left:
-        source = st.selectbox(
-            "Negatives",
-            ["synthetic", *snapshots],
-            key="t_source",
-            format_func=lambda s: "synthetic distribution" if s == "synthetic" else f"snapshot of {s}",
-        )
-        if source == "synthetic":
-            pos = st.slider("positive score s₊", -1.0, 1.0, 0.8, 0.05, key="t_pos")
-            shape = st.radio("shape", C.NEGATIVE_SHAPES, horizontal=True, key="t_shape")
-            mean = st.slider("mean negative score", -0.5, 0.8, 0.2, 0.05, key="t_mean")
-            spread = st.slider("spread", 0.0, 0.4, 0.15, 0.01, key="t_spread")
-            k = st.select_slider("number of negatives K", [4, 8, 16, 32, 64, 128], 32, key="t_k")
-            neg = C.negative_scores(k, shape=shape, mean=mean, spread=spread).tolist()
-            st.caption("Scores are the distribution's quantiles, so the set is smooth and repeatable.")
-        else:
-            try:
-                snap_pos, neg_arr, what = snapshot_scores(RUN_ROOT, source)
-            except (OSError, ValueError, KeyError, StopIteration) as exc:
-                st.warning(f"Could not read the snapshot of {source}: {exc}")
-                return
-            neg = neg_arr.tolist()
-            st.caption(what)
-            if snap_pos is None:
-                pos = st.slider("positive score s₊ (the snapshot has no partner view)", -1.0, 1.0, 0.8, 0.05)
-            else:
-                pos = snap_pos
-                st.caption(f"Positive score from the snapshot: {pos:.3f}")
+        chosen = anchor_scores()
+        if chosen is None:
+            return
+        pos, neg = chosen
         tau = st.select_slider("temperature τ", TAUS, 0.1, key="t_tau")
     result, curves = temperature_data(float(pos), tuple(float(v) for v in neg), float(tau))
     with right:
