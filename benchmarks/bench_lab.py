@@ -3,6 +3,7 @@
     python benchmarks/bench_lab.py                 # all presets at full length + throughput table
     python benchmarks/bench_lab.py --presets none  # throughput only
     python benchmarks/bench_lab.py --presets collapse,temperature --steps-scale 0.5
+    python benchmarks/bench_lab.py --presets none --default-seeds 0,1,2 --threads 1  # default run
 
 Wall time is what a learner waits; CPU time (this process, all threads, including the Monitor's writer)
 shows how much of the wall time was our own work on a shared machine. The load average printed first says
@@ -22,8 +23,9 @@ from cldiag.lab.presets import PRESETS, run_preset
 from cldiag.lab.trainer import LabConfig, train
 
 THROUGHPUT = {
-    "digits mlp b256 nt_xent": LabConfig(steps=300),
-    "digits cnn b256 nt_xent": LabConfig(encoder="cnn", steps=150),
+    "default: cluttered b128": LabConfig(),
+    "digits mlp b256 nt_xent": LabConfig(data="digits", batch_size=256, steps=300),
+    "digits cnn b256 nt_xent": LabConfig(data="digits", encoder="cnn", batch_size=256, steps=150),
     "prototypes mlp b16 dcl": LabConfig(data="prototypes", loss="dcl", batch_size=16, steps=600),
     "pairs mlp b128 clip": LabConfig(data="pairs", loss="clip", batch_size=128, embed_dim=32, steps=300),
     "toy linear b128 nt_xent": LabConfig(
@@ -45,6 +47,9 @@ def main() -> None:
     parser.add_argument("--presets", default="all", help="comma-separated names, 'all' or 'none'")
     parser.add_argument("--steps-scale", type=float, default=1.0)
     parser.add_argument("--threads", default="1,2", help="thread counts for the throughput table")
+    parser.add_argument(
+        "--default-seeds", default="0", help="seeds of the full default Lab run (kNN vs raw, time); '' skips"
+    )
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
@@ -70,6 +75,17 @@ def main() -> None:
                 flush=True,
             )
             print(f"    {result.summary}")
+
+    seeds = [int(x) for x in args.default_seeds.split(",") if x.strip()]
+    if seeds:
+        print("\nThe default Lab run (LabConfig()): final held-out 5-NN accuracy against raw inputs")
+        print(f"{'seed':>4} {'knn_acc':>8} {'raw':>6} {'margin':>7} {'wall s':>7} {'cpu s':>7}")
+        for seed in seeds:
+            config = LabConfig(seed=seed)
+            result, wall, cpu = timed(lambda c=config: train(c, os.path.join(out, f"default-{c.seed}")))
+            knn, raw = result.metrics["knn_acc"], result.metrics["knn_acc_raw"]
+            row = f"{seed:>4} {knn:>8.3f} {raw:>6.3f} {knn - raw:>+7.3f} {wall:>7.1f} {cpu:>7.1f}"
+            print(row, flush=True)
 
     print("\nTrainer throughput (train() with the Monitor logging every step)")
     print(f"{'configuration':<26} {'threads':>7} {'steps':>6} {'steps/s':>8} {'ms/step':>8}")

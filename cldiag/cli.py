@@ -70,6 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
         str(args.port),
         "--browser.gatherUsageStats",
         "false",
+        # The watcher only serves editing the app's sources, and it watches app.py's folder recursively, so
+        # runs written under it reach it too (issue 17 saw a RuntimeWarning per Lab run in sample_runs/).
+        "--server.fileWatcherType",
+        "none",
     ]
     shown = env.get(ENV_RUN_ROOT, "the sample runs")
     print(f"cldiag: serving {shown} at http://{args.host}:{args.port} (Ctrl+C stops)", file=sys.stderr)

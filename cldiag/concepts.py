@@ -35,7 +35,9 @@ from torch import Tensor
 
 from cldiag import functional as F
 from cldiag import schema
+from cldiag._checks import check_int, check_range
 from cldiag.losses import clip_loss, info_nce
+from cldiag.projection import pca_2d
 
 __all__ = [
     "NEGATIVE_SHAPES",
@@ -74,21 +76,8 @@ NEGATIVE_SHAPES: tuple[str, ...] = ("normal", "uniform", "hard tail")
 """Shapes of the synthetic negative-score distribution of explainer 1."""
 
 
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_range(value: object, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not low <= value <= high:
-        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
-    return value
+_check_int = check_int  # the package's shared validators (value first, then its name)
+_check_range = check_range
 
 
 # ------------------------------------------------------------------------------ 1. temperature and hardness
@@ -644,29 +633,27 @@ def gap_shift(a: Tensor, b: Tensor, tau: float, deltas: Sequence[float] | None =
     return GapShift(grid, np.asarray(gaps), np.asarray(losses), float(tau))
 
 
-def principal_coordinates(*blocks: Tensor, components: int = 2) -> list[np.ndarray]:
-    """Project several ``(N_k, d)`` blocks onto the top principal axes of all of them together.
+def principal_coordinates(*blocks: Tensor) -> list[np.ndarray]:
+    """Project several ``(N_k, d)`` blocks onto the top two principal axes of all of them together.
 
-    A view for drawing only (not a diagnostic): the blocks share one centring and one basis, so the
-    geometry between them, such as a modality gap, is kept. Missing dimensions are zero-padded.
+    A view for drawing only (not a diagnostic), computed by the dashboard's own PCA
+    (:func:`cldiag.projection.pca_2d`: unit rows, one centring, signs fixed), so a Concepts picture and
+    the Embeddings page of a run agree. The blocks share one centring and one basis, so the geometry
+    between them, such as a modality gap, is kept; ``d = 1`` gets a zero second axis.
 
     Args:
         *blocks: matrices with the same number of columns.
-        components: number of principal axes, ``>= 1``.
 
     Returns:
-        One ``(N_k, components)`` float64 array per block.
+        One ``(N_k, 2)`` float64 array per block.
+
+    Raises:
+        ValueError: no blocks.
     """
     if not blocks:
         raise ValueError("principal_coordinates needs at least one block")
-    components = _check_int(components, "components", 1)
-    stacked = torch.cat([blk.double() for blk in blocks])
-    centered = stacked - stacked.mean(dim=0)
-    _, _, vh = torch.linalg.svd(centered, full_matrices=False)
-    coords = (centered @ vh[:components].T).numpy()
-    if coords.shape[1] < components:
-        coords = np.pad(coords, ((0, 0), (0, components - coords.shape[1])))
-    return list(np.split(coords, np.cumsum([blk.shape[0] for blk in blocks])[:-1]))
+    coords, _ = pca_2d(torch.cat([blk.double() for blk in blocks]).numpy())
+    return list(np.split(coords.astype(np.float64), np.cumsum([blk.shape[0] for blk in blocks])[:-1]))
 
 
 def modality_points(a: Tensor, b: Tensor, names: tuple[str, str] = ("image", "text")) -> pd.DataFrame:
@@ -675,7 +662,7 @@ def modality_points(a: Tensor, b: Tensor, names: tuple[str, str] = ("image", "te
     Returns:
         DataFrame ``x, y, step (0), sample_id, modality, label (missing)``; pair ``i`` shares sample id ``i``.
     """
-    coords = principal_coordinates(a, b, components=2)
+    coords = principal_coordinates(a, b)
     parts = [
         pd.DataFrame(
             {

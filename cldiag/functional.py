@@ -11,13 +11,21 @@ on CUDA inside PyTorch itself; call those at snapshot cadence, not every step.
 
 Conventions: ``a`` and ``b`` are ``(B, d)`` matrices whose row ``i`` forms a positive pair; every other
 row of ``b`` is a negative of ``a[i]``. ``s_ij`` is the cosine of ``a[i]`` and ``b[j]``.
-Non-finite values propagate as NaN (except in :func:`step_statistics`, which masks such rows).
+
+Non-finite policy (one rule for the whole module): a NaN or ±Inf in an input never raises and is never
+counted as an ordinary value; every output that depends on it is NaN. So :func:`spectrum`,
+:func:`effective_rank` and :func:`retrieval_accuracy` return NaN (all eigenvalues NaN for the spectrum) as
+soon as any entry of their input is non-finite, and scalar means over pairs (uniformity, tolerance, cone,
+hardness, ...) are NaN. The two deliberate exceptions: histogram *counts* (:func:`score_histograms`,
+:func:`pairwise_statistics`) count only finite scores, since a count cannot be NaN; and
+:func:`step_statistics` masks non-finite rows and reports their share, because it runs on every step.
+The Monitor drops non-finite rows before it calls the ``O(B²)`` functions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
 from typing import NamedTuple
 
@@ -25,34 +33,67 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
+from cldiag._checks import (
+    INT_DTYPES,
+    check_int,
+    check_labels,
+    check_matrix,
+    check_pair,
+    check_positive,
+    check_rows,
+    check_taus,
+)
+
 __all__ = [
+    "ROW_CAP",
+    "FalseNegativeShare",
     "Hardness",
     "ModalityGap",
+    "ModalityGapMatrix",
+    "MultilinearScores",
+    "PairwiseStatistics",
+    "RankSummary",
     "ScoreHistograms",
     "TemperatureCurves",
+    "TemperatureDistribution",
     "alignment",
     "cone",
     "effective_rank",
+    "false_negative_share",
     "hardness",
     "histogram_overlap",
     "modality_gap",
+    "modality_gap_matrix",
+    "multilinear_scores",
     "negative_similarity",
     "normalize",
+    "ordering_violations",
+    "pairwise_statistics",
     "penalty_weights",
+    "positive_ranks",
+    "rank_summary",
     "retrieval_accuracy",
     "score_histograms",
     "similarity_matrix",
     "spectrum",
     "std_of_l2_normalized",
     "step_statistics",
+    "subsample_rows",
     "temperature_curves",
+    "temperature_distribution",
     "tolerance",
     "uniformity",
 ]
 
 _EPS = 1e-12  # same floor as torch.nn.functional.normalize: zero rows stay zero instead of becoming NaN
-_MAX_CURVE_ELEMENTS = 1 << 24  # caps the (taus, B, B) working set of temperature_curves at ~64 MiB
-_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_MAX_CURVE_ELEMENTS = 1 << 16  # (taus, B, B) chunks of 256 KiB: per-τ passes stay in cache
+
+ROW_CAP = 2048
+"""Row cap of the ``O(B²)`` statistics: above it :func:`pairwise_statistics` and :func:`temperature_curves`
+use a seeded subsample of this many rows (:func:`subsample_rows`). At 2048 rows one ``B × B`` float32 matrix
+is 16 MiB (a step holds about five) and 4 M pairs still resolve every histogram bin; 4096 rows made a
+13-τ curves step take seconds on one CPU core. Batch-size dependent statistics (retrieval, effective
+negatives) are then those of a 2048-row batch."""
 
 
 class ScoreHistograms(NamedTuple):
@@ -101,6 +142,7 @@ class TemperatureCurves(NamedTuple):
         uniformity: :func:`uniformity` of ``a`` at ``t = 1/(2 tau)``.
         same_class_penalty: share of the negative penalty that falls on same-class samples; ``None``
             without labels.
+        rows: ``None`` when all rows were used, else the sorted indices of the row subsample.
     """
 
     taus: Tensor
@@ -109,6 +151,7 @@ class TemperatureCurves(NamedTuple):
     pos_prob: Tensor
     uniformity: Tensor
     same_class_penalty: Tensor | None
+    rows: Tensor | None = None
 
 
 class ModalityGap(NamedTuple):
@@ -132,81 +175,13 @@ class ModalityGap(NamedTuple):
 # --------------------------------------------------------------------------------------------- validation
 
 
-def _check_matrix(z: object, name: str) -> Tensor:
-    if not isinstance(z, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
-    if not z.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
-    if z.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (batch, dim), got {z.ndim}-D tensor of shape {tuple(z.shape)}")
-    if z.shape[0] == 0 or z.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(z.shape)}")
-    return z
-
-
-def _check_pair(
-    a: object, b: object, *, names: tuple[str, str] = ("a", "b"), same_batch: bool = True
-) -> tuple[Tensor, Tensor]:
-    na, nb = names
-    a = _check_matrix(a, na)
-    b = _check_matrix(b, nb)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{na} and {nb} must have the same embedding dim, "
-            f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
-        )
-    if same_batch and a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"{na} and {nb} must have the same batch size (row i of each is a pair), "
-            f"got {na} {tuple(a.shape)} and {nb} {tuple(b.shape)}"
-        )
-    if a.device != b.device:
-        raise ValueError(f"{na} and {nb} must be on the same device, got {a.device} and {b.device}")
-    return a, b
-
-
-def _check_rows(z: Tensor, name: str, minimum: int, why: str) -> None:
-    if z.shape[0] < minimum:
-        raise ValueError(f"{name} needs at least {minimum} rows ({why}), got shape {tuple(z.shape)}")
-
-
-def _check_labels(labels: object, n: int, device: torch.device) -> Tensor:
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels must have shape ({n},) to match the batch, got shape {tuple(labels.shape)}")
-    return labels.to(device)
-
-
-def _check_positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return value
-
-
-def _check_taus(taus: object, device: torch.device, name: str) -> Tensor:
-    if isinstance(taus, Tensor):
-        if not (taus.is_floating_point() or taus.dtype in _INT_DTYPES):
-            raise TypeError(f"{name} must be a real-valued tensor, got dtype {taus.dtype}")
-        if taus.ndim > 1 or taus.numel() == 0:
-            raise ValueError(f"{name} must be a 0-d or non-empty 1-D tensor, got shape {tuple(taus.shape)}")
-        # Tensor temperatures are not range-checked: reading their values would sync with the device.
-        return taus.reshape(-1).to(device=device, dtype=torch.float32)
-    if isinstance(taus, Real):
-        taus = [taus]
-    if isinstance(taus, (str, bytes)) or not isinstance(taus, Iterable):
-        raise TypeError(
-            f"{name} must be a number, a sequence of numbers or a tensor, got {type(taus).__name__}"
-        )
-    checked = [_check_positive(t, name) for t in taus]  # also accepts NumPy arrays of temperatures
-    if not checked:
-        raise ValueError(f"{name} must not be empty")
-    return torch.tensor(checked, dtype=torch.float32, device=device)
+# One set of validators for functional, losses, projection and concepts (value first, then its name).
+_check_matrix = check_matrix
+_check_pair = check_pair
+_check_rows = check_rows
+_check_labels = check_labels
+_check_positive = check_positive
+_check_taus = check_taus
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -214,6 +189,16 @@ def _check_taus(taus: object, device: torch.device, name: str) -> Tensor:
 
 def _unit(z: Tensor) -> Tensor:
     return nnf.normalize(z.float(), p=2.0, dim=1, eps=_EPS)
+
+
+def _finite_or_zero(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Whether every entry is finite (0-d bool, no sync), and ``z`` with non-finite entries zeroed.
+
+    The LAPACK solvers raise (or print MKL errors) on NaN/Inf; they get a clean matrix and the caller
+    replaces the answer with NaN where it was undefined.
+    """
+    ok = torch.isfinite(z)
+    return ok.all(), torch.where(ok, z, 0.0)
 
 
 def _offdiag_log_mean_exp(x: Tensor) -> Tensor:
@@ -295,6 +280,122 @@ def _penalty_stats(
     effective = ent.exp().mean(dim=-1)
     same_share = None if same is None else (r * same).sum(dim=-1).mean(dim=-1)
     return entropy, effective, pos_prob, same_share
+
+
+# --------------------------------------------------------------------------------------------- fused core
+# The fast paths below share one similarity matrix per pair of sides and make every O(B^2) pass count: one
+# exp per temperature, no (B, B) boolean eye, diagonals edited in place. They are tested equal to the
+# single-purpose functions above, which stay the readable references.
+
+_DIAG_SENTINEL = -1.0e4  # exp(-1e4 / tau) is 0 for any tau <= 100 (and < 1e-43 up to tau = 1e3)
+
+
+def _squared_distances_masked(u: Tensor) -> Tensor:
+    """``_squared_distances(u)`` with ``+inf`` on the diagonal (so ``exp(-t·D)`` drops the self pairs)."""
+    d = _squared_distances(u)
+    d.diagonal().fill_(math.inf)
+    return d
+
+
+def _uniformity_from_distances(d_masked: Tensor, ts: Tensor) -> Tensor:
+    """``log mean_{i != j} exp(-t D_ij)`` for each ``t``, in log space with one global shift.
+
+    Shifting by the smallest off-diagonal distance makes the largest term exactly 1, so the sum never
+    underflows (as logsumexp) while each ``t`` costs a single exp pass.
+    """
+    n = d_masked.shape[0]
+    d_min = d_masked.amin()
+    shifted = d_masked - d_min
+    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    buf = torch.empty((min(chunk, ts.shape[0]), n, n), dtype=shifted.dtype, device=shifted.device)
+    out = []
+    for t in torch.split(ts, chunk):
+        terms = buf[: t.shape[0]]  # one buffer for every chunk: no allocator churn of (B, B) blocks
+        torch.mul(shifted[None], -t[:, None, None], out=terms)
+        out.append(terms.exp_().sum(dim=(-2, -1)).log() - t * d_min)
+    return torch.cat(out) - math.log(n * (n - 1))
+
+
+def _hardness_from_scores(
+    s: Tensor, pos: Tensor, hardest: Tensor, taus: Tensor, same: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """:func:`_penalty_stats` from ``s`` and its hardest negatives, one exp pass per τ.
+
+    With ``x_ij = (s_ij - max_{k != i} s_ik) / τ`` over the negatives, ``Z_i = Σ_j e^{x_ij} >= 1`` and
+    ``H_i = log Z_i - Σ_j e^{x_ij} x_ij / Z_i``; the positive's softmax probability is
+    ``sigmoid((s_ii - max_neg_i)/τ - log Z_i)``, which never overflows however far the positive leads.
+    """
+    n = s.shape[0]
+    shifted = s - hardest[:, None]
+    shifted.diagonal().fill_(_DIAG_SENTINEL)
+    scale = math.log(n - 1) if n > 2 else 1.0
+    lead = pos - hardest
+    cols: list[list[Tensor]] = [[], [], [], []]
+    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
+    # Two buffers reused by every chunk: fresh (B, B) blocks per τ fragment the heap (peak RSS doubled).
+    x_buf = torch.empty((min(chunk, taus.shape[0]), n, n), dtype=s.dtype, device=s.device)
+    e_buf = torch.empty_like(x_buf)
+    for tau in torch.split(taus, chunk):
+        inv = (1.0 / tau)[:, None, None]
+        x, e = x_buf[: tau.shape[0]], e_buf[: tau.shape[0]]
+        torch.mul(shifted[None], inv, out=x)
+        torch.exp(x, out=e)
+        z = e.sum(dim=-1)
+        log_z = z.log()
+        ent = log_z - x.mul_(e).sum(dim=-1) / z
+        cols[0].append((ent.mean(dim=-1) / scale).clamp(0.0, 1.0))
+        cols[1].append(ent.exp().mean(dim=-1))
+        cols[2].append(torch.sigmoid(lead[None] * inv[:, :, 0] - log_z).mean(dim=-1))
+        if same is not None:
+            cols[3].append((e.mul_(same).sum(dim=-1) / z).mean(dim=-1))
+    same_share = torch.cat(cols[3]) if same is not None else None
+    return torch.cat(cols[0]), torch.cat(cols[1]), torch.cat(cols[2]), same_share
+
+
+def _uniformity_t2_from_gram(gram: Tensor, u: Tensor) -> Tensor:
+    """:func:`uniformity` at ``t = 2`` from ``G = u uᵀ`` (overwritten), two passes over ``G``.
+
+    ``exp(-2‖u_i - u_j‖²) = e^{4 G_ij} w_i w_j`` with ``w_i = e^{-2‖u_i‖²}`` (1 or ``e^{-2}`` for a zero row);
+    every term lies in ``[e^{-8}, 1]`` up to rounding, so no log-space shift is needed at ``t = 2``.
+    """
+    n = u.shape[0]
+    w = torch.exp(-2.0 * (u * u).sum(dim=1))
+    e = gram.mul_(4.0).exp_()
+    total = w @ (e @ w) - (e.diagonal() * w * w).sum()
+    return (total / (n * (n - 1))).log()
+
+
+def _std_of_unit(u: Tensor) -> Tensor:
+    """:func:`std_of_l2_normalized` of unit rows; column sums as a matrix product (``std(dim=0)`` is slow)."""
+    n = u.shape[0]
+    centered = u - u.mean(dim=0)
+    ones = torch.ones(1, n, dtype=u.dtype, device=u.device)
+    return ((ones @ centered.square()) / (n - 1)).sqrt().mean()
+
+
+def _scores_pos_hardest(ua: Tensor, ub: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``s = ua ub^T`` (diagonal intact), its diagonal and each row's largest off-diagonal value."""
+    s = ua @ ub.T
+    pos = s.diagonal().clone()
+    s.diagonal().fill_(-math.inf)
+    hardest = s.amax(dim=1)
+    s.diagonal().copy_(pos)
+    return s, pos, hardest
+
+
+def _fast_histogram(x: Tensor, bins: int | Tensor, edges: Tensor) -> Tensor:
+    """Counts as :func:`_histogram`; on CPU with equal bins one ``torch.histogram`` pass (same edges)."""
+    if isinstance(bins, int) and x.device.type == "cpu":
+        x = x.reshape(-1).clamp(-1.0, 1.0)  # rounding just beyond ±1 counts in the end bins; NaN is skipped
+        return torch.histogram(x, bins=bins, range=(-1.0, 1.0)).hist.to(torch.int64)
+    return _histogram(x, edges, uniform=not isinstance(bins, Tensor))
+
+
+def _same_class(labels: Tensor) -> Tensor:
+    """Float 0/1 matrix of same-label pairs with a zero diagonal."""
+    same = (labels[:, None] == labels[None, :]).float()
+    same.diagonal().zero_()
+    return same
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -384,9 +485,18 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     computed in log-space (log-sum-exp over distinct pairs minus the log pair count), so it stays finite
     for tiny batches, large ``t`` and fp16 input.
 
-    Range: ``[-4t, 0]``; 0 = all points identical (collapse), ``-4t`` only for an antipodal pair. For
-    ``t = 2`` and a large batch the floor is near −4: points uniform on the sphere give ``≈ -4 + 8/d``
-    (−3.94 for d=128, −3.75 for d=32, −3.08 for d=8). Lower is more uniform.
+    Range: ``[-4t, 0]``; 0 = all points identical (collapse), ``-4t`` only for an antipodal pair. Lower is
+    more uniform. For points uniform on the sphere :math:`S^{d-1}` (large batch) the value is exactly
+
+    .. math::
+
+        -2t + \log\Big[\Gamma\big(\tfrac d2\big)\,\big(\tfrac{2}{\kappa}\big)^{d/2-1}
+        I_{d/2-1}(\kappa)\Big], \qquad \kappa = 2t
+
+    (:math:`I_\nu` the modified Bessel function; the bracket is :math:`\mathbb E[e^{\kappa\cos}]`;
+    :func:`cldiag.concepts.uniform_sphere_uniformity` evaluates it). For ``t = 2``: −2.0798 (d=3),
+    −3.0825 (d=8), −3.7518 (d=32), −3.9375 (d=128). The large-``d`` expansion ``-4 + 8/d`` is within 0.002
+    from d=32 on but 0.08 off at d=8 and 0.75 off at d=3 (−1.33).
 
     Edge cases: ``B = 1`` raises (no pairs); ``B = 2`` is the single pair's value ``-t‖ẑ₁-ẑ₂‖²``;
     ``d = 1`` works (points are ``±1``).
@@ -623,6 +733,7 @@ def retrieval_accuracy(a: Tensor, b: Tensor) -> Tensor:
 
     Range: ``[0, 1]``; chance level is ``1/B``. Ties count as failures, so a collapsed model scores 0.
     It saturates at 1 early in healthy training, so read it together with the score histograms.
+    Any non-finite entry in ``a`` or ``b`` gives NaN (module policy), not a "miss".
 
     Edge cases: ``B = 1`` raises (no negatives, accuracy would be trivially 1); ``d = 1`` works.
 
@@ -644,7 +755,9 @@ def retrieval_accuracy(a: Tensor, b: Tensor) -> Tensor:
     a, b = _check_pair(a, b)
     _check_rows(a, "a", 2, "negatives are the other rows of the batch")
     _, pos, hardest = _cosines_and_hardest(a, b)
-    return (pos > hardest).float().mean()
+    # amax propagates NaN, so a non-finite entry anywhere makes some pos or hardest NaN.
+    defined = torch.isfinite(pos).all() & torch.isfinite(hardest).all()
+    return torch.where(defined, (pos > hardest).float().mean(), math.nan)
 
 
 def _as_tau_tensor(tau: float | Tensor, device: torch.device) -> Tensor:
@@ -747,16 +860,21 @@ def temperature_curves(
     b: Tensor,
     taus: Sequence[float] | Tensor,
     labels: Tensor | None = None,
+    *,
+    max_rows: int | None = ROW_CAP,
+    seed: int = 0,
 ) -> TemperatureCurves:
     r"""Hardness, uniformity and same-class penalty of one snapshot over a grid of temperatures.
 
     For each τ: ``entropy``, ``effective_negatives`` and ``pos_prob`` exactly as :func:`hardness`;
     ``uniformity`` of ``a`` at ``t = 1/(2τ)``, which for unit vectors equals the log-mean-exp of the
-    InfoNCE negatives' logits shifted by ``1/τ``:
+    *within-a* cosines :math:`c_{ij} = \hat a_i^\top \hat a_j` over ``1/τ``, shifted by ``1/τ`` (because
+    :math:`\lVert \hat a_i - \hat a_j \rVert^2 = 2 - 2c_{ij}`; it does not hold for the cross cosines
+    :math:`s_{ij}` of ``a`` and ``b``):
 
     .. math::
 
-        \log \operatorname*{mean}_{i \ne j} e^{s_{ij}/\tau} - \frac{1}{\tau}
+        \log \operatorname*{mean}_{i \ne j} e^{c_{ij}/\tau} - \frac{1}{\tau}
         = \mathcal{L}_{\text{uniform}}\!\left(t = \tfrac{1}{2\tau}\right), \qquad
         F_{\text{same}}(\tau) = \frac{1}{B}\sum_i \sum_{j \ne i,\ y_j = y_i} r_{ij}(\tau)
 
@@ -766,7 +884,9 @@ def temperature_curves(
     :math:`F_\text{same}` well above the same-class share of the batch means the loss at that τ is
     pushing apart semantically similar samples. No same-class pairs give 0.
 
-    The taus are processed in vectorized chunks (working set capped near 64 MiB), with no device sync.
+    The taus are processed in vectorized chunks (working set capped near 64 MiB), one exp pass per τ,
+    with no device sync. Above ``max_rows`` rows the curves are those of a seeded subsample (as in
+    :func:`pairwise_statistics`; the indices come back in ``rows``).
 
     Edge cases: ``B = 1`` raises; ``B = 2`` as in :func:`hardness`; ``d = 1`` works.
 
@@ -775,6 +895,8 @@ def temperature_curves(
         b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
         taus: positive temperatures, e.g. ``torch.logspace(-2, 0, 20)``.
         labels: optional ``(B,)`` integer labels for ``same_class_penalty``.
+        max_rows: row cap (``>= 2``), ``None`` = never subsample.
+        seed: seed of the subsample (e.g. the step).
 
     Returns:
         :class:`TemperatureCurves` of ``(len(taus),)`` float32 tensors.
@@ -792,31 +914,206 @@ def temperature_curves(
     _check_rows(a, "a", 2, "the penalty is spread over the other rows of the batch")
     tau_t = _check_taus(taus, a.device, "taus")
     n = a.shape[0]
-    same = None
-    if labels is not None:
-        y = _check_labels(labels, n, a.device)
-        eye = torch.eye(n, dtype=torch.bool, device=a.device)
-        same = ((y[:, None] == y[None, :]) & ~eye).float()
+    y = _check_labels(labels, n, a.device) if labels is not None else None
+    rows = subsample_rows(n, max_rows, seed=seed, device=a.device)
+    if rows is not None:
+        a, b = a[rows], b[rows]
+        y = y[rows] if y is not None else None
+    same = _same_class(y) if y is not None else None
     ua = _unit(a)
-    s = ua @ _unit(b).T
-    neg_sq_dist = -_squared_distances(ua)
-    chunk = max(1, _MAX_CURVE_ELEMENTS // (n * n))
-    cols: dict[str, list[Tensor]] = {"entropy": [], "effective": [], "pos_prob": [], "unif": [], "same": []}
-    for taus_chunk in torch.split(tau_t, chunk):
-        entropy, effective, pos_prob, same_share = _penalty_stats(s, taus_chunk, same)
-        cols["entropy"].append(entropy)
-        cols["effective"].append(effective)
-        cols["pos_prob"].append(pos_prob)
-        cols["unif"].append(_offdiag_log_mean_exp(neg_sq_dist[None] / (2.0 * taus_chunk[:, None, None])))
-        if same_share is not None:
-            cols["same"].append(same_share)
-    return TemperatureCurves(
-        taus=tau_t,
-        entropy=torch.cat(cols["entropy"]),
-        effective_negatives=torch.cat(cols["effective"]),
-        pos_prob=torch.cat(cols["pos_prob"]),
-        uniformity=torch.cat(cols["unif"]),
-        same_class_penalty=torch.cat(cols["same"]) if same is not None else None,
+    s, pos, hardest = _scores_pos_hardest(ua, _unit(b))
+    entropy, effective, pos_prob, same_share = _hardness_from_scores(s, pos, hardest, tau_t, same)
+    del s
+    uniform = _uniformity_from_distances(_squared_distances_masked(ua), 0.5 / tau_t)
+    return TemperatureCurves(tau_t, entropy, effective, pos_prob, uniform, same_share, rows)
+
+
+class PairwiseStatistics(NamedTuple):
+    """Every ``O(B²)`` statistic of one step, from one ``a·bᵀ``, one ``a·aᵀ`` and one ``b·bᵀ``.
+
+    Attributes:
+        rows: ``None`` when all rows were used, else the sorted int64 indices of the subsample (see
+            :func:`subsample_rows`); record it with the step.
+        uniformity_a: :func:`uniformity` of ``a`` (``t = 2``).
+        uniformity_b: :func:`uniformity` of ``b`` (``t = 2``).
+        std_a: :func:`std_of_l2_normalized` of ``a``.
+        tolerance: :func:`tolerance` of ``a`` (class-conditional mean); ``None`` without labels.
+        histograms: :func:`score_histograms` of ``(a, b)``.
+        overlap: :func:`histogram_overlap` of the positive and negative histograms.
+        negative_similarity: :func:`negative_similarity`.
+        hardest_negative: mean over anchors of the hardest negative's cosine.
+        retrieval: :func:`retrieval_accuracy`.
+        hardness: :func:`hardness` at ``temperature``; ``None`` without a temperature.
+        coupling: DCL's negative–positive coupling ``1 - pos_prob``; ``None`` without a temperature.
+    """
+
+    rows: Tensor | None
+    uniformity_a: Tensor
+    uniformity_b: Tensor
+    std_a: Tensor
+    tolerance: Tensor | None
+    histograms: ScoreHistograms
+    overlap: Tensor
+    negative_similarity: Tensor
+    hardest_negative: Tensor
+    retrieval: Tensor
+    hardness: Hardness | None
+    coupling: Tensor | None
+
+    def scalars(self) -> dict[str, Tensor]:
+        """The 0-d results by name (``None`` fields left out), ready to buffer without a host sync."""
+        out = {
+            "uniformity_a": self.uniformity_a,
+            "uniformity_b": self.uniformity_b,
+            "std_a": self.std_a,
+            "tolerance": self.tolerance,
+            "overlap": self.overlap,
+            "negative_similarity": self.negative_similarity,
+            "hardest_negative": self.hardest_negative,
+            "retrieval": self.retrieval,
+            "coupling": self.coupling,
+        }
+        if self.hardness is not None:
+            out["entropy"] = self.hardness.entropy
+            out["effective_negatives"] = self.hardness.effective_negatives
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def subsample_rows(
+    n: int, cap: int | None = ROW_CAP, *, seed: int = 0, device: torch.device | str | None = None
+) -> Tensor | None:
+    """A seeded, sorted subsample of ``cap`` row indices out of ``n``, or ``None`` when ``n <= cap``.
+
+    The ``O(B²)`` statistics of a batch above the cap are computed on these rows (the same rows of ``a``,
+    ``b`` and the labels, so pairs stay pairs). The draw depends only on ``(n, cap, seed)``, so passing
+    the step as the seed makes every step reproducible; record the indices (or the seed) with the step.
+
+    Args:
+        n: number of rows, ``>= 1``.
+        cap: largest number of rows to keep, ``>= 2``; ``None`` = never subsample.
+        seed: seed of the CPU generator that draws the rows.
+        device: device of the returned indices (the draw itself runs on the CPU).
+
+    Returns:
+        ``(cap,)`` sorted int64 indices, or ``None``.
+
+    Raises:
+        TypeError: ``n``, ``cap`` or ``seed`` is not an int.
+        ValueError: ``n < 1`` or ``cap < 2``.
+
+    Example:
+        >>> subsample_rows(10, 4, seed=0)
+        tensor([1, 4, 5, 7])
+        >>> subsample_rows(3, 4) is None
+        True
+    """
+    n = check_int(n, "n", 1)
+    seed = check_int(seed, "seed", -(2**63))
+    if cap is None:
+        return None
+    cap = check_int(cap, "cap", 2)
+    if n <= cap:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[:cap].sort().values.to(device or "cpu")
+
+
+@torch.no_grad()
+def pairwise_statistics(
+    a: Tensor,
+    b: Tensor,
+    *,
+    labels: Tensor | None = None,
+    temperature: float | Tensor | None = None,
+    bins: int | Tensor = 50,
+    max_rows: int | None = ROW_CAP,
+    seed: int = 0,
+) -> PairwiseStatistics:
+    r"""All ``O(B²)`` statistics of a step at once: what :func:`uniformity`, :func:`std_of_l2_normalized`,
+    :func:`tolerance`, :func:`score_histograms`, :func:`histogram_overlap`, :func:`negative_similarity`,
+    :func:`retrieval_accuracy` and :func:`hardness` give one by one, equal to them up to float rounding.
+
+    The cross similarity ``â b̂ᵀ`` is built once and serves the histograms, the hardest negatives,
+    retrieval and the hardness at ``temperature`` (one exp pass, see :func:`hardness` for the
+    definitions); ``â âᵀ`` serves tolerance and the uniformity of ``a``, ``b̂ b̂ᵀ`` the uniformity of ``b``
+    (``t = 2``, Wang & Isola average the two views). No host sync on any device.
+
+    Big batches: with more than ``max_rows`` rows, every statistic is computed on a seeded subsample of
+    ``max_rows`` pairs (:func:`subsample_rows` with ``seed``; the indices come back in ``rows``), which
+    bounds memory at about five ``max_rows²`` float32 matrices (≈ 80 MiB at the default :data:`ROW_CAP`)
+    and the time at that of a ``max_rows``-row batch.
+
+    Non-finite input follows the module policy (NaN results, counts skip NaN scores); the Monitor drops
+    non-finite rows first.
+
+    Edge cases: ``B = 1`` raises (no negatives); ``B = 2`` as in :func:`hardness`; ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors / first view or modality.
+        b: ``(B, d)`` positives, ``b[i]`` paired with ``a[i]``.
+        labels: optional ``(B,)`` integer labels for ``tolerance``.
+        temperature: optional τ (number or one-element tensor) for ``hardness`` and ``coupling``.
+        bins: as in :func:`score_histograms`.
+        max_rows: row cap (``>= 2``), ``None`` = never subsample.
+        seed: seed of the subsample (e.g. the step).
+
+    Returns:
+        :class:`PairwiseStatistics`.
+
+    Raises:
+        TypeError: non-floating inputs, non-integer labels, bad ``bins`` or ``temperature`` types.
+        ValueError: bad shapes, ``B < 2``, bad label length, non-positive ``temperature``, ``max_rows < 2``.
+
+    Example:
+        >>> st = pairwise_statistics(torch.eye(3), torch.eye(3), temperature=1.0, bins=4)
+        >>> st.retrieval, st.histograms.pos, st.hardness.effective_negatives
+        (tensor(1.), tensor([0, 0, 0, 3]), tensor(2.))
+    """  # noqa: D205
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "negatives are the other rows of the batch")
+    n = a.shape[0]
+    y = _check_labels(labels, n, a.device) if labels is not None else None
+    taus = _as_tau_tensor(temperature, a.device) if temperature is not None else None
+    edges = _edges(bins, a.device)
+    rows = subsample_rows(n, max_rows, seed=seed, device=a.device)
+    if rows is not None:
+        a, b = a[rows], b[rows]
+        y = y[rows] if y is not None else None
+        n = a.shape[0]
+    ua, ub = _unit(a), _unit(b)
+    gram = ua @ ua.T
+    tol = None
+    if y is not None:
+        same = _same_class(y)
+        tol = torch.vdot(gram.reshape(-1), same.reshape(-1)) / same.sum()
+    unif_a = _uniformity_t2_from_gram(gram, ua)
+    del gram
+    unif_b = _uniformity_t2_from_gram(ub @ ub.T, ub)
+    s, pos, hardest = _scores_pos_hardest(ua, ub)
+    pos_hist = _fast_histogram(pos, bins, edges)
+    neg_hist = _fast_histogram(s, bins, edges) - pos_hist
+    hard_hist = _fast_histogram(hardest, bins, edges)
+    defined = torch.isfinite(pos).all() & torch.isfinite(hardest).all()
+    hard = coupling = None
+    if taus is not None:
+        entropy, effective, pos_prob, _ = _hardness_from_scores(s, pos, hardest, taus, None)
+        hard = Hardness(entropy[0], effective[0], pos_prob[0])
+        coupling = 1.0 - pos_prob[0]
+    del s
+    col_sum = ua.sum(dim=0) @ ub.sum(dim=0)
+    return PairwiseStatistics(
+        rows=rows,
+        uniformity_a=unif_a,
+        uniformity_b=unif_b,
+        std_a=_std_of_unit(ua),
+        tolerance=tol,
+        histograms=ScoreHistograms(edges, pos_hist, neg_hist, hard_hist, pos, hardest),
+        overlap=histogram_overlap(pos_hist, neg_hist),
+        negative_similarity=(col_sum - pos.sum()) / (n * (n - 1)),
+        hardest_negative=hardest.mean(),
+        retrieval=torch.where(defined, (pos > hardest).float().mean(), math.nan),
+        hardness=hard,
+        coupling=coupling,
     )
 
 
@@ -838,7 +1135,8 @@ def cone(z: Tensor) -> Tensor:
     computed with the right-hand side in ``O(B·d)``.
 
     Range: ``[-1/(B-1), 1]``. Near 0 = embeddings spread over the sphere; near 1 = packed into a narrow
-    cone (collapse, or the cone effect of a freshly initialized tower: 0.67–0.83 at random init).
+    cone (collapse, or the cone effect of a freshly initialized tower: Liang et al. measure 0.67–0.72 for
+    randomly initialized CLIP towers). The lower bound is reached by a regular simplex.
 
     Edge cases: ``B = 1`` raises; ``B = 2`` is the single pair's cosine; ``d = 1`` works.
 
@@ -923,7 +1221,9 @@ def spectrum(z: Tensor) -> Tensor:
     and returned in float32, largest first. Plot ``log10(λ)`` against index.
 
     Healthy: a slowly decaying curve. Dimensional collapse: a cliff where trailing eigenvalues drop to
-    the float floor (1e-10 and below), even while the loss looks fine. Their sum is at most 1.
+    the float floor (1e-10 and below), even while the loss looks fine. Their sum (the trace) is exactly
+    :math:`\frac{N}{N-1}(1 - \lVert\bar z\rVert^2)` for non-zero rows, so at most ``N/(N-1)`` (2 for the
+    example below; → 1 for large ``N``). Any non-finite entry gives ``d`` NaNs (module policy).
 
     On CUDA the eigen-solver synchronizes with the host (a PyTorch limitation): call at snapshot
     cadence. Edge cases: ``N = 1`` raises (no covariance); ``d = 1`` returns one eigenvalue.
@@ -944,10 +1244,11 @@ def spectrum(z: Tensor) -> Tensor:
     """
     z = _check_matrix(z, "z")
     _check_rows(z, "z", 2, "a covariance needs two samples")
+    finite, z = _finite_or_zero(z)
     u = _unit(z).double()
     centered = u - u.mean(dim=0)
     cov = centered.T @ centered / (z.shape[0] - 1)
-    return torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0).float()
+    return torch.where(finite, torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0), math.nan).float()
 
 
 @torch.no_grad()
@@ -989,9 +1290,10 @@ def effective_rank(z: Tensor, eps: float = 1e-7) -> Tensor:
         raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
     if not (eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be >= 0 and finite, got {eps}")
+    finite, z = _finite_or_zero(z)
     sigma = torch.linalg.svdvals(z.double())
     p = sigma / sigma.sum().clamp_min(torch.finfo(torch.float64).tiny) + eps
-    return torch.exp(-torch.special.xlogy(p, p).sum()).float()
+    return torch.where(finite, torch.exp(-torch.special.xlogy(p, p).sum()), math.nan).float()
 
 
 @torch.no_grad()
@@ -1004,8 +1306,12 @@ def std_of_l2_normalized(z: Tensor) -> Tensor:
 
     with the unbiased (``N-1``) standard deviation.
 
-    Range: ``[0, 1]``. ``≈ 1/√d`` for isotropic embeddings (healthy), 0 for complete collapse. It misses
-    a collapse onto a rotated low-dimensional subspace, so read it beside :func:`spectrum` or
+    Range: ``[0, sqrt(N / ((N-1) d))]``. The upper bound follows from Cauchy–Schwarz and the trace of the
+    covariance of unit rows, :math:`\sum_k \operatorname{var}_k = \frac{N}{N-1}(1 - \lVert\bar z\rVert^2)`:
+    the mean of the ``d`` standard deviations is at most the root of their mean square. It reaches √2
+    for ``N = 2, d = 1`` (``[[1], [-1]]``) and is attained by ``±e_k`` sets, so for large ``N`` the isotropic
+    value ``≈ 1/√d`` is also (nearly) the maximum: healthy, not merely "small". 0 = complete collapse. It
+    misses a collapse onto a rotated low-dimensional subspace, so read it beside :func:`spectrum` or
     :func:`effective_rank`, never alone.
 
     Edge cases: ``N = 1`` raises (no spread); ``d = 1`` works.
@@ -1115,3 +1421,530 @@ def _step_statistics_two_modality(a: Tensor, b: Tensor, n_rows: int) -> dict[str
     out["cone_a"], out["cone_b"] = cones.unbind()
     out["modality_gap"] = torch.linalg.vector_norm((sums[0] - sums[1]) / n)
     return out
+
+
+# -- literature diagnostics (issue 15) --
+# N modalities (Liang et al. per pair; Symile), ranks and ordering (GroCo), false negatives (DebCSE;
+# Wang & Liu) and per-sample temperatures (iSogCLR).
+
+
+class ModalityGapMatrix(NamedTuple):
+    """Pairwise geometry of ``N >= 2`` modalities with matched rows (Liang et al. 2022, for every pair).
+
+    Attributes:
+        names: the ``N`` modality names, in the order of the rows and columns below.
+        gap: ``(N, N)`` symmetric ``||mean(z_p_hat) - mean(z_q_hat)||``; the diagonal is 0.
+        matched_distance: ``(N, N)`` symmetric mean ``||z_p_hat_i - z_q_hat_i||``; the diagonal is 0.
+        cone: ``(N,)`` mean pairwise cosine within each modality, see :func:`cone`.
+        retrieval: ``(N, N)`` top-1 accuracy of retrieving row ``i`` of modality ``q`` with row ``i`` of
+            modality ``p`` (row = query side, column = candidate side); not symmetric; the diagonal is NaN.
+    """
+
+    names: tuple[str, ...]
+    gap: Tensor
+    matched_distance: Tensor
+    cone: Tensor
+    retrieval: Tensor
+
+
+class MultilinearScores(NamedTuple):
+    """Symile's multilinear inner product for matched and mismatched tuples (Saporta et al. 2024).
+
+    Attributes:
+        pos: ``(B,)`` scores of the matched tuples ``MIP(z1_i, ..., zM_i)``.
+        neg: ``(M, B, B - 1)`` scores with modality ``m``'s row ``i`` replaced by each other row ``j != i``
+            (in increasing ``j``), every other modality kept at row ``i``.
+    """
+
+    pos: Tensor
+    neg: Tensor
+
+
+class RankSummary(NamedTuple):
+    """Retrieval summary of positive ranks (all 0-d float32).
+
+    Attributes:
+        mrr: mean reciprocal rank, in ``(0, 1]``.
+        recall_at_1: share of anchors whose positive ranks first.
+        recall_at_5: share with rank ``<= 5``.
+        recall_at_10: share with rank ``<= 10``.
+    """
+
+    mrr: Tensor
+    recall_at_1: Tensor
+    recall_at_5: Tensor
+    recall_at_10: Tensor
+
+
+class FalseNegativeShare(NamedTuple):
+    """How many in-batch negatives share the anchor's label, and how much of the penalty they get (0-d).
+
+    Attributes:
+        count_share: share of the ``B(B-1)`` negatives whose label equals their anchor's, in ``[0, 1]``.
+        penalty_share: mean over anchors of the softmax weight (over negatives, at ``τ``) on those
+            same-label negatives, in ``[0, 1]``.
+    """
+
+    count_share: Tensor
+    penalty_share: Tensor
+
+
+class TemperatureDistribution(NamedTuple):
+    """Distribution of per-sample temperatures (iSogCLR, Qiu et al. 2023).
+
+    Attributes:
+        probs: ``(Q,)`` float32 quantile levels in ``[0, 1]``.
+        quantiles: ``(Q,)`` float32 quantiles of the temperatures at ``probs`` (linear interpolation).
+        mean: 0-d float32 mean temperature.
+        edges: ``(bins + 1,)`` float32 histogram edges (log-spaced by default).
+        counts: ``(bins,)`` int64 histogram counts; values outside the edges land in the end bins.
+    """
+
+    probs: Tensor
+    quantiles: Tensor
+    mean: Tensor
+    edges: Tensor
+    counts: Tensor
+
+
+_DEFAULT_TAU_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+_TAU_HIST_RANGE = (1e-2, 1e1)  # log-spaced: covers the usual 0.01-1 and iSogCLR's [0.05, 1.0] with room
+
+
+def _check_modalities(mapping: object) -> tuple[tuple[str, ...], list[Tensor]]:
+    if not isinstance(mapping, Mapping):
+        raise TypeError(
+            f"modalities must be a mapping of name -> (B, d) tensor, got {type(mapping).__name__}"
+        )
+    if len(mapping) < 2:
+        raise ValueError(f"need at least 2 modalities to compare, got {len(mapping)}: {list(mapping)}")
+    names = tuple(mapping)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"modality names must be str, got {type(name).__name__} {name!r}")
+    zs = [_check_matrix(mapping[name], name) for name in names]
+    first = zs[0]
+    for name, z in zip(names[1:], zs[1:], strict=True):
+        _check_pair(first, z, names=(names[0], name))
+    return names, zs
+
+
+def _check_tuple(zs: tuple[object, ...]) -> list[Tensor]:
+    if len(zs) < 2:
+        raise ValueError(f"need at least 2 modalities (one tensor each), got {len(zs)}")
+    checked = [_check_matrix(z, f"zs[{k}]") for k, z in enumerate(zs)]
+    for k, z in enumerate(checked[1:], start=1):
+        _check_pair(checked[0], z, names=("zs[0]", f"zs[{k}]"))
+    return checked
+
+
+def _offdiag(s: Tensor) -> Tensor:
+    """``(B, B) -> (B, B-1)``: row ``i`` without its diagonal entry, order kept, no boolean indexing."""
+    n = s.shape[-1]
+    return s.flatten(-2)[..., 1:].unflatten(-1, (n - 1, n + 1))[..., :n].flatten(-2).unflatten(-1, (n, n - 1))
+
+
+def _nan_rows(s: Tensor) -> Tensor:
+    return torch.isnan(s).any(dim=1)
+
+
+@torch.no_grad()
+def modality_gap_matrix(modalities: Mapping[str, Tensor]) -> ModalityGapMatrix:
+    r"""Modality gap, cones and cross-modal retrieval for every pair of ``N >= 2`` modalities.
+
+    For modalities ``p`` and ``q`` with matched rows (row ``i`` of each belongs to the same sample):
+
+    .. math::
+
+        G_{pq} = \Big\lVert \tfrac1B \textstyle\sum_i (\hat z^{(p)}_i - \hat z^{(q)}_i) \Big\rVert,
+        \qquad
+        D_{pq} = \tfrac1B \textstyle\sum_i \lVert \hat z^{(p)}_i - \hat z^{(q)}_i \rVert,
+        \qquad
+        R_{pq} = \tfrac1B \textstyle\sum_i \mathbb{1}\big[s_{ii} > \max_{j \ne i} s_{ij}\big],
+        \ s_{ij} = \hat z^{(p)\top}_i \hat z^{(q)}_j
+
+    and the :func:`cone` of each modality. ``G`` and ``D`` are :func:`modality_gap`'s ``gap`` and
+    ``matched_distance`` for each pair; ``R[p, q]`` is :func:`retrieval_accuracy` with ``p`` as the queries
+    (ties and NaN scores count as failures, as there), ``R[q, p]`` the other direction.
+
+    Diagonal conventions: ``gap`` and ``matched_distance`` are 0 on the diagonal (a modality against
+    itself); ``retrieval`` is NaN there (retrieving a modality from itself is not a cross-modal question).
+
+    Range: gap in ``[0, 2]`` (√2 for all ``p = e1``, all ``q = e2``; 0 for identical sets), cones in
+    ``[-1/(B-1), 1]``, retrieval in ``[0, 1]`` with chance ``1/B``. Bad: one modality far from all others
+    (a row of large gaps) or a pair whose retrieval stays near chance while the others rise — pairwise
+    training has aligned that pair poorly. Symile (Saporta et al., NeurIPS 2024) is the setting with more
+    than two modalities; the per-pair quantities are Liang et al.'s ("Mind the Gap", NeurIPS 2022).
+
+    Rows are L2-normalized first. Gaps and cones propagate NaN; ``O(N² B² d)`` work, no host sync.
+    Edge cases: ``B = 1`` raises (cones and retrieval need two rows); ``d = 1`` works.
+
+    Args:
+        modalities: mapping of ``N >= 2`` names to ``(B, d)`` tensors with the same ``B``, ``d`` and device.
+
+    Returns:
+        :class:`ModalityGapMatrix`.
+
+    Raises:
+        TypeError: not a mapping, a non-str name, or a non-floating tensor.
+        ValueError: fewer than 2 modalities, shapes or devices that differ, or ``B < 2``.
+
+    Example:
+        >>> e1, e2 = torch.tensor([[1.0, 0.0]]).repeat(4, 1), torch.tensor([[0.0, 1.0]]).repeat(4, 1)
+        >>> modality_gap_matrix({"image": e1, "text": e2, "audio": e1}).gap
+        tensor([[0.0000, 1.4142, 0.0000],
+                [1.4142, 0.0000, 1.4142],
+                [0.0000, 1.4142, 0.0000]])
+    """
+    names, zs = _check_modalities(modalities)
+    _check_rows(zs[0], names[0], 2, "cones and retrieval need two rows")
+    n_mod, n = len(zs), zs[0].shape[0]
+    units = torch.stack([_unit(z) for z in zs])  # (N, B, d)
+    means = units.mean(dim=1)
+    gap = torch.linalg.vector_norm(means[:, None] - means[None], dim=-1)
+    sums = units.sum(dim=1)
+    cones = ((sums * sums).sum(dim=1) - (units * units).sum(dim=(1, 2))) / (n * (n - 1))
+    matched = torch.zeros(n_mod, n_mod, device=units.device)
+    retrieval = torch.full((n_mod, n_mod), math.nan, device=units.device)
+    eye = torch.eye(n, dtype=torch.bool, device=units.device)
+    for p in range(n_mod):
+        for q in range(p + 1, n_mod):
+            dist = torch.linalg.vector_norm(units[p] - units[q], dim=1).mean()
+            matched[p, q] = dist
+            matched[q, p] = dist
+            s = units[p] @ units[q].T
+            pos = torch.diagonal(s)
+            masked = s.masked_fill(eye, -math.inf)
+            retrieval[p, q] = (pos > masked.amax(dim=1)).float().mean()
+            retrieval[q, p] = (pos > masked.amax(dim=0)).float().mean()
+    return ModalityGapMatrix(names, gap, matched, cones, retrieval)
+
+
+@torch.no_grad()
+def multilinear_scores(*zs: Tensor) -> MultilinearScores:
+    r"""Symile's multilinear inner product of matched tuples against mismatched ones (Saporta et al. 2024).
+
+    .. math::
+
+        \operatorname{MIP}(x, y, z) = \sum_k x_k\, y_k\, z_k
+        \quad(\text{for } M \text{ modalities: } \textstyle\sum_k \prod_m \hat z^{(m)}_k)
+
+    on unit rows. ``pos[i]`` is the MIP of the matched tuple ``i``. Negatives follow Symile's ``O(N)``
+    sampling, made deterministic: for each modality ``m`` and anchor ``i``, modality ``m``'s row ``i`` is
+    replaced by every other row ``j != i`` while the other modalities stay at row ``i``, so
+    ``neg[m, i, j'] = MIP`` with ``z^{(m)}_j`` (``j'`` indexes ``j != i`` in increasing order). These are
+    exactly the candidates of Symile's loss when it predicts modality ``m`` from the others; there are
+    ``M·B·(B-1)`` of them.
+
+    Range: ``[-1, 1]`` (a product of unit vectors); for independent random unit rows in ``d`` dims the
+    scores scatter around 0 with a spread that shrinks with ``d``. Healthy Symile training separates
+    ``pos`` from ``neg``; pairwise (CLIP) training of three modalities can leave them overlapping when
+    the information sits only in the triple (their XOR-style example). For ``M = 2`` the MIP is the
+    cosine: ``pos`` is the diagonal of ``similarity_matrix(z1, z2)``, ``neg[1]`` its rows and ``neg[0]``
+    its columns without the diagonal.
+
+    Rows are L2-normalized first; NaN rows propagate. Edge cases: ``B = 1`` raises (no negatives);
+    ``B = 2`` gives one negative per anchor and modality; ``d = 1`` works.
+
+    Args:
+        *zs: ``M >= 2`` tensors ``(B, d)`` with matched rows, same shape and device.
+
+    Returns:
+        :class:`MultilinearScores` with float32 ``pos`` ``(B,)`` and ``neg`` ``(M, B, B-1)``.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: fewer than 2 tensors, shapes or devices that differ, or ``B < 2``.
+
+    Example:
+        >>> e = torch.eye(2)
+        >>> s = multilinear_scores(e, e, e)
+        >>> s.pos, s.neg[0]
+        (tensor([1., 1.]), tensor([[0.],
+                [0.]]))
+    """
+    checked = _check_tuple(zs)
+    _check_rows(checked[0], "zs[0]", 2, "negatives are the other rows of the batch")
+    units = torch.stack([_unit(z) for z in checked])  # (M, B, d)
+    pos = units.prod(dim=0).sum(dim=1)
+    negs = []
+    for m in range(units.shape[0]):
+        others = torch.cat([units[:m], units[m + 1 :]]).prod(dim=0)
+        negs.append(_offdiag(others @ units[m].T))
+    return MultilinearScores(pos, torch.stack(negs))
+
+
+def _cosine_scores(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    s = _unit(a) @ _unit(b).T
+    return s, torch.diagonal(s)
+
+
+@torch.no_grad()
+def positive_ranks(a: Tensor, b: Tensor) -> Tensor:
+    r"""Rank of each anchor's positive among all ``B`` candidates (retrieval view of GroCo, 2023).
+
+    .. math::
+
+        \text{rank}_i = 1 + \#\{\, j \ne i : s_{ij} \ge s_{ii} \,\}, \qquad s_{ij} = \hat a_i^\top \hat b_j
+
+    Ties are counted pessimistically: a negative scoring exactly as high as the positive ranks ahead of it,
+    so a collapsed model (all scores equal) ranks every positive last (``B``) and ``rank == 1`` agrees with
+    :func:`retrieval_accuracy`. An anchor whose row of scores holds a NaN gets rank NaN.
+
+    Range: ``[1, B]``, integers stored as float32; 1 = the positive beats every negative. Chance is
+    ``(B + 1) / 2`` on average. GroCo (Shvetsova et al., "Learning by Sorting", 2023) trains on exactly
+    this ordering; a histogram that piles up at 1 is healthy, a flat one means the positives are not
+    found, one piled up at ``B`` means collapse or a mismatch of rows. Summarize with :func:`rank_summary`.
+
+    Edge cases: ``B = 1`` raises (nothing to rank against); ``d = 1`` works (many ties).
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+
+    Returns:
+        ``(B,)`` float32 ranks.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad shapes or ``B < 2``.
+
+    Example:
+        >>> positive_ranks(torch.eye(4), torch.eye(4)), positive_ranks(torch.eye(4), -torch.eye(4))
+        (tensor([1., 1., 1., 1.]), tensor([4., 4., 4., 4.]))
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "the positive is ranked against the other rows of b")
+    s, pos = _cosine_scores(a, b)
+    ahead = (_offdiag(s) >= pos[:, None]).sum(dim=1, dtype=torch.float32)
+    return torch.where(_nan_rows(s), math.nan, 1.0 + ahead)
+
+
+@torch.no_grad()
+def rank_summary(ranks: Tensor) -> RankSummary:
+    r"""Mean reciprocal rank and recall@1/5/10 of positive ranks (from :func:`positive_ranks`).
+
+    .. math::
+
+        \text{MRR} = \frac1B \sum_i \frac{1}{\text{rank}_i}, \qquad
+        \text{R@}k = \frac1B \sum_i \mathbb{1}[\text{rank}_i \le k]
+
+    Range: MRR in ``(0, 1]``, recall in ``[0, 1]``; with ``B`` candidates chance is about
+    ``H_B / B`` for MRR and ``k / B`` for R@k. R@k is trivially 1 when ``k >= B`` (read it against the
+    batch size). Bad: R@1 and MRR flat near chance, or R@10 rising while R@1 stays low (positives come
+    close but are not ordered first, what GroCo's loss targets). A NaN rank makes every result NaN.
+
+    Ranks are not range-checked (that would sync); pass what :func:`positive_ranks` returns.
+
+    Args:
+        ranks: ``(B,)`` ranks, ``>= 1``, floating or integer.
+
+    Returns:
+        :class:`RankSummary` of 0-d float32 tensors.
+
+    Raises:
+        TypeError: not a real-valued tensor.
+        ValueError: not 1-D or empty.
+
+    Example:
+        >>> rank_summary(torch.tensor([1.0, 2.0, 4.0, 8.0])).mrr
+        tensor(0.4688)
+    """
+    if not isinstance(ranks, Tensor):
+        raise TypeError(f"ranks must be a torch.Tensor, got {type(ranks).__name__}")
+    if not (ranks.is_floating_point() or ranks.dtype in INT_DTYPES):
+        raise TypeError(f"ranks must be a real-valued tensor, got dtype {ranks.dtype}")
+    if ranks.ndim != 1 or ranks.shape[0] == 0:
+        raise ValueError(f"ranks must be a non-empty 1-D tensor, got shape {tuple(ranks.shape)}")
+    r = ranks.float()
+    nan = torch.isnan(r)
+
+    def recall(k: int) -> Tensor:
+        return torch.where(nan, math.nan, (r <= k).float()).mean()
+
+    return RankSummary((1.0 / r).mean(), recall(1), recall(5), recall(10))
+
+
+@torch.no_grad()
+def ordering_violations(a: Tensor, b: Tensor, *, per_anchor: bool = False) -> Tensor:
+    r"""Share of (positive, negative) pairs ordered wrongly: ``1 - AUROC`` per anchor (GroCo, 2023).
+
+    .. math::
+
+        v_i = \frac{1}{B-1} \sum_{j \ne i} \Big(\mathbb{1}[s_{ij} > s_{ii}]
+              + \tfrac12 \mathbb{1}[s_{ij} = s_{ii}]\Big), \qquad v = \frac1B \sum_i v_i
+
+    ``v_i`` is one minus the AUROC of anchor ``i``'s positive score against its ``B - 1`` negative scores,
+    with ties counted ½ (the usual AUROC convention), so a collapsed model scores 0.5, like chance. Without
+    ties ``v_i = (\text{rank}_i - 1)/(B - 1)`` (see :func:`positive_ranks`). GroCo (Shvetsova et al.,
+    "Learning by Sorting", 2023) minimizes a differentiable count of exactly these mis-orderings.
+
+    Range: ``[0, 1]``; 0 = every positive above all its negatives, 0.5 = chance (independent embeddings or
+    collapse), 1 = every positive below all its negatives. A value that stops falling while the loss
+    still improves means the loss is buying margin on already-ordered pairs. An anchor whose scores hold
+    a NaN gets NaN (so the mean is NaN).
+
+    Edge cases: ``B = 1`` raises (no negatives); ``B = 2`` has one pair per anchor; ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+        per_anchor: return the ``(B,)`` values ``v_i`` instead of their mean.
+
+    Returns:
+        0-d float32 mean, or ``(B,)`` float32 with ``per_anchor=True``.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad shapes or ``B < 2``.
+
+    Example:
+        >>> ordering_violations(torch.eye(4), torch.eye(4)), ordering_violations(torch.eye(4), -torch.eye(4))
+        (tensor(0.), tensor(1.))
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "the positive is compared with the other rows of b")
+    s, pos = _cosine_scores(a, b)
+    neg = _offdiag(s)
+    wrong = (neg > pos[:, None]).float() + 0.5 * (neg == pos[:, None]).float()
+    v = torch.where(_nan_rows(s), math.nan, wrong.mean(dim=1))
+    return v if per_anchor else v.mean()
+
+
+@torch.no_grad()
+def false_negative_share(
+    a: Tensor, b: Tensor, labels: Tensor, temperature: float | Tensor
+) -> FalseNegativeShare:
+    r"""Share of in-batch negatives that are false (same label) and their share of the InfoNCE penalty.
+
+    With anchors ``a_i``, candidates ``b_j`` (``j != i`` are the negatives) and labels ``y``:
+
+    .. math::
+
+        c = \frac{1}{B(B-1)} \sum_i \sum_{j \ne i} \mathbb{1}[y_j = y_i], \qquad
+        p = \frac1B \sum_i \sum_{j \ne i,\ y_j = y_i} r_{ij}, \qquad
+        r_{ij} = \frac{e^{s_{ij}/\tau_i}}{\sum_{k \ne i} e^{s_{ik}/\tau_i}}
+
+    ``r_ij`` is the softmax weight of negative ``j`` among the negatives, which is the share of the
+    anchor's negative gradient it receives (Wang & Liu, CVPR 2021). ``p`` is Wang & Liu's same-class
+    penalty at one τ (see :func:`temperature_curves`); DebCSE (2023) and debiased contrastive learning
+    treat such same-label negatives as false negatives.
+
+    Range: both in ``[0, 1]``; all labels equal → 1, all distinct → 0. ``c`` is set by the sampler
+    (≈ ``1/C`` for ``C`` balanced classes). Bad: ``p`` well above ``c``, i.e. the loss concentrates its
+    penalty on same-class samples and pushes them apart (typical at low τ once classes cluster).
+
+    ``temperature`` may be one value or a ``(B,)`` vector of per-anchor temperatures (iSogCLR); tensors
+    are not range-checked (that would sync). A NaN score makes ``penalty_share`` NaN.
+    Edge cases: ``B = 1`` raises (no negatives); ``B = 2`` gives ``p = c``; ``d = 1`` works.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+        labels: ``(B,)`` integer labels of the pairs.
+        temperature: τ ``> 0``: a number, a one-element tensor or a ``(B,)`` tensor.
+
+    Returns:
+        :class:`FalseNegativeShare` of 0-d float32 tensors.
+
+    Raises:
+        TypeError: non-floating embeddings, non-integer labels or a non-numeric temperature.
+        ValueError: bad shapes, ``B < 2``, wrong label length, a temperature of the wrong length or ``<= 0``.
+
+    Example:
+        >>> fn = false_negative_share(torch.eye(4), torch.eye(4), torch.tensor([0, 0, 1, 1]), 0.1)
+        >>> fn.count_share, fn.penalty_share
+        (tensor(0.3333), tensor(0.3333))
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "negatives are the other rows of the batch")
+    n = a.shape[0]
+    y = _check_labels(labels, n, a.device)
+    tau = _check_taus(temperature, a.device, "temperature")
+    if tau.shape[0] not in (1, n):
+        raise ValueError(f"temperature must have 1 or B={n} values (one per anchor), got {tau.shape[0]}")
+    same = _offdiag((y[:, None] == y[None, :]).float())
+    s, _ = _cosine_scores(a, b)
+    r = torch.softmax(_offdiag(s) / tau[:, None], dim=1)
+    return FalseNegativeShare(same.mean(), (r * same).sum(dim=1).mean())
+
+
+@torch.no_grad()
+def temperature_distribution(
+    tau: Tensor,
+    probs: Sequence[float] = _DEFAULT_TAU_QUANTILES,
+    bins: int | Tensor = 40,
+) -> TemperatureDistribution:
+    r"""Quantiles, mean and a fixed-edge histogram of per-sample temperatures (iSogCLR, Qiu et al. 2023).
+
+    Quantiles use linear interpolation between order statistics (NumPy's and :func:`torch.quantile`'s
+    default): for level ``q`` and sorted values ``t_(0) <= ... <= t_(n-1)``, position ``q (n - 1)``.
+    They are computed by one sort with positions fixed by ``n`` on the host, so no value is read back
+    from the device. By default the histogram has ``bins`` log-spaced edges on ``[0.01, 10]``, fixed so
+    histograms of different steps stack into one picture; values outside land in the end bins, NaN is
+    not counted.
+
+    Range: the temperatures' own. iSogCLR keeps τ in ``[0.05, 1.0]`` and finds a unimodal spread; its
+    claim is that samples with frequent semantics get larger τ and rare ones smaller. Bad: the mass
+    piling up at a clamp bound (the bound, not the data, sets τ), or a spread that collapses to one value
+    (individual temperatures add nothing over a global one). Any NaN makes every quantile and the mean NaN.
+
+    Edge cases: one temperature gives that value for every quantile.
+
+    Args:
+        tau: ``(n,)`` temperatures, e.g. a per-sample parameter vector or the τ of one batch's anchors.
+        probs: quantile levels in ``[0, 1]``.
+        bins: number of log-spaced bins on ``[0.01, 10]``, or a 1-D increasing tensor of edges.
+
+    Returns:
+        :class:`TemperatureDistribution`.
+
+    Raises:
+        TypeError: ``tau`` not a floating tensor, non-numeric ``probs`` or a bad ``bins`` type.
+        ValueError: ``tau`` not 1-D or empty, ``probs`` empty or outside ``[0, 1]``, ``bins < 1``.
+
+    Example:
+        >>> d = temperature_distribution(torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]), probs=[0.0, 0.5, 0.9])
+        >>> d.quantiles, d.mean
+        (tensor([0.1000, 0.3000, 0.4600]), tensor(0.3000))
+    """
+    if not isinstance(tau, Tensor):
+        raise TypeError(f"tau must be a torch.Tensor, got {type(tau).__name__}")
+    if not tau.is_floating_point():
+        raise TypeError(f"tau must be a floating-point tensor, got dtype {tau.dtype}")
+    if tau.ndim != 1 or tau.shape[0] == 0:
+        raise ValueError(f"tau must be a non-empty 1-D tensor, got shape {tuple(tau.shape)}")
+    if isinstance(probs, (str, bytes)) or not isinstance(probs, Iterable):
+        raise TypeError(f"probs must be a sequence of numbers, got {type(probs).__name__}")
+    levels = list(probs)
+    if not levels:
+        raise ValueError("probs must not be empty")
+    for q in levels:
+        if isinstance(q, bool) or not isinstance(q, Real):
+            raise TypeError(f"probs must hold real numbers, got {type(q).__name__}")
+        if not 0.0 <= float(q) <= 1.0:
+            raise ValueError(f"probs must lie in [0, 1], got {q}")
+    if isinstance(bins, Tensor):
+        edges = _edges(bins, tau.device)
+    else:
+        if isinstance(bins, bool) or not isinstance(bins, int):
+            raise TypeError(f"bins must be an int or a 1-D tensor of edges, got {type(bins).__name__}")
+        if bins < 1:
+            raise ValueError(f"bins must be >= 1, got {bins}")
+        lo, hi = (math.log10(v) for v in _TAU_HIST_RANGE)
+        edges = torch.logspace(lo, hi, bins + 1, dtype=torch.float32, device=tau.device)
+    t = tau.float()
+    n = t.shape[0]
+    ordered = torch.sort(t).values
+    pos = [float(q) * (n - 1) for q in levels]
+    lower = [math.floor(p) for p in pos]
+    upper = [min(k + 1, n - 1) for k in lower]
+    frac = torch.tensor(
+        [p - k for p, k in zip(pos, lower, strict=True)], dtype=torch.float32, device=t.device
+    )
+    lo_v, hi_v = ordered[lower], ordered[upper]
+    quantiles = lo_v + frac * (hi_v - lo_v)
+    has_nan = torch.isnan(t).any()
+    quantiles = torch.where(has_nan, math.nan, quantiles)
+    probs_t = torch.tensor([float(q) for q in levels], dtype=torch.float32, device=t.device)
+    return TemperatureDistribution(probs_t, quantiles, t.mean(), edges, _histogram(t, edges))

@@ -2,8 +2,9 @@
 
 :class:`Pending` holds everything logged since the last flush, still on the tensors' devices.
 :func:`to_host` copies it to the host (one stacked copy per device for the scalars) as a plain "job" dict of
-NumPy arrays, which the writer thread turns into one arrow table per table with :func:`build` and
-:func:`snapshot_tables`, in the schemas of :mod:`cldiag.schema`. Nothing here touches a file.
+:class:`FlushJob` of NumPy arrays, which the writer thread turns into one arrow table per table with
+:func:`build` and :func:`snapshot_tables`, in the schemas of :mod:`cldiag.schema`. Nothing here touches a
+file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,50 @@ import torch
 
 from cldiag import schema
 
-Job = dict[str, Any]
+ScalarRows = tuple[np.ndarray, np.ndarray, np.ndarray]
+HistRow = tuple[int, str, np.ndarray, np.ndarray]
+SpectrumRow = tuple[int, str, np.ndarray]
+CurveRow = tuple[int, np.ndarray, str, np.ndarray]
+SnapshotRow = tuple[int, str, np.ndarray, "np.ndarray | None", np.ndarray]
+
+TABLES: tuple[str, ...] = ("scalars", "histograms", "spectra", "temperature")
+"""The tables of a flush written one part each (snapshots go one part per snapshot step)."""
+
+
+@dataclass
+class FlushJob:
+    """One flush's rows on the host, as the writer thread receives them.
+
+    A table's rows are set to None once its part is written, so a retry after a later failure in the same
+    job never writes a part twice.
+
+    Attributes:
+        scalars: ``(steps, names, values)``, or None.
+        histograms: ``[(step, kind, counts, edges)]``, or None.
+        spectra: ``[(step, modality, eigenvalues)]``, or None.
+        temperature: ``[(step, taus, curve, values)]``, or None.
+        snapshots: ``[(step, modality, vectors, labels, ids)]``, or None.
+        last_step: the largest step of the job's rows (None when it holds none).
+        dim: the run's embedding dim, once known.
+        dropped: steps left out at the copy, each with the reason.
+    """
+
+    scalars: ScalarRows | None = None
+    histograms: list[HistRow] | None = None
+    spectra: list[SpectrumRow] | None = None
+    temperature: list[CurveRow] | None = None
+    snapshots: list[SnapshotRow] | None = None
+    last_step: int | None = None
+    dim: int | None = None
+    dropped: dict[int, str] = field(default_factory=dict)
+
+    def rows(self, table: str) -> Any:
+        """The rows of ``table`` (one of :data:`TABLES`), or None when written or empty."""
+        return getattr(self, table)
+
+    def written(self, table: str) -> None:
+        """Forget ``table``'s rows: its part is on disk."""
+        setattr(self, table, None)
 
 
 @dataclass
@@ -57,36 +101,88 @@ class Pending:
         del self.hist[hist:], self.spectra[spectra:], self.curves[curves:], self.snapshots[snapshots:]
 
 
-def to_host(p: Pending, dim: int | None) -> Job:
-    """Copy a flush's buffers to the host: one device→host copy per device for all scalars."""
-    job: Job = {}
-    if p.scalar_values:
-        values = np.empty(len(p.scalar_values), dtype=np.float64)
-        by_device: dict[torch.device, list[int]] = {}
-        for i, v in enumerate(p.scalar_values):
-            if isinstance(v, torch.Tensor):
-                by_device.setdefault(v.device, []).append(i)
-            else:
-                values[i] = v
-        for idx in by_device.values():
-            tensors = [p.scalar_values[i] for i in idx]
-            values[idx] = torch.stack([t.float() for t in tensors]).cpu().numpy()  # type: ignore[union-attr]
-        job["scalars"] = (np.asarray(p.scalar_steps, np.int64), np.asarray(p.scalar_names, object), values)
-    if p.hist:
-        job["histograms"] = [(s, k, c.cpu().numpy(), e.cpu().numpy()) for s, k, c, e in p.hist]
-    if p.spectra:
-        job["spectra"] = [(s, m, e.cpu().numpy()) for s, m, e in p.spectra]
-    if p.curves:
-        job["temperature"] = [(s, t.cpu().numpy(), c, v.cpu().numpy()) for s, t, c, v in p.curves]
-    if p.snapshots:
-        job["snapshots"] = [
-            (s, m, z.float().cpu().numpy(), lab.cpu().numpy() if lab is not None else None, ids.cpu().numpy())
-            for s, m, z, lab, ids in p.snapshots
-        ]
-    steps = [*p.scalar_steps, *(s for s, *_ in p.snapshots)]
-    job["last_step"] = max(steps) if steps else None
-    job["dim"] = dim
-    return job
+def to_host(p: Pending, dim: int | None) -> FlushJob:
+    """Copy a flush's buffers to the host: one device→host copy per device for all scalars.
+
+    One bad value loses its own step, never the flush: a value that cannot be copied (a tensor without
+    data, a failing device) and a temperature that is zero or negative (a tensor τ's value is first seen
+    here, at steps without a host sync of their own) drop every row of their step from every table.
+    ``job.dropped`` maps each dropped step to the reason.
+    """
+    dropped: dict[int, str] = {}
+    steps = np.asarray(p.scalar_steps, np.int64)
+    names = np.asarray(p.scalar_names, object)
+    values = _scalar_values(p, dropped)
+    bad_tau = (names == schema.M_TEMPERATURE) & (values <= 0)  # NaN is kept: it becomes a flag row
+    for step, tau in zip(steps[bad_tau], values[bad_tau], strict=True):
+        dropped.setdefault(int(step), f"temperature must be positive and finite, got {tau:.6g}")
+    hist = _copy_rows(p.hist, lambda s, k, c, e: (s, k, c.cpu().numpy(), e.cpu().numpy()), dropped)
+    spectra = _copy_rows(p.spectra, lambda s, m, e: (s, m, e.cpu().numpy()), dropped)
+    curves = _copy_rows(p.curves, lambda s, t, c, v: (s, t.cpu().numpy(), c, v.cpu().numpy()), dropped)
+    snapshots = _copy_rows(
+        p.snapshots,
+        lambda s, m, z, lab, ids: (
+            s,
+            m,
+            z.float().cpu().numpy(),
+            lab.cpu().numpy() if lab is not None else None,
+            ids.cpu().numpy(),
+        ),
+        dropped,
+    )
+    if dropped:
+        keep = ~np.isin(steps, np.fromiter(dropped, np.int64, len(dropped)))
+        steps, names, values = steps[keep], names[keep], values[keep]
+        hist, spectra, curves, snapshots = (
+            [row for row in rows if row[0] not in dropped] for rows in (hist, spectra, curves, snapshots)
+        )
+    all_steps = [*steps.tolist(), *(s for s, *_ in snapshots)]
+    return FlushJob(
+        scalars=(steps, names, values) if len(steps) else None,
+        histograms=hist or None,
+        spectra=spectra or None,
+        temperature=curves or None,
+        snapshots=snapshots or None,
+        last_step=max(all_steps) if all_steps else None,
+        dim=dim,
+        dropped=dropped,
+    )
+
+
+def _scalar_values(p: Pending, dropped: dict[int, str]) -> np.ndarray:
+    """The scalars as float64, one stacked copy per device; value by value only if that copy fails."""
+    values = np.empty(len(p.scalar_values), dtype=np.float64)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, v in enumerate(p.scalar_values):
+        if isinstance(v, torch.Tensor):
+            by_device.setdefault(v.device, []).append(i)
+        else:
+            values[i] = v
+    for idx in by_device.values():
+        try:
+            values[idx] = torch.stack([p.scalar_values[i].float() for i in idx]).cpu().numpy()  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - find the values at fault; the others are written
+            for i in idx:
+                try:
+                    values[i] = float(p.scalar_values[i].float().cpu())  # type: ignore[union-attr]
+                except Exception as exc:  # noqa: BLE001 - its step is dropped, with the reason
+                    values[i] = np.nan
+                    reason = f"{p.scalar_names[i]}: {type(exc).__name__}: {exc}"
+                    dropped.setdefault(p.scalar_steps[i], reason)
+    return values
+
+
+def _copy_rows(
+    rows: list[tuple[Any, ...]], copy: Callable[..., tuple[Any, ...]], dropped: dict[int, str]
+) -> list:
+    """``copy`` applied to each buffered row; a row that fails to copy drops its step (first field)."""
+    out = []
+    for row in rows:
+        try:
+            out.append(copy(*row))
+        except Exception as exc:  # noqa: BLE001 - its step is dropped, with the reason
+            dropped.setdefault(row[0], f"{type(exc).__name__}: {exc}")
+    return out
 
 
 def scalars_table(rows: tuple[np.ndarray, np.ndarray, np.ndarray]) -> pa.Table:

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -29,6 +30,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
+
+from cldiag import paths
+from cldiag._checks import check_array_matrix
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -145,12 +149,7 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def _check_matrix(x: np.ndarray) -> None:
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"x must be a numpy array, got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (N×d), got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"x must hold floats, got dtype {x.dtype}")
+    check_array_matrix(x, "x")
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
@@ -252,6 +251,12 @@ def _fit_nonlinear(z: np.ndarray, method: str, p: Mapping[str, Any], seed: int) 
 
 
 # -- cache -----------------------------------------------------------------------------------------------
+CACHE_LEVELS = (".cldiag_cache", "projections")
+"""The cache's directories inside a run (each created by cldiag, never followed if it is a link)."""
+_CACHE_FILE = r"[A-Za-z0-9]{1,64}\.npz"
+"""The names of cache files; pruning deletes nothing else."""
+
+
 def _user_cache_dir() -> Path:
     explicit = os.environ.get("CLDIAG_CACHE_DIR")
     if explicit:
@@ -261,12 +266,21 @@ def _user_cache_dir() -> Path:
 
 
 def cache_dir_for(run_path: str | os.PathLike[str]) -> Path:
-    """Where projections of a run are cached: inside the run if it is a writable local dir, else per user."""
+    """Where projections of a run are cached: inside the run if it is a writable local dir, else per user.
+
+    Inside the run the cache is ``<run>/.cldiag_cache/projections``, only while neither level is a symbolic
+    link or a file (a link there could point anywhere: the cache then moves to the user's directory).
+    """
     text = os.fspath(run_path)
     if text.startswith("file://"):
         text = text[len("file://") :]
     if "://" not in text and os.path.isdir(text) and os.access(text, os.W_OK | os.X_OK):
-        return Path(text) / ".cldiag_cache" / "projections"
+        try:
+            return paths.owned_dir(text, CACHE_LEVELS, create=False)
+        except FileNotFoundError:
+            return Path(os.path.realpath(text)).joinpath(*CACHE_LEVELS)
+        except paths.UnsafePathError:
+            pass
     return _user_cache_dir()
 
 
@@ -303,16 +317,36 @@ def projection_key(
 class ProjectionCache:
     """Projections on disk as ``<key>.npz`` (coords, indices, explained); at most ``max_files`` are kept.
 
+    The cache writes only into directories it checks first: the last ``levels`` levels of ``directory``
+    are created by it (and marked as its own) or must be real directories, never symbolic links. Pruning
+    deletes only regular ``<alphanumeric key>.npz`` files in a directory cldiag made (see
+    :func:`cldiag.paths.prune_owned`).
+
     Args:
         directory: where the files live (created on first save).
         max_files: the oldest files beyond this many are deleted after each save.
+        levels: how many trailing levels of ``directory`` belong to the cache (default: 2 for
+            ``<run>/.cldiag_cache/projections``, else 1).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], max_files: int = 200) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], max_files: int = 200, *, levels: int | None = None
+    ) -> None:
         if max_files < 1:
             raise ValueError(f"max_files must be >= 1, got {max_files}")
         self.directory = Path(directory)
         self.max_files = max_files
+        if levels is None:
+            levels = len(CACHE_LEVELS) if self.directory.parts[-len(CACHE_LEVELS) :] == CACHE_LEVELS else 1
+        if not 1 <= levels < len(self.directory.parts):
+            raise ValueError(f"levels must be between 1 and {len(self.directory.parts) - 1}, got {levels}")
+        self.levels = levels
+
+    def _checked_directory(self) -> Path:
+        """The cache directory, created with no link on the way (raises ``OSError`` / ``UnsafePathError``)."""
+        anchor = self.directory.parents[self.levels - 1]
+        anchor.mkdir(parents=True, exist_ok=True)
+        return paths.owned_dir(anchor, self.directory.parts[-self.levels :])
 
     def _path(self, key: str) -> Path:
         if not key.isalnum():
@@ -323,6 +357,8 @@ class ProjectionCache:
         """The cached ``(coords, indices, explained)`` for ``key``, or None (absent or unreadable)."""
         path = self._path(key)
         try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):  # a link or a device is never a cache file
+                return None
             with np.load(path, allow_pickle=False) as data:
                 coords = data["coords"].astype(np.float32)
                 indices = data["indices"].astype(np.int64)
@@ -341,11 +377,16 @@ class ProjectionCache:
         explained: tuple[float, float] | None,
     ) -> bool:
         """Write one projection atomically; False (nothing cached) when the directory is unwritable."""
-        path = self._path(key)
+        self._path(key)
+        try:
+            directory = self._checked_directory()
+        except (OSError, ValueError):  # unwritable, or a link / file where the cache would go
+            return False
+        path = directory / f"{key}.npz"
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
+            # O_EXCL: never write through a link planted under the temporary name.
+            with open(tmp, "xb") as fh:
                 np.savez(
                     fh,
                     coords=np.asarray(coords, np.float32),
@@ -357,16 +398,8 @@ class ProjectionCache:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             return False
-        self._prune()
+        paths.prune_owned(directory, _CACHE_FILE, self.max_files)
         return True
-
-    def _prune(self) -> None:
-        try:
-            files = sorted(self.directory.glob("*.npz"), key=lambda p: p.stat().st_mtime)
-        except OSError:
-            return
-        for old in files[: max(0, len(files) - self.max_files)]:
-            old.unlink(missing_ok=True)
 
 
 def find_cached(

@@ -52,8 +52,8 @@ class Run:
 
     def __init__(self, store: RunStore, meta: dict[str, Any]) -> None:
         self._store = store
-        self.meta = meta
         self.problems: list[str] = []
+        self.meta = self._checked(meta)
         self._cache: dict[str, tuple[tuple[int, float], pa.Table | None, frozenset[str]]] = {}
         self._concat: dict[str, tuple[tuple[tuple[str, tuple[int, float]], ...], pa.Table]] = {}
         self._lock = threading.Lock()
@@ -107,8 +107,15 @@ class Run:
 
     def refresh(self) -> Run:
         """Re-read ``meta.json`` (part files are always listed afresh)."""
-        self.meta = _load_meta(self._store)
+        self.meta = self._checked(_load_meta(self._store))
         return self
+
+    def _checked(self, meta: dict[str, Any]) -> dict[str, Any]:
+        clean, notes = schema.sanitize_meta(meta)
+        for note in notes:
+            if note not in self.problems:
+                self.problems.append(note)
+        return clean
 
     def is_stale(self, seconds: float = 300.0) -> bool:
         """True when the run says ``running`` but its heartbeat is older than ``seconds`` (crashed/killed)."""
@@ -308,11 +315,31 @@ class Run:
         df["label"] = df["label"].astype("Int64")  # nullable: unlabeled rows stay <NA>, not NaN floats
         return df
 
-    def embedding_matrix(self, step: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label)``."""
+    def embedding_matrix(
+        self, step: int | None = None, *, max_rows: int | None = None, seed: int = 0
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label)``.
+
+        Args:
+            step: the snapshot's step (None: the latest).
+            max_rows: read at most this many rows, a uniform sample (fixed by ``seed``) in file order,
+                streamed batch by batch so a huge snapshot is never held whole (see
+                :meth:`snapshot_rows` for the full count). None reads every row.
+            seed: the sample's seed.
+        """
+        if max_rows is not None:
+            if max_rows < 1:
+                raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+            sampled = self._sampled_snapshot(step, max_rows, seed)
+            if sampled is not None:
+                return sampled
         table = self._snapshot_table(step)
         if table is None:
             return np.zeros((0, 0), np.float32), _empty("embeddings").drop(columns=["vector"])
+        return self._split_snapshot(table)
+
+    @staticmethod
+    def _split_snapshot(table: pa.Table) -> tuple[np.ndarray, pd.DataFrame]:
         vec = table["vector"].combine_chunks()
         dim = vec.type.list_size
         matrix = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
@@ -320,6 +347,73 @@ class Run:
         info["modality"] = info["modality"].astype(object)
         info["label"] = info["label"].astype("Int64")
         return matrix.reshape(-1, dim), info
+
+    def _snapshot_parts(self, step: int | None) -> list[tuple[str, int]]:
+        """``(path, rows)`` of the snapshot's parts, from their footers (merged originals left out)."""
+        steps = self.snapshot_steps()
+        if step is None:
+            if not steps:
+                return []
+            step = steps[-1]
+        elif step not in steps:
+            raise KeyError(f"run {self.name!r} has no embedding snapshot at step {step}; it has {steps}")
+        relpath = snapshot_dir(step)
+        if not self._confined(self._store.join(relpath)):
+            return []
+        parts, hidden = [], set()
+        for path in self._store.part_files(relpath):
+            if self._real_root and os.path.islink(path) and not self._confined(path):
+                continue
+            try:
+                footer = self._store.parquet_file(path)
+                hidden |= replaced_parts(footer.schema_arrow.empty_table())
+                parts.append((path, footer.metadata.num_rows))
+            except FileNotFoundError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - an unreadable footer: skip the part and say so
+                self._note(f"skipped unreadable part {path}: {type(exc).__name__}: {exc}")
+        return [(p, n) for p, n in parts if posixpath.basename(p) not in hidden]
+
+    def snapshot_rows(self, step: int | None = None) -> int:
+        """Rows of a snapshot, counted from the part files' footers (nothing else is read)."""
+        return sum(n for _, n in self._snapshot_parts(step))
+
+    def _sampled_snapshot(
+        self, step: int | None, max_rows: int, seed: int
+    ) -> tuple[np.ndarray, pd.DataFrame] | None:
+        """``max_rows`` rows of a larger snapshot, read batch by batch; None when it is small enough."""
+        parts = self._snapshot_parts(step)
+        total = sum(n for _, n in parts)
+        if total <= max_rows:
+            return None
+        pick = np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+        dim = self.meta.get("dim")
+        expected = schema.embeddings_schema(dim) if isinstance(dim, int) and dim > 0 else None
+        pieces, offset = [], 0
+        for path, rows in parts:
+            local = pick[(pick >= offset) & (pick < offset + rows)] - offset
+            offset += rows
+            if not local.size:
+                continue
+            try:
+                pieces.extend(self._take_rows(path, local, expected))
+            except Exception as exc:  # noqa: BLE001 - as for whole reads: skip the part and say so
+                self._note(f"skipped part {path}: {type(exc).__name__}: {exc}")
+        if not pieces:
+            return np.zeros((0, 0), np.float32), _empty("embeddings").drop(columns=["vector"])
+        return self._split_snapshot(pa.concat_tables(pieces))
+
+    def _take_rows(self, path: str, rows: np.ndarray, expected: pa.Schema | None) -> list[pa.Table]:
+        footer = self._store.parquet_file(path)
+        out, start = [], 0
+        for batch in footer.iter_batches(batch_size=8192, columns=_EMBEDDING_COLUMNS):
+            end = start + batch.num_rows
+            inside = rows[(rows >= start) & (rows < end)] - start
+            if inside.size:
+                table = pa.Table.from_batches([batch.take(pa.array(inside))])
+                out.append(table.cast(expected) if expected is not None else table)
+            start = end
+        return out
 
     def version_token(self) -> str:
         """A string that changes whenever a part file or meta.json is added or replaced (a cache key)."""
@@ -399,9 +493,11 @@ def list_runs(
 ) -> list[Run]:
     """The runs directly under ``root`` (and ``root`` itself if it is a run), sorted by name.
 
-    Directories that are not runs are ignored; runs that cannot be opened (bad meta.json, other schema
-    version) are skipped with a message appended to ``problems`` when a list is given. Symbolic links that
-    resolve outside ``root`` are skipped too, so a dashboard confined to ``root`` stays confined.
+    Directories that are not runs are ignored; runs that cannot be opened (bad meta.json: not a regular
+    file, too large, malformed or nested too deeply; other schema version) are skipped, each with a
+    message appended to ``problems`` when a list is given, and every other run is still returned.
+    Symbolic links that resolve outside ``root`` are skipped too, so a dashboard confined to ``root`` stays
+    confined.
     """
     store = RunStore(root, storage_options)
     runs: list[Run] = []
@@ -436,6 +532,9 @@ def list_runs(
         except (OSError, ValueError) as exc:
             if problems is not None:
                 problems.append(f"skipped {uri}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one hostile run must not hide every other run
+            if problems is not None:
+                problems.append(f"skipped {uri}: {type(exc).__name__}: {exc}")
     return sorted(runs, key=lambda r: r.name)
 
 

@@ -31,6 +31,13 @@ META_FILE: Final[str] = "meta.json"
 PART_PREFIX: Final[str] = "part-"
 PART_SUFFIX: Final[str] = ".parquet"
 
+MAX_META_BYTES: Final[int] = 2 * 1024 * 1024
+"""Readers refuse a larger ``meta.json`` (a config of tens of thousands of keys is not a run's settings)."""
+MAX_SAFE_STEP: Final[int] = 2**53 - 1
+"""The largest step a browser's numbers hold exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``)."""
+MAX_NAME_CHARS: Final[int] = 200
+"""A run name read from ``meta.json`` is cut to this many characters."""
+
 TABLES: Final[tuple[str, ...]] = ("scalars", "histograms", "spectra", "temperature", "embeddings")
 
 SCALARS = pa.schema(
@@ -112,6 +119,38 @@ M_EFF_NEG: Final[str] = "effective_negatives"  # exp(entropy) at the run's τ
 M_COUPLING: Final[str] = "dcl_coupling"  # mean (1 - p_pos) at the run's τ (Yeh et al.)
 # Every ``spectrum_every`` steps:
 M_RANK: Final[str] = "effective_rank"  # RankMe, [1, min(B, d)], per modality too
+# Literature diagnostics (issue 15), every ``pairwise_every`` steps (O(B²·d)):
+M_MRR: Final[str] = "mrr"  # mean reciprocal rank of the positive among the B candidates, (0, 1]
+M_RECALL_AT_1: Final[str] = "recall_at_1"  # share of anchors whose positive ranks first, [0, 1]
+M_RECALL_AT_5: Final[str] = "recall_at_5"  # share with rank <= 5, [0, 1]
+M_RECALL_AT_10: Final[str] = "recall_at_10"  # share with rank <= 10, [0, 1]
+M_ORDERING_VIOLATIONS: Final[str] = "ordering_violations"  # 1 - AUROC of pos vs neg scores, [0, 1] (GroCo)
+M_FALSE_NEG_SHARE: Final[str] = "false_neg_share"  # share of negatives with the anchor's label (labels)
+M_FALSE_NEG_PENALTY_SHARE: Final[str] = "false_neg_penalty_share"  # their share of the penalty at τ
+M_PAIR_GAP: Final[str] = "gap"  # N modalities: "gap/<m1>-<m2>", see pair_metric; [0, 2]
+M_PAIR_RETRIEVAL: Final[str] = "retrieval"  # "retrieval/<m1>-<m2>": top-1 of m2's row i from m1's row i
+M_MIP_POS: Final[str] = "mip_pos"  # N >= 3: mean multilinear inner product of matched tuples (Symile)
+M_MIP_NEG: Final[str] = "mip_neg"  # N >= 3: mean MIP of tuples with one modality's row swapped
+M_TAU_Q10: Final[str] = "tau_q10"  # per-sample τ (iSogCLR): 10 % quantile of the batch's τ
+M_TAU_Q50: Final[str] = "tau_q50"  # median
+M_TAU_Q90: Final[str] = "tau_q90"  # 90 % quantile
+TAU_QUANTILES: Final[dict[str, float]] = {M_TAU_Q10: 0.1, M_TAU_Q50: 0.5, M_TAU_Q90: 0.9}
+"""The per-sample τ quantiles that are logged, name → level."""
+
+
+def pair_metric(base: str, first: str, second: str) -> str:
+    """The name of a per-pair metric of N modalities, e.g. ``pair_metric(M_PAIR_GAP, "image", "audio")``.
+
+    Returns ``"<base>/<first>-<second>"``; the order matters for retrieval (``first`` is the query side).
+
+    Raises:
+        ValueError: If a modality name is empty or holds ``/`` or ``-``, which would make the name ambiguous.
+    """
+    for name in (first, second):
+        if not isinstance(name, str) or not name or "/" in name or "-" in name:
+            raise ValueError(f"pair-metric modality names must be non-empty, no '/' or '-': {name!r}")
+    return f"{base}/{first}-{second}"
+
 
 STATUS_RUNNING: Final[str] = "running"
 STATUS_FINISHED: Final[str] = "finished"
@@ -137,7 +176,55 @@ def heartbeat_age(meta: dict[str, Any], now: _dt.datetime | None = None) -> floa
     now = now or _dt.datetime.now(_dt.timezone.utc)
     if now.tzinfo is None:
         now = now.replace(tzinfo=_dt.timezone.utc)
-    return (now - when).total_seconds()
+    try:
+        return (now - when).total_seconds()
+    except OverflowError:  # e.g. year 1 with a positive UTC offset
+        return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def sanitize_meta(meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``meta.json`` as read, with each field a reader relies on checked: ``(clean copy, notes)``.
+
+    A field of the wrong type or out of range is replaced by its "unknown" value (None, ``{}``, the
+    default) and named in a note, so one odd field never breaks a page: ``config`` must be an object,
+    ``last_step`` an integer in ``[0, MAX_SAFE_STEP]``, ``dim`` a positive integer below 2**31, ``name``
+    and ``status`` strings (a name is cut to :data:`MAX_NAME_CHARS`), ``modalities`` two strings.
+    """
+    clean = dict(meta)
+    notes: list[str] = []
+
+    def drop(key: str, why: str, value: Any = None) -> None:
+        clean[key] = value
+        notes.append(f"meta.json: {key} {why}; ignored")
+
+    if "config" in meta and not isinstance(meta["config"], dict):
+        drop("config", f"is of type {type(meta['config']).__name__}, not an object", {})
+    step = meta.get("last_step")
+    if step is not None and not (_is_int(step) and 0 <= step <= MAX_SAFE_STEP):
+        drop("last_step", "is not a step between 0 and 2**53-1")
+    dim = meta.get("dim")
+    if dim is not None and not (_is_int(dim) and 0 < dim < 2**31):
+        drop("dim", "is not a positive integer below 2**31")
+    name = meta.get("name")
+    if name is not None and not isinstance(name, str):
+        drop("name", "is not a string")
+    elif isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+        clean["name"] = name[:MAX_NAME_CHARS] + "…"
+        notes.append(f"meta.json: name is {len(name):,} characters; cut to {MAX_NAME_CHARS}")
+    if "status" in meta and not isinstance(meta["status"], str):
+        drop("status", "is not a string", "unknown")
+    mods = meta.get("modalities")
+    if mods is not None and not (
+        isinstance(mods, list) and len(mods) == 2 and all(isinstance(m, str) for m in mods)
+    ):
+        drop("modalities", "is not a list of two names")
+    if "two_modality" in meta and not isinstance(meta["two_modality"], bool):
+        drop("two_modality", "is not true or false", False)
+    return clean, notes
 
 
 def now_iso() -> str:

@@ -15,6 +15,7 @@ import os
 import posixpath
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -135,29 +136,65 @@ class RunStore:
         with self.fs.open(path, "rb") as fh:
             return pq.read_table(io.BytesIO(fh.read()), columns=columns)
 
+    def parquet_file(self, path: str) -> pq.ParquetFile:
+        """One part file opened for its footer and for row batches read through a 1 MiB buffer, not whole."""
+        if self.is_local:
+            return pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        return pq.ParquetFile(self.fs.open(path, "rb"), buffer_size=1 << 20, pre_buffer=False)
+
     def read_meta(self) -> dict[str, Any]:
-        """Read ``meta.json``; ``FileNotFoundError`` if absent, ``ValueError`` if it is not valid JSON."""
+        """Read ``meta.json``: ``FileNotFoundError`` if absent, ``ValueError`` if it cannot be trusted.
+
+        Locally only a regular file is read (a FIFO, a device or a link out of the run directory is
+        refused without blocking), and at most :data:`cldiag.schema.MAX_META_BYTES` bytes of it; nesting
+        too deep for the JSON parser is a ``ValueError`` like any other malformed file.
+        """
         path = self.join(schema.META_FILE)
+        limit = schema.MAX_META_BYTES
         try:
-            if self.is_local:
-                with open(path, encoding="utf-8") as fh:
-                    text = fh.read()
-            else:
-                with self.fs.open(path, "rb") as fh:
-                    text = fh.read().decode("utf-8")
+            data = (
+                self._read_meta_local(path, limit) if self.is_local else self._read_meta_remote(path, limit)
+            )
         except FileNotFoundError:
             raise
         except OSError as exc:
             if not self.is_local and "Not Found" in str(exc):
                 raise FileNotFoundError(path) from exc
             raise
+        if len(data) > limit:
+            raise ValueError(f"{path} is larger than the {limit:,}-byte limit for meta.json")
         try:
-            meta = json.loads(text)
-        except json.JSONDecodeError as exc:
+            meta = json.loads(data.decode("utf-8"))
+        except RecursionError as exc:
+            raise ValueError(f"{path} is nested too deeply to parse") from exc
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, too many digits, bad UTF-8
             raise ValueError(f"{path} is not valid JSON: {exc}") from exc
         if not isinstance(meta, dict):
             raise ValueError(f"{path} does not hold a JSON object")
         return meta
+
+    def _read_meta_local(self, path: str, limit: int) -> bytes:
+        real_root = os.path.realpath(self.root)
+        if os.path.commonpath([os.path.realpath(path), real_root]) != real_root:
+            raise ValueError(f"{path} links outside the run directory; not read")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what was opened.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError(f"{path} is not a regular file; not read")
+            if info.st_size > limit:
+                raise ValueError(
+                    f"{path} is {info.st_size:,} bytes, over the {limit:,}-byte limit for meta.json"
+                )
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                return fh.read(limit + 1)
+        finally:
+            os.close(fd)
+
+    def _read_meta_remote(self, path: str, limit: int) -> bytes:
+        with self.fs.open(path, "rb") as fh:
+            return fh.read(limit + 1)
 
     # -- writing ----------------------------------------------------------------------------------------
     def makedirs(self, relpath: str = "") -> None:
@@ -174,6 +211,7 @@ class RunStore:
         if self.is_local:
             directory = os.path.dirname(final)
             os.makedirs(directory, exist_ok=True)
+            self._check_confined(directory)
             tmp = os.path.join(directory, f".{os.path.basename(final)}.{secrets.token_hex(4)}.tmp")
             try:
                 with open(tmp, "wb") as fh:
@@ -190,6 +228,14 @@ class RunStore:
             with self.fs.open(final, "wb") as fh:
                 fh.write(data)
         return final
+
+    def _check_confined(self, directory: str) -> None:
+        """Refuse to write into a directory of the run that a symbolic link takes outside the run."""
+        real_root = os.path.realpath(self.root)
+        if os.path.commonpath([os.path.realpath(directory), real_root]) != real_root:
+            raise RunStoreError(
+                f"refusing to write into {directory}: a symbolic link takes it outside {self.root}"
+            )
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Write ``meta.json`` atomically."""

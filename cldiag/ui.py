@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -33,8 +33,11 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from cldiag import health, schema
+from cldiag.lab.paths import lab_runs_dir
+from cldiag.paths import resolve_under_root
 from cldiag.reader import Run, downsample, list_runs, read_run
-from cldiag.views import Panel, Series
+from cldiag.text import escape_markdown
+from cldiag.views import MAX_CONFIG_KEYS, Panel, Series, shown_config
 
 __all__ = [
     "MAX_POINTS",
@@ -46,6 +49,7 @@ __all__ = [
     "background_jobs",
     "cached",
     "chart",
+    "escape_markdown",
     "finished_verdicts",
     "guarded",
     "health_banner",
@@ -90,6 +94,12 @@ PLOTLY_CONFIG: dict[str, Any] = {
     "displayModeBar": True,
     "toImageButtonOptions": {"format": "png", "scale": 2},
 }
+"""Config keys shown per run (Overview table, Compare's differences); the page says when more exist."""
+MAX_METRICS = 1000
+"""Metric names a run offers to pages (built-in names first); the page says when more exist."""
+MAX_SNAPSHOT_ROWS = 20_000
+"""Rows read from one embedding snapshot (a uniform sample of larger ones, streamed, never loaded whole)."""
+_BUILTIN_METRICS = frozenset(v for k, v in vars(schema).items() if k.startswith("M_") and isinstance(v, str))
 _SELECTION_KEY = "_cldiag_selection"
 DEEP_LINK_KEY = "_cldiag_deep_link"
 """Session key: the ``pages/`` file a page URL asked for before the router ran (see :func:`selection`)."""
@@ -120,44 +130,6 @@ def resolve_root(args: Sequence[str], default: str | os.PathLike[str]) -> str:
     return os.environ.get(ENV_ROOT) or os.fspath(default)
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def resolve_under_root(root: str, relative: str) -> str:
-    """The location of ``relative`` inside ``root``; refuses anything that would leave the root.
-
-    Args:
-        root: the configured run root (local path or fsspec URI).
-        relative: a path typed by the user, relative to the root (``group/run-3``).
-
-    Returns:
-        The joined path or URI.
-
-    Raises:
-        ValueError: ``relative`` is empty, absolute, a URI, contains ``..``, or (locally) resolves outside
-            the root through a symbolic link.
-    """
-    text = relative.strip().replace("\\", "/")
-    if not text:
-        raise ValueError("the path is empty")
-    if "://" in text or text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text):
-        raise ValueError(f"{relative!r} must be a path relative to the run root, not an absolute path or URI")
-    parts = [p for p in PurePosixPath(text).parts if p != "."]
-    if ".." in parts:
-        raise ValueError(f"{relative!r} may not leave the run root ('..')")
-    if not parts:
-        raise ValueError("the path names the run root itself")
-    if _is_remote(root):
-        return posixpath.join(root.rstrip("/"), *parts)
-    local_root = root[len("file://") :] if root.startswith("file://") else root
-    real_root = os.path.realpath(local_root)
-    candidate = os.path.realpath(os.path.join(local_root, *parts))
-    if os.path.commonpath([candidate, real_root]) != real_root:
-        raise ValueError(f"{relative!r} resolves outside the run root (a symbolic link?)")
-    return candidate
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Cached loaders. Arguments starting with "_" are not hashed; the path and version token are the key.
 @st.cache_resource(ttl=5, max_entries=8, show_spinner=False)
@@ -177,17 +149,20 @@ def _open_run(path: str) -> Run:
 
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
-def _scalars_by_metric(path: str, token: str, _run: Run) -> dict[str, pd.DataFrame]:
+def _scalars_by_metric(path: str, token: str, _run: Run) -> tuple[dict[str, pd.DataFrame], int]:
+    """Each metric's rows in step order, for at most :data:`MAX_METRICS` names; and how many names exist."""
     df = _run.scalars()
     # One factorize + stable argsort splits a million rows several times faster than groupby on strings,
     # and keeps each metric's rows in step order.
     codes, names = pd.factorize(df["metric"])
+    kept = sorted(
+        range(len(names)), key=lambda k: (str(names[k]).split("/")[0] not in _BUILTIN_METRICS, names[k])
+    )
+    kept = kept[:MAX_METRICS]
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-    parts = {
-        str(n): df.iloc[order[bounds[k] : bounds[k + 1]]].reset_index(drop=True) for k, n in enumerate(names)
-    }
-    return dict(sorted(parts.items()))
+    parts = {str(names[k]): df.iloc[order[bounds[k] : bounds[k + 1]]].reset_index(drop=True) for k in kept}
+    return dict(sorted(parts.items())), len(names)
 
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
@@ -220,7 +195,7 @@ def _series(
     max_points: int,
     _run: Run,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    by_metric = _scalars_by_metric(path, token, _run)
+    by_metric = _scalars_by_metric(path, token, _run)[0]
     full_parts, plot_parts = [], []
     for metric in metrics:
         df = by_metric.get(metric)
@@ -244,7 +219,12 @@ def _snapshot_steps(path: str, token: str, _run: Run) -> tuple[int, ...]:
 
 @st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
 def _embedding_matrix(path: str, token: str, step: int, _run: Run) -> tuple[np.ndarray, pd.DataFrame]:
-    return _run.embedding_matrix(step)
+    return _run.embedding_matrix(step, max_rows=MAX_SNAPSHOT_ROWS)
+
+
+@st.cache_resource(max_entries=64, ttl=3600, show_spinner=False)
+def _snapshot_rows(path: str, token: str, step: int, _run: Run) -> int:
+    return _run.snapshot_rows(step)
 
 
 @st.cache_resource(max_entries=128, ttl=3600, show_spinner=False)
@@ -363,7 +343,34 @@ class RunView:
 
     def metrics(self) -> list[str]:
         """Scalar metric names of the run."""
-        return list(_scalars_by_metric(self.path, self.token, self.run))
+        return list(_scalars_by_metric(self.path, self.token, self.run)[0])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's config, at most :data:`MAX_CONFIG_KEYS` keys (sorted); :meth:`caps` says if cut."""
+        return shown_config(self.run.config)
+
+    def caps(self) -> list[str]:
+        """What this view shows less of than the run holds (config keys, metric names, snapshot rows)."""
+        notes = []
+        n_keys = len(self.run.config)
+        if n_keys > MAX_CONFIG_KEYS:
+            notes.append(f"config: showing {MAX_CONFIG_KEYS} of {n_keys:,} keys (sorted by name)")
+        n_metrics = _scalars_by_metric(self.path, self.token, self.run)[1]
+        if n_metrics > MAX_METRICS:
+            notes.append(
+                f"metrics: offering {MAX_METRICS:,} of {n_metrics:,} metric names (cldiag's own first, then "
+                "by name)"
+            )
+        # The newest snapshots in the step range (each count is one footer read per part, cached per version).
+        for step in self.snapshot_steps()[-20:]:
+            rows = _snapshot_rows(self.path, self.token, step, self.run)
+            if rows > MAX_SNAPSHOT_ROWS:
+                notes.append(
+                    f"snapshot at step {step}: using a uniform sample of {MAX_SNAPSHOT_ROWS:,} of its "
+                    f"{rows:,} rows"
+                )
+        return notes
 
     def series(self, metrics: Sequence[str], *, max_points: int = MAX_POINTS) -> Series:
         """The given metrics in the selected step range (absent metrics are left out)."""
@@ -409,7 +416,7 @@ class RunView:
 
     def value_at(self, metric: str, step: int) -> float | None:
         """The metric's last logged value at or before ``step`` (None if never logged by then)."""
-        df = _scalars_by_metric(self.path, self.token, self.run).get(metric)
+        df = _scalars_by_metric(self.path, self.token, self.run)[0].get(metric)
         if df is None:
             return None
         i = int(np.searchsorted(df["step"].to_numpy(np.int64), step, side="right")) - 1
@@ -420,7 +427,10 @@ def _view(run: Run, step_range: tuple[int, int | None]) -> RunView:
     try:
         run.refresh()  # status, heartbeat and last step change while a run is written
     except (OSError, ValueError) as exc:
-        st.warning(f"Run `{run.name}`: meta.json could not be re-read ({exc}); showing what was read before.")
+        st.warning(
+            f"Run {escape_markdown(run.name)}: meta.json could not be re-read ({escape_markdown(exc)}); "
+            "showing what was read before."
+        )
     return RunView(run=run, token=run.version_token(), step_range=step_range)
 
 
@@ -463,7 +473,10 @@ def _query_focus(runs: list[tuple[str, str]]) -> tuple[str | None, str | None]:
     for name, path in runs:
         if wanted in (name, posixpath.basename(path.rstrip("/"))):
             return path, None
-    return None, f"The link asks for run {wanted!r}, which is not under the run root; showing another run."
+    return None, (
+        f"The link asks for run “{escape_markdown(wanted)}”, which is not under the run root; showing "
+        "another run."
+    )
 
 
 def _step_range(paths: Sequence[str]) -> tuple[int, int | None]:
@@ -473,8 +486,8 @@ def _step_range(paths: Sequence[str]) -> tuple[int, int | None]:
             step = _open_run(path).meta.get("last_step")
         except (OSError, ValueError):
             continue
-        if isinstance(step, int):
-            last_steps.append(step)
+        if isinstance(step, int) and not isinstance(step, bool):
+            last_steps.append(min(max(step, 0), schema.MAX_SAFE_STEP))  # a browser number holds no more
     if not last_steps or max(last_steps) <= 0:
         return (0, None)
     top = max(last_steps)
@@ -520,9 +533,14 @@ def sidebar(
         The :class:`Selection`, also stored for :func:`selection` in the pages.
     """
     root = resolve_root(args, default_root)
-    st.sidebar.caption(f"Run root: `{root}`")
+    st.sidebar.caption(f"Run root: {escape_markdown(root)}")
     runs_t, problems_t = _discover(root)
     runs, problems = list(runs_t), list(problems_t)
+    lab_dir = lab_runs_dir()  # Lab runs live in their own folder; list them after the root's runs
+    if os.path.isdir(lab_dir) and os.path.realpath(lab_dir) != os.path.realpath(root):
+        lab_runs, lab_problems = _discover(lab_dir)
+        runs += [r for r in lab_runs if r not in runs]
+        problems += lab_problems
     paths = [p for _, p in runs]
     sel = Selection(root=root, runs=runs, focus=None, compare=[], step_range=(0, None), problems=problems)
     if not controls:
@@ -536,10 +554,14 @@ def sidebar(
             extra = resolve_under_root(root, typed)
             _open_run(extra)
         except ValueError as exc:
-            st.sidebar.warning(f"Not opened: {exc}. Only runs under `{root}` can be opened.")
+            st.sidebar.warning(
+                f"Not opened: {escape_markdown(exc)}. Only runs under {escape_markdown(root)} can be opened."
+            )
             extra = None
         except OSError as exc:
-            st.sidebar.warning(f"Not opened: {typed!r} is not a cldiag run ({exc}).")
+            st.sidebar.warning(
+                f"Not opened: “{escape_markdown(typed)}” is not a cldiag run ({escape_markdown(exc)})."
+            )
             extra = None
     if extra is not None and extra not in paths:
         runs.append((_open_run(extra).name, extra))
@@ -629,7 +651,7 @@ def _open_or_warn(path: str) -> Run | None:
     try:
         return _open_run(path)
     except (OSError, ValueError) as exc:
-        st.warning(f"Cannot open run `{path}`: {exc}")
+        st.warning(f"Cannot open run {escape_markdown(path)}: {escape_markdown(exc)}")
         return None
 
 
@@ -659,9 +681,9 @@ def page_intro(title: str, view: RunView | None, text: str) -> None:
     if view is not None:
         last = view.run.meta.get("last_step")
         bits = [
-            f"**{view.name}**",
-            view.status_text,
-            f"last step {last}" if last is not None else "no steps yet",
+            f"**{escape_markdown(view.name)}**",
+            escape_markdown(view.status_text),
+            f"last step {escape_markdown(last)}" if last is not None else "no steps yet",
         ]
         if view.live:
             bits.append(f"live: redraws every {REFRESH_SECS:g} s")
@@ -682,7 +704,7 @@ def finished_verdicts(view: RunView, waiting: Callable[[str], Any]) -> tuple[hea
     exc = job.exception()
     if exc is not None:
         logger.error("health rules failed on %s", view.path, exc_info=exc)
-        waiting(f"Health checks could not run on this run: {type(exc).__name__}: {exc}")
+        waiting(f"Health checks could not run on this run: {type(exc).__name__}: {escape_markdown(exc)}")
         return None
     return job.result()
 
@@ -778,7 +800,7 @@ def guarded(render: Callable[[], None], what: str) -> None:
         render()
     except (ValueError, KeyError, OSError) as exc:
         logger.exception("page %s failed", what)
-        st.error(f"Could not draw {what}: {type(exc).__name__}: {exc}")
+        st.error(f"Could not draw {escape_markdown(what)}: {type(exc).__name__}: {escape_markdown(exc)}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -786,7 +808,8 @@ def guarded(render: Callable[[], None], what: str) -> None:
 def _no_runs(sel: Selection, title: str) -> None:
     st.title(title)
     st.info(
-        f"No runs under `{sel.root}` yet. Log one with `cldiag.Monitor(...)` (see the README), "
+        f"No runs under {escape_markdown(sel.root)} yet. Log one with `cldiag.Monitor(...)` (see the "
+        "README), "
         "regenerate the samples with `cldiag demo`, or start the dashboard on another folder: "
         "`cldiag serve RUNS_DIR`.",
     )
@@ -796,11 +819,27 @@ def _run_problems(view: RunView) -> None:
     problems = view.run.problems
     if problems:
         st.warning(
-            f"Run `{view.name}`: {len(problems)} part file(s) could not be read and were skipped; "
-            "the charts show the rest.",
+            f"Run {escape_markdown(view.name)}: {len(problems)} problem(s) — part files that could not be "
+            "read are skipped, odd meta.json fields set aside; the charts show the rest.",
         )
         with st.expander("What was skipped"):
             st.code("\n".join(problems[:50]), language=None, wrap_lines=True)
+
+
+def _skipped_runs(sel: Selection) -> None:
+    # One line per run that could not be opened, with its reason; every other run works as usual.
+    st.warning(
+        f"{len(sel.problems)} run(s) under the root could not be opened and are skipped:\n\n"
+        + "\n".join(f"- {escape_markdown(p)}" for p in sel.problems[:50])
+    )
+
+
+def _caps(view: RunView) -> None:
+    notes = view.caps()
+    if notes:
+        st.caption(
+            "Capped to keep the page responsive — " + "; ".join(escape_markdown(n) for n in notes) + "."
+        )
 
 
 def _is_live(run: Run) -> bool:
@@ -824,7 +863,7 @@ def run_page(title: str, intro: str, render: Callable[[RunView], None], *, banne
     """
     sel = selection()
     if sel.problems:
-        st.warning("Some runs were skipped:\n\n" + "\n".join(f"- {p}" for p in sel.problems))
+        _skipped_runs(sel)
     if sel.focus is None:
         _no_runs(sel, title)
         return
@@ -838,6 +877,7 @@ def run_page(title: str, intro: str, render: Callable[[RunView], None], *, banne
             view.verdicts()  # start the health rules now, so they run while the charts are drawn
         page_intro(title, view, intro)
         _run_problems(view)
+        _caps(view)
         top = st.empty()
         guarded(lambda: render(view), title)
         if banner:
@@ -851,7 +891,7 @@ def run_multi_page(title: str, intro: str, render: Callable[[Selection, list[Run
     """Draw a page about the focused run and the comparison runs: ``render(selection, views)``."""
     sel = selection()
     if sel.problems:
-        st.warning("Some runs were skipped:\n\n" + "\n".join(f"- {p}" for p in sel.problems))
+        _skipped_runs(sel)
     if sel.focus is None:
         _no_runs(sel, title)
         return
@@ -865,6 +905,7 @@ def run_multi_page(title: str, intro: str, render: Callable[[Selection, list[Run
         page_intro(title, views[0], intro)
         for view in views:
             _run_problems(view)
+            _caps(view)
         guarded(lambda: render(sel, views), title)
 
     _frame(body, runs)

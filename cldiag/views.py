@@ -492,6 +492,17 @@ def _series_panel(
 
 
 # -- Overview ---------------------------------------------------------------------------------------------
+MAX_CONFIG_KEYS = 100
+"""Config keys a page shows per run (a 100k-key config once took the Overview 130 s and 2 GB)."""
+
+
+def shown_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config as pages show it: at most :data:`MAX_CONFIG_KEYS` keys, sorted by name when cut."""
+    if len(config) <= MAX_CONFIG_KEYS:
+        return dict(config)
+    return {k: config[k] for k in sorted(config, key=str)[:MAX_CONFIG_KEYS]}
+
+
 def run_summary(view: RunLike, name: str, status: str | None = None) -> dict[str, Any]:
     """One row of the Overview's runs table: status, last step, modalities, dim, config, key values.
 
@@ -508,7 +519,7 @@ def run_summary(view: RunLike, name: str, status: str | None = None) -> dict[str
         "modalities": view.run.modalities if view.run.two_modality else ["one modality"],
         "dim": meta.get("dim"),
         "created": meta.get("created"),
-        "config": view.run.config,
+        "config": shown_config(view.run.config),
         "last": F.last_values(view.series(KEY_METRICS).full),
     }
 

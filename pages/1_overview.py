@@ -19,7 +19,7 @@ def name(v: health.Verdict) -> str:
 
 
 def verdicts(view: ui.RunView) -> None:
-    st.subheader(f"Health of {view.name}")
+    st.subheader(f"Health of {ui.escape_markdown(view.name)}")
     found = ui.finished_verdicts(view, st.info)
     if found is None:
         return

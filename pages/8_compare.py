@@ -11,7 +11,7 @@ def render(sel: ui.Selection, runs: list[ui.RunView]) -> None:
     if len(runs) < 2:
         st.info("Pick one or more runs under “Compare with” in the sidebar to overlay them here.")
         if len(sel.runs) < 2:
-            st.caption(f"There is only one run under `{sel.root}`.")
+            st.caption(f"There is only one run under {ui.escape_markdown(sel.root)}.")
         return
     available = views.available_metrics(runs)
     default = [m for m in views.COMPARE_METRICS if m in available]
@@ -21,7 +21,7 @@ def render(sel: ui.Selection, runs: list[ui.RunView]) -> None:
     ui.show(panel, *runs)
     if isinstance(panel, str):
         return
-    diff = views.config_diff({n: v.run.config for n, v in zip(names, runs, strict=True)})
+    diff = views.config_diff({n: v.config for n, v in zip(names, runs, strict=True)})
     st.subheader("Settings that differ")
     if diff.empty:
         st.caption("The runs' configurations are identical (or none were recorded).")

@@ -152,6 +152,14 @@ def explain_temperature() -> None:
             negative alike. The normalized entropy of the weights (0 = one negative, 1 = all alike) and
             its exponential, the effective number of negatives, summarize this, and the positive is
             pulled with strength 1 − p₊, which vanishes once the positive wins the softmax.
+
+            With labels, some negatives are **false negatives**: they share the anchor's class. Their share
+            of the weights rⱼ is the share of the push that separates samples which belong together; at a
+            small τ the hardest negatives are often exactly these, so that share can far exceed their share
+            of the count (Wang & Liu; DebCSE 2023). iSogCLR (Qiu et al. 2023) learns **one τ per sample**
+            instead and reports larger temperatures for samples with frequent semantics (many similar
+            neighbours to tolerate) and smaller ones for rare semantics; the Lab's
+            `individual-temperature` preset measures it.
             """
         )
     )
@@ -273,6 +281,11 @@ def explain_gap() -> None:
             changes how much of each vector is left for content: closing the gap sharpens the logits,
             which helps at a high τ but at a low τ punishes every pair whose partner is noisy (like
             mismatched captions), so the loss minimum keeps a gap.
+
+            With three or more modalities the gap becomes a matrix, one entry per pair. Aligning every
+            pair is not the same as capturing the whole tuple: when c = a XOR b, each pair is independent
+            and pairwise CLIP has nothing to learn, while Symile's multilinear inner product Σₖ aₖbₖcₖ
+            scores the triple (Saporta et al. 2024; the Lab's `three-modalities` preset).
             """
         )
     )
@@ -387,6 +400,12 @@ def explain_scores() -> None:
             pair looks no closer than two strangers. In-batch retrieval is decided by each anchor's
             single hardest negative, not by the bulk, so the hardest-negative histogram can sit right on
             the positives while the bulks barely overlap; the loss reacts smoothly to both.
+
+            **Ranks versus scores.** Retrieval only asks *where* the positive lands among the B candidates,
+            not by how much it wins: the mean reciprocal rank, recall@k and the share of (positive,
+            negative) pairs in the wrong order (1 − AUROC; GroCo, 2023) stay put while the loss keeps
+            buying margin on pairs that are already ordered, and they move when a few hard negatives
+            overtake the positive even if the score histograms hardly change.
             """
         )
     )

@@ -1,62 +1,37 @@
-"""Lab: train a small contrastive model from the browser and watch its diagnostics live; four presets.
+"""Lab: train a small contrastive model from the browser and watch its diagnostics live; presets.
 
-The training runs in a :class:`cldiag.lab.trainer.LabSession` kept in ``st.session_state``: its daemon
-thread lives outside the script, so the reruns every widget click causes neither kill nor restart it. The
-page only reads the session's progress and polls the run it writes (under the dashboard's run root, so
-every other page can open it) from a fragment that redraws every second while something trains.
+The training runs in a :class:`cldiag.lab.session.LabSession` kept in ``st.session_state``: its daemon
+thread lives outside the script, so the reruns every widget click causes neither kill nor restart it. Runs
+go to the Lab folder (:func:`cldiag.lab.paths.lab_runs_dir`, ``$CLDIAG_LAB_DIR``), which the run picker
+lists too. Labels, the figure and its caption come from :mod:`cldiag.lab.view`; this page reads widgets,
+loads the run and shows it.
 """
 
 from __future__ import annotations
 
-import posixpath
-import time
-from typing import get_args
+from typing import Any, get_args
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cldiag import figures as F
-from cldiag import schema, ui
+from cldiag import ui
+from cldiag.lab import paths, view
 from cldiag.lab import trainer as T
 from cldiag.lab.presets import PRESETS, Preset, PresetResult
+from cldiag.lab.session import LabSession
 
 POLL_SECS = 1.0
-SESSION_KEY = "lab_session"
-RESULTS_KEY = "lab_preset_results"
-NOTICE_KEY = "lab_notice"
-COUNT_KEY = "lab_count"
+SESSION_KEY, RESULTS_KEY, NOTICE_KEY, COUNT_KEY = (
+    "lab_session",
+    "lab_preset_results",
+    "lab_notice",
+    "lab_count",
+)
 DEFAULT = T.LabConfig()
-LIVE_METRICS = [
-    schema.M_LOSS,
-    "knn_acc",
-    schema.M_ALIGNMENT,
-    schema.M_UNIFORMITY,
-    schema.M_RANK,
-    schema.M_GAP,
-    schema.M_TEMPERATURE,
-]
-DATA_LABELS = {
-    "digits": "digits: 8×8 images, two augmented views",
-    "cluttered-digits": "cluttered digits: digits beside loud clutter",
-    "prototypes": "prototypes: 50 classes hidden under nuisance",
-    "pairs": "pairs: digit image ↔ caption (two modalities)",
-    "toy": "toy: 16-d Gaussians (Jing et al.)",
-}
-ENCODER_LABELS = {"mlp": "MLP", "cnn": "small CNN (8×8 images)", "linear": "linear map (square)"}
-LOSS_LABELS = {
-    "nt_xent": "NT-Xent (SimCLR)",
-    "info_nce": "InfoNCE (symmetric)",
-    "clip": "CLIP",
-    "dcl": "DCL (decoupled)",
-    "dclw": "DCLW (weighted DCL)",
-    "supcon": "SupCon (uses labels)",
-    "mochi": "MoCHi (mixed hard negatives)",
-    "align": "alignment only, no negatives (collapses)",
-}
 BATCH_SIZES = [b for b in (2**k for k in range(1, 12)) if T.BATCH_RANGE[0] <= b <= T.BATCH_RANGE[1]]
 PRESET_LENGTHS = {0.1: "quick look (10 % of the steps)", 0.3: "short (30 %)", 1.0: "full length"}
 STATUS_BOX = {"finished": st.success, "stopped": st.info, "diverged": st.error, "failed": st.error}
-PROGRESS_METRICS = {"loss": "loss", "knn_acc": "held-out 5-NN accuracy", "knn_acc_raw": "5-NN on raw inputs"}
+STOPPED_NOTICE = "The previous training was stopped: one training at a time."
 # Pages that open a finished run, as app.py registers them; the gap page only for two modalities.
 RUN_LINKS = [
     ("pages/1_overview.py", "Overview"),
@@ -67,18 +42,23 @@ RUN_LINKS = [
 ]
 
 
-def lab_session() -> T.LabSession:
+def lab_session() -> LabSession:
     """This browser session's runner: one training (or preset) at a time, surviving reruns."""
-    return st.session_state.setdefault(SESSION_KEY, T.LabSession())
+    return st.session_state.setdefault(SESSION_KEY, LabSession())
 
 
-# ------------------------------------------------------------------------------------------ controls
+def choice(where: Any, label: str, names: Any, default: str, labels: dict[str, str], key: str) -> str:
+    """A selectbox over the trainer's allowed names, starting at the trainer's default."""
+    options = list(get_args(names))
+    return where.selectbox(label, options, options.index(default), lambda o: labels.get(o, o), key=key)
+
+
 def controls() -> tuple[T.LabConfig | None, str | None]:
     """The training settings from the widgets, or the reason the trainer rejects them."""
     a, b, c = st.columns(3)
-    data = a.selectbox("Data set", get_args(T.DataName), format_func=DATA_LABELS.get, key="lab_data")
-    encoder = a.selectbox("Encoder", get_args(T.EncoderName), format_func=ENCODER_LABELS.get, key="lab_enc")
-    loss = a.selectbox("Loss", get_args(T.LossName), format_func=LOSS_LABELS.get, key="lab_loss")
+    data = choice(a, "Data set", T.DataName, DEFAULT.data, view.DATA_LABELS, "lab_data")
+    encoder = choice(a, "Encoder", T.EncoderName, DEFAULT.encoder, view.ENCODER_LABELS, "lab_enc")
+    loss = choice(a, "Loss", T.LossName, DEFAULT.loss, view.LOSS_LABELS, "lab_loss")
     lo, hi = T.TEMPERATURE_RANGE
     tau = b.number_input("Temperature τ", lo, hi, DEFAULT.temperature, 0.01, format="%.3f", key="lab_tau")
     learnable = b.checkbox("Learnable τ (as CLIP)", DEFAULT.learnable_temperature, key="lab_learn_tau")
@@ -99,108 +79,76 @@ def controls() -> tuple[T.LabConfig | None, str | None]:
         x, y, z = st.columns(3)
         seed = x.number_input("Seed", 0, 2**31 - 1, DEFAULT.seed, 1, key="lab_seed")
         embed = y.number_input("Embedding dim", *T.EMBED_RANGE, DEFAULT.embed_dim, key="lab_embed")
-        optimizer = z.selectbox("Optimizer", get_args(T.OptimizerName), key="lab_opt")
+        optimizer = choice(z, "Optimizer", T.OptimizerName, DEFAULT.optimizer, {}, "lab_opt")
         projector = x.checkbox("Projector head", DEFAULT.projector, key="lab_proj")
+    fields = {"data": data, "encoder": encoder, "loss": loss, "temperature": float(tau), "lr": float(lr)}
+    fields |= {"learnable_temperature": learnable, "batch_size": int(batch), "steps": int(steps)}
+    fields |= {"augmentation": float(aug), "seed": int(seed), "embed_dim": int(embed)}
     try:
-        config = T.LabConfig(
-            data=data,
-            encoder=encoder,
-            loss=loss,
-            temperature=float(tau),
-            learnable_temperature=learnable,
-            batch_size=int(batch),
-            lr=float(lr),
-            steps=int(steps),
-            augmentation=float(aug),
-            seed=int(seed),
-            embed_dim=int(embed),
-            optimizer=optimizer,
-            projector=projector,
-        )
+        return T.LabConfig(**fields, optimizer=optimizer, projector=projector), None
     except (ValueError, TypeError) as exc:
         return None, str(exc)
-    return config, None
 
 
-def start_training(config: T.LabConfig, root: str) -> None:
+def start_training(config: T.LabConfig) -> None:
     session = lab_session()
     if session.running:
-        st.session_state[NOTICE_KEY] = "The previous training was stopped: one training at a time."
-    # The session's count keeps two starts within one second apart; the time keeps sessions apart.
+        st.session_state[NOTICE_KEY] = STOPPED_NOTICE
     count = st.session_state[COUNT_KEY] = st.session_state.get(COUNT_KEY, 0) + 1
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"lab-{config.data}-{config.loss}-t{config.temperature:g}-{stamp}-{count}"
-    session.start(config, ui.resolve_under_root(root, name), replace=True)
+    name = paths.lab_run_name(config.data, config.loss, config.temperature, count)
+    session.start(config, paths.lab_run_dir(paths.lab_runs_dir(), name), replace=True)
 
 
-def start_preset(name: str, root: str, steps_scale: float) -> None:
+def start_preset(name: str, steps_scale: float) -> None:
     session = lab_session()
     if session.running:
-        st.session_state[NOTICE_KEY] = "The previous training was stopped: one training at a time."
-    session.start_preset(name, root, steps_scale=steps_scale, replace=True)
+        st.session_state[NOTICE_KEY] = STOPPED_NOTICE
+    session.start_preset(name, paths.lab_runs_dir(), steps_scale=steps_scale, replace=True)
 
 
-def stop() -> None:
-    lab_session().stop()
-
-
-# ------------------------------------------------------------------------------------------ live panel
 def open_links(name: str, two_modality: bool) -> None:
     """Links to the dashboard pages, opened on the run ``name`` (the sidebar matches ``?run=`` by name)."""
     links = [(p, t) for p, t in RUN_LINKS if two_modality or t != "Modality gap"]
-    cols = st.columns(len(links))
-    for col, (page, title) in zip(cols, links, strict=True):
+    for col, (page, title) in zip(st.columns(len(links)), links, strict=True):
         try:
-            col.page_link(page, label=f"{title}", icon=":material/open_in_new:", query_params={"run": name})
-        except StreamlitAPIException:
-            # Outside the dashboard's router the pages are not registered.
+            col.page_link(page, label=title, icon=":material/open_in_new:", query_params={"run": name})
+        except StreamlitAPIException:  # outside the dashboard's router the pages are not registered
             col.caption(f"{title}: open `{name}` in the dashboard (`streamlit run app.py`).")
 
 
-def progress_line(session: T.LabSession, p: T.LabProgress) -> None:
-    name = posixpath.basename(p.run_dir.rstrip("/"))
-    position = session.preset_position
+def progress_line(session: LabSession, p: T.LabProgress) -> None:
+    name, position = view.run_name(p.run_dir), session.preset_position
     if position is None:
         st.progress(p.fraction, text=f"`{name}`: step {p.step} of {p.total}")
         return
     index, count = position
-    st.progress(
-        (index + p.fraction) / count,
-        text=f"Preset `{session.preset}`: run {index + 1} of {count}, `{name}`, step {p.step} of {p.total}",
-    )
+    text = f"Preset `{session.preset}`: run {index + 1} of {count}, `{name}`, step {p.step} of {p.total}"
+    st.progress((index + p.fraction) / count, text=text)
 
 
 def live_chart(p: T.LabProgress) -> ui.RunView | None:
     """The key diagnostics of the run being written, read from its directory like any other run."""
-    view = ui.view_of(p.run_dir)
-    if view is None:
+    run_view = ui.view_of(p.run_dir)
+    if run_view is None:
         return None
-    # A fixed τ would fill a panel with a flat line.
-    metrics = [
-        m for m in LIVE_METRICS if m != schema.M_TEMPERATURE or view.run.config.get("learnable_temperature")
-    ]
-    series = view.series(metrics)
+    config = run_view.run.config
+    metrics = view.live_metrics(config)
+    series = run_view.series([*metrics, view.KNN_RAW])
     if series.full.empty:
         st.caption("No metrics written yet: the first ones arrive within a second.")
-        return view
-    fig = view.cached(
+        return run_view
+    raw = series.full.loc[series.full["metric"] == view.KNN_RAW, "value"]
+    title = f"{run_view.name}: key diagnostics"
+    steps, dim, bar = int(config.get("steps", p.total)), run_view.dim, raw.iloc[0] if len(raw) else None
+    fig = run_view.cached(
         "lab-live",
-        lambda: F.fig_metric_grid(series.plot, metrics, title=f"{view.name}: key diagnostics", dim=view.dim),
+        lambda: view.fig_lab_live(series.plot, metrics, steps=steps, dim=dim, raw_knn=bar, title=title),
     )
+    caption = view.live_caption(p.metrics)
     ui.chart(
-        fig,
-        series.full,
-        key="lab_live",
-        file_name=f"{view.name}-lab",
-        note=series.note,
-        caption=(
-            "Loss and held-out 5-NN accuracy (knn_acc) of the run training now, beside its geometry: "
-            "alignment, uniformity, effective rank (and the modality gap, τ when they apply).",
-            "Healthy: loss and alignment fall, uniformity falls, kNN accuracy rises above the raw-input bar, "
-            "the effective rank stays well above 1 (Wang & Isola 2020; RankMe, Garrido et al. 2023).",
-        ),
+        fig, series.full, key="lab_live", file_name=f"{run_view.name}-lab", note=series.note, caption=caption
     )
-    return view
+    return run_view
 
 
 def live_panel(was_running: bool) -> None:
@@ -210,38 +158,36 @@ def live_panel(was_running: bool) -> None:
     if p is None:
         st.info("Nothing trained in this session yet: choose settings above and press **Start training**.")
         return
-    name = posixpath.basename(p.run_dir.rstrip("/"))
+    name = view.run_name(p.run_dir)
     if session.running:
         progress_line(session, p)
     elif p.status in ("finished", "stopped"):
         STATUS_BOX[p.status](f"`{name}`: {p.message}.")
     else:
         STATUS_BOX.get(p.status, st.error)(f"`{name}` {p.status}: {p.message}")
-    shown = [(label, p.metrics[k]) for k, label in PROGRESS_METRICS.items() if k in p.metrics]
+    shown = [(label, p.metrics[k]) for k, label in view.PROGRESS_METRICS.items() if k in p.metrics]
     if shown:
         for col, (label, value) in zip(st.columns(len(shown)), shown, strict=True):
             col.metric(label, f"{value:.4g}")
     # Before its first report the trainer may not have created the run directory yet.
-    view = live_chart(p) if p.step > 0 or (not session.running and session.error is None) else None
-    if view is not None and not session.running:
+    run_view = live_chart(p) if p.step > 0 or (not session.running and session.error is None) else None
+    if run_view is not None and not session.running:
         st.markdown("**Open this run in the dashboard**")
-        open_links(view.name, view.run.two_modality)
+        open_links(run_view.name, run_view.run.two_modality)
     if was_running and not session.running:
         st.rerun()  # the whole page: buttons and preset results change once training ends
 
 
-# ------------------------------------------------------------------------------------------ presets
 def preset_result(name: str) -> PresetResult | None:
     """This session's latest result of preset ``name`` (taken from the runner once it has finished)."""
     results = st.session_state.setdefault(RESULTS_KEY, {})
     session = lab_session()
-    done = session.preset_result
-    if done is not None and not session.running:
-        results[done.name] = done
+    if session.preset_result is not None and not session.running:
+        results[session.preset_result.name] = session.preset_result
     return results.get(name)
 
 
-def preset_section(preset: Preset, root: str, steps_scale: float) -> None:
+def preset_section(preset: Preset, steps_scale: float) -> None:
     # The preset run last stays open, so its verdict is in view when it arrives.
     with st.expander(f"**{preset.title}** · {preset.paper}", expanded=lab_session().preset == preset.name):
         st.markdown(preset.explanation)
@@ -251,44 +197,32 @@ def preset_section(preset: Preset, root: str, steps_scale: float) -> None:
         if result is None:
             ours.markdown(f"**Our runs.** Not run in this session yet: {len(preset.settings)} runs.")
         else:
-            verdict = ":green[reproduced]" if result.passed else ":orange[not reproduced]"
-            ours.markdown(f"**Our runs** ({result.seconds:.0f} s): {verdict}. {result.summary}")
-            ended = [r for r in result.results if r.status == "finished"]
-            if len(ended) < len(preset.settings):
-                ours.caption(
-                    f"Only {len(ended)} of {len(preset.settings)} runs finished (stopped, or one diverged): "
-                    "the check read what exists."
-                )
-            elif any(r.config.steps < c.steps for r, c in zip(result.results, preset.configs, strict=True)):
-                ours.caption("Shortened runs: the effect can be weaker than at full length.")
-            names = ", ".join(f"`{posixpath.basename(r.run_dir)}`" for r in result.results)
-            ours.caption(
-                f"The runs: {names}. Pick them in the sidebar (Run, Compare with) to see them together."
-            )
+            line, notes = view.preset_verdict(preset, result)
+            ours.markdown(line)
+            for note in notes:
+                ours.caption(note)
         st.button(
             f"Run the {len(preset.settings)} runs of this preset",
             key=f"lab_preset_{preset.name}",
             on_click=start_preset,
-            args=(preset.name, root, steps_scale),
+            args=(preset.name, steps_scale),
             icon=":material/play_arrow:",
-            help="Stops the training in progress. Runs are written under the run root as "
-            f"`{preset.name}-…`, replacing earlier ones of the same name.",
+            help=f"Stops the training in progress. Runs are written to the Lab folder as `{preset.name}-…`, "
+            "replacing earlier ones of the same name.",
         )
 
 
-# ------------------------------------------------------------------------------------------ the page
 def page() -> None:
-    sel = ui.selection()
+    ui.selection()  # the sidebar, when this page is the first one a fresh server runs
     session = lab_session()
     st.title("Lab")
     st.caption(
         "Train a small contrastive model on your CPU and watch its diagnostics while it learns. Each "
-        f"training writes a normal run under `{sel.root}`, so every other page can open it."
+        f"training writes a normal run to the Lab folder `{paths.lab_runs_dir()}` (set `CLDIAG_LAB_DIR` to "
+        "change it); the run picker lists it, so every other page can open it."
     )
-    notice = st.session_state.pop(NOTICE_KEY, None)
-    if notice:
+    if notice := st.session_state.pop(NOTICE_KEY, None):
         st.info(notice)
-
     st.subheader("Your training")
     config, problem = controls()
     if problem:
@@ -301,14 +235,14 @@ def page() -> None:
         icon=":material/play_arrow:",
         disabled=config is None,
         on_click=start_training,
-        args=(config, sel.root),
+        args=(config,),
     )
-    halt.button("Stop", key="lab_stop", icon=":material/stop:", disabled=not session.running, on_click=stop)
-
+    halt.button(
+        "Stop", key="lab_stop", icon=":material/stop:", disabled=not session.running, on_click=session.stop
+    )
     running = session.running
     st.fragment(run_every=POLL_SECS if running else None)(live_panel)(running)
-
-    st.subheader("Presets: four published findings, measured here")
+    st.subheader(f"Presets: {len(PRESETS)} published findings, measured here")
     steps_scale = st.columns(2)[0].select_slider(
         "Length of the preset runs",
         list(PRESET_LENGTHS),
@@ -317,7 +251,7 @@ def page() -> None:
         key="lab_preset_scale",
     )
     for preset in PRESETS.values():
-        preset_section(preset, sel.root, steps_scale)
+        preset_section(preset, steps_scale)
 
 
 page()

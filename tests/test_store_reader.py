@@ -203,3 +203,38 @@ def test_heartbeat_age_reads_naive_times_as_utc_and_says_none_when_unparsable():
     assert schema.heartbeat_age({"heartbeat": "2026-01-01T12:00:00"}, now) == 30.0  # naive = UTC
     assert schema.heartbeat_age({"created": "2026-01-01T11:59:30+00:00"}, now) == 60.0  # no beat yet
     assert schema.heartbeat_age({"heartbeat": "yesterday"}, now) is None
+
+
+def test_embedding_matrix_samples_rows_across_parts_without_a_whole_read(tmp_path):
+    store = RunStore(tmp_path / "s")
+    store.makedirs()
+    store.write_meta({**_meta("s"), "dim": 3})
+    rng = np.random.default_rng(1)
+    for seq, (lo, n) in enumerate([(0, 700), (700, 500)]):
+        ids = np.arange(lo, lo + n)
+        vectors = np.column_stack([ids, ids * 2, ids * 3]).astype(np.float32) + rng.random((n, 1), np.float32)
+        store.write_part(
+            "embeddings/step=4",
+            pa.table(
+                {
+                    "step": pa.array(np.full(n, 4), pa.int64()),
+                    "sample_id": pa.array(ids, pa.int64()),
+                    "modality": ["view1"] * n,
+                    "label": pa.array(ids % 5, pa.int64()),
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 3),
+                },
+                schema=schema.embeddings_schema(3),
+            ),
+            seq,
+        )
+    run = read_run(tmp_path / "s")
+    full, full_info = run.embedding_matrix(4)
+    assert run.snapshot_rows(4) == 1200 == len(full_info)
+    sample, info = run.embedding_matrix(4, max_rows=300, seed=7)
+    assert sample.shape == (300, 3) and len(info) == 300
+    ids = info["sample_id"].to_numpy()
+    assert (np.diff(ids) > 0).all() and ids.min() < 700 <= ids.max()  # both parts, file order, no repeat
+    np.testing.assert_array_equal(sample, full[ids])  # each sampled row is the row of that sample id
+    assert np.array_equal(run.embedding_matrix(4, max_rows=5000)[0], full)  # small enough: every row
+    with pytest.raises(ValueError, match="max_rows"):
+        run.embedding_matrix(4, max_rows=0)

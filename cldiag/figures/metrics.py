@@ -145,6 +145,80 @@ METRICS: dict[str, MetricInfo] = {
         _info(schema.M_GAP, "modality gap ‖Δ‖", False, 0.0, 2.0, "Liang et al. 2022", SPHERE),
         _info(schema.M_CONE, "cone: within-modality cosine", False, -1.0, 1.0, "Liang et al. 2022", COSINE),
         _info(schema.M_MATCHED_DIST, "matched-pair distance", False, 0.0, 2.0, "Liang et al. 2022", SPHERE),
+        _info(
+            schema.M_MRR,
+            "mean reciprocal rank",
+            True,
+            0.0,
+            1.0,
+            "retrieval rank of the positive (GroCo, Shvetsova et al. 2023)",
+            caption=(
+                "Mean of 1/rank of each anchor's positive among the batch's B candidates (1 = always first).",
+                "It should rise towards 1; chance is about ln(B)/B. Ranks, unlike scores, ignore how far "
+                "ahead the positive is: only the order counts (GroCo, 2023).",
+            ),
+        ),
+        _info(schema.M_RECALL_AT_1, "recall@1", True, 0.0, 1.0, "retrieval rank of the positive"),
+        _info(schema.M_RECALL_AT_5, "recall@5", True, 0.0, 1.0, "retrieval rank of the positive"),
+        _info(schema.M_RECALL_AT_10, "recall@10", True, 0.0, 1.0, "retrieval rank of the positive"),
+        _info(
+            schema.M_ORDERING_VIOLATIONS,
+            "ordering violations (1 − AUROC)",
+            False,
+            0.0,
+            1.0,
+            "GroCo, Shvetsova et al. 2023",
+            caption=(
+                "Share of (positive, negative) pairs where the negative scores higher: 1 − AUROC per anchor.",
+                "0 = every positive ahead of all its negatives, 0.5 = chance or collapse; GroCo (2023) "
+                "trains on exactly this count.",
+            ),
+        ),
+        _info(
+            schema.M_FALSE_NEG_SHARE,
+            "false-negative share",
+            None,
+            0.0,
+            1.0,
+            "DebCSE 2023; same-label negatives",
+            caption=(
+                "Share of in-batch negatives that carry the anchor's label (false negatives).",
+                "Set by the sampler, about 1/C for C balanced classes; read it against the penalty share.",
+            ),
+        ),
+        _info(
+            schema.M_FALSE_NEG_PENALTY_SHARE,
+            "false-negative penalty share",
+            False,
+            0.0,
+            1.0,
+            "Wang & Liu 2021; DebCSE 2023",
+            caption=(
+                "Share of the negative penalty (softmax weight at the run's τ) on same-label negatives.",
+                "Well above the false-negative share, the loss pushes same-class samples apart (Wang & Liu, "
+                "CVPR 2021); DebCSE (2023) down-weights them.",
+            ),
+        ),
+        _info(schema.M_PAIR_GAP, "pair gap ‖Δ‖", False, 0.0, 2.0, "Liang et al. 2022, per pair", SPHERE),
+        _info(schema.M_PAIR_RETRIEVAL, "pair top-1 retrieval", True, 0.0, 1.0, "cross-modal retrieval"),
+        _info(
+            schema.M_MIP_POS,
+            "matched-tuple MIP",
+            True,
+            -1.0,
+            1.0,
+            "Symile, Saporta et al. 2024",
+            caption=(
+                "Mean multilinear inner product Σ_k Π_m z_m,k of matched tuples (unit rows).",
+                "Symile training lifts it above mismatched tuples; pairwise CLIP may not when only the "
+                "whole tuple carries the information (Saporta et al., NeurIPS 2024).",
+            ),
+        ),
+        _info(schema.M_MIP_NEG, "mismatched-tuple MIP", False, -1.0, 1.0, "Symile, Saporta et al. 2024"),
+        *(
+            _info(name, f"τ {round(100 * q)} % quantile", None, 0.0, None, "iSogCLR, Qiu et al. 2023")
+            for name, q in schema.TAU_QUANTILES.items()
+        ),
     )
 }
 

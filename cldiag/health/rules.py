@@ -811,6 +811,48 @@ def _check_modality_gap(ctx: Context) -> Outcome | None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# false negatives
+def _check_false_negatives(ctx: Context) -> Outcome | None:
+    """False negatives: how much of the loss's repulsion lands on negatives that share the anchor's label.
+
+    Needs labels. ``false_neg_penalty_share`` is the mean over anchors of the softmax weight, at the run's
+    τ, on in-batch negatives with the anchor's label: their share of the negative gradient (Wang & Liu's
+    same-class penalty, CVPR 2021; DebCSE 2023 and debiased contrastive learning call such negatives
+    false). ``false_neg_share`` is their share of the *count* of negatives, set by the sampler (≈ 1/C for
+    C balanced classes). Recent penalty share ≥ 0.5 → **warn**: most of the repulsion pushes apart samples
+    the labels call alike, which costs tolerance (Wang & Liu). The reason gives the concentration
+    ``penalty share / count share``: far above 1, same-label negatives are the hardest ones. Never an
+    alarm: with self-supervised objectives some same-label repulsion is expected and can still train well.
+
+    Source: the quantity from Wang & Liu 2021 and DebCSE 2023; the cut-off (half of the penalty, where
+    same-label negatives outweigh all others together) is a documented heuristic, not a published number.
+    """
+    penalty = ctx.get(schema.M_FALSE_NEG_PENALTY_SHARE)
+    if penalty is None:
+        return None
+    median = penalty.tail().median
+    ev = _tail_evidence(penalty)
+    count = ctx.get(schema.M_FALSE_NEG_SHARE)
+    share_text = ""
+    if count is not None:
+        count_median = count.tail().median
+        ev["count_share"] = round_sig(count_median)
+        if count_median > 0:
+            ev["concentration"] = round_sig(median / count_median)
+            ratio = median / count_median
+            share_text = f" while they are {count_median:.1%} of the negatives ({ratio:.1f}× their share)"
+    findings: list[Finding] = []
+    if median >= T.FALSE_NEG_PENALTY_WARN:
+        reason = (
+            f"Same-label negatives receive {median:.0%} of the negative penalty{share_text}: most of the "
+            "loss's repulsion pushes apart samples the labels call alike."
+        )
+        findings.append(Finding("warn", reason, ev))
+    reason = f"Same-label negatives receive {median:.0%} of the negative penalty{share_text}."
+    return Outcome(findings, Finding("ok", reason, ev))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # alignment vs uniformity
 def _alignment_rise(align: Series, unif: Series, ev: dict[str, Any]) -> list[Finding]:
     tail = align.tail()
@@ -1097,6 +1139,29 @@ RULES: Final[tuple[Rule, ...]] = (
             "shifting embeddings along the gap vector (their 'modality gap' experiment).",
         },
         check=_check_modality_gap,
+    ),
+    Rule(
+        name="false_negatives",
+        title="False negatives in the penalty",
+        needs="false_neg_penalty_share (labels; the lab logs it)",
+        alarm=(),
+        warn=(
+            Condition(
+                "same-label negatives get ≥ {} of the negative penalty",
+                (T.FALSE_NEG_PENALTY_WARN,),
+                T.percent,
+            ),
+        ),
+        source="Wang & Liu 2021 (same-class penalty), DebCSE 2023 (false negatives); the cut-off is a "
+        "documented heuristic (same-label negatives outweighing all other negatives together)",
+        cite="Wang & Liu 2021; DebCSE 2023; cut-off a heuristic",
+        actions={
+            "ok": NOTHING_TO_DO,
+            "warn": "Raise τ (Wang & Liu: a higher τ tolerates similar samples), use a debiased or "
+            "false-negative-aware loss (DCL, DebCSE-style reweighting), a supervised loss where labels are "
+            "known (SupCon), or sample batches with fewer same-class pairs.",
+        },
+        check=_check_false_negatives,
     ),
     Rule(
         name="alignment_uniformity",

@@ -49,6 +49,9 @@ GAP_WARN: Final[float] = 0.8
 GAP_GROWTH_WARN: Final[float] = 0.1
 GAP_GROWTH_MIN: Final[float] = 0.3
 CONE_WARN: Final[float] = 0.8
+# False negatives (Wang & Liu 2021 same-class penalty; DebCSE 2023): a documented heuristic.
+FALSE_NEG_PENALTY_WARN: Final[float] = 0.5
+"""Share of the negative penalty on same-label negatives from which most of the repulsion is misspent."""
 # Alignment vs uniformity (Wang & Isola 2020).
 ALIGN_RISE_WARN: Final[float] = 0.1
 ALIGN_RISE_ALARM: Final[float] = 0.5

@@ -9,6 +9,9 @@ those embeddings, plus the Trainer's own loss::
     cb = CLDiagTrainerCallback("runs/st", probe=probe, every=100, temperature=0.05)
     trainer = Trainer(model, args, train_dataset=ds, callbacks=[cb])
 
+For a ``SentenceTransformer`` the probe can be the plain texts, ``(anchors, positives[, labels])``: they
+are embedded as ``model.encode`` would (its own tokenizer, pooling and normalization).
+
 Because the probe never changes, its curves are comparable across steps and runs: a drop in effective
 rank or a rise of the positive/negative overlap is the model's doing, not the batch's.
 """
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 
 from cldiag import dist, schema
+from cldiag.integrations._guard import Guard
 from cldiag.monitor import Monitor
 
 try:
@@ -32,7 +36,7 @@ except ImportError as exc:
         "cldiag.integrations.hf needs Hugging Face transformers: pip install 'cldiag[hf]'",
     ) from exc
 
-__all__ = ["CLDiagTrainerCallback", "embed_pairs"]
+__all__ = ["CLDiagTrainerCallback", "embed_pairs", "is_sentence_transformer"]
 
 EmbedFn = Callable[[torch.nn.Module, Any], Sequence[Any]]
 
@@ -50,6 +54,10 @@ class CLDiagTrainerCallback(TrainerCallback):
     (``loss``, ``learning_rate``, ``grad_norm``, ``eval_*``) become scalars: ``loss`` as cldiag's ``loss``,
     the others as ``hf/<name>``.
 
+    An exception inside the callback (a probe the model cannot embed, a run directory that cannot be
+    opened …) is reported once as a logged error and a ``RuntimeWarning``, and training goes on without
+    those diagnostics; ``strict=True`` raises it instead.
+
     Only the main process (``state.is_world_process_zero``) writes. Under ``torch.distributed`` every rank
     embeds the probe (sharded models need all ranks in the forward pass) and only rank 0's rows enter the
     Monitor's gather, so the probe is counted once.
@@ -58,7 +66,8 @@ class CLDiagTrainerCallback(TrainerCallback):
         run_dir: run directory (local path or URI such as ``s3://bucket/runs/x``).
         probe: the probe set. With the default ``embed_fn``: ``(inputs_a, inputs_b)`` or
             ``(inputs_a, inputs_b, labels)``, each ``inputs`` a tensor or a dict of tensors (a tokenizer's
-            output) with one row per pair; see :func:`embed_pairs`. Anything else needs ``embed_fn``.
+            output) with one row per pair, or, for a ``SentenceTransformer``, a list of strings; see
+            :func:`embed_pairs`. Anything else needs ``embed_fn``.
         embed_fn: ``embed_fn(model, probe) -> (a, b)`` or ``(a, b, labels)``, embeddings ``(n, d)``;
             called under ``torch.no_grad()`` with the model in eval mode.
         every: optimizer steps between probe evaluations.
@@ -68,7 +77,8 @@ class CLDiagTrainerCallback(TrainerCallback):
         batch_size: probe rows per forward pass of the default ``embed_fn``.
         **monitor_kwargs: passed to :class:`cldiag.Monitor` (``config``, ``modalities`` …). Each probe
             evaluation computes every statistic unless ``pairwise_every`` etc. say otherwise; ``config``
-            defaults to the non-default ``TrainingArguments``.
+            defaults to the non-default ``TrainingArguments``. ``strict=True`` also makes the callback raise
+            its errors instead of reporting them.
 
     Example:
         >>> import torch
@@ -122,12 +132,22 @@ class CLDiagTrainerCallback(TrainerCallback):
         self._monitor_kwargs = monitor_kwargs
         self._opened_before = False
         self._is_main = True
+        self._guard = Guard(type(self).__name__, strict=monitor_kwargs.get("strict", False))
         self.monitor: Monitor | None = None
         """The open :class:`cldiag.Monitor` during ``train()`` (``None`` before and after)."""
+
+    @property
+    def errors(self) -> list[str]:
+        """The errors the callback reported (and swallowed) so far, each kind once."""
+        return self._guard.errors
 
     # -- Trainer events ---------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Open the run (resumed when training resumes from a checkpoint); embed the probe at step 0."""
+        with self._guard.run("on_train_begin"):
+            self._train_begin(args, state, model)
+
+    def _train_begin(self, args: Any, state: Any, model: Any) -> None:
         self._is_main = bool(state.is_world_process_zero)
         if self.monitor is not None or not (self._is_main or dist.is_distributed()):
             return
@@ -137,12 +157,14 @@ class CLDiagTrainerCallback(TrainerCallback):
         self.monitor = Monitor(self.run_dir, if_exists="resume" if resuming else self._if_exists, **kwargs_)
         self._opened_before = True
         if state.global_step == 0 and model is not None:
-            self._log_probe(0, model)
+            with self._guard.run("probe at step 0"):
+                self._log_probe(0, model)
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Embed the probe every ``every`` optimizer steps."""
         if self.monitor is not None and model is not None and state.global_step % self.every == 0:
-            self._log_probe(int(state.global_step), model)
+            with self._guard.run(f"probe at step {state.global_step}"):
+                self._log_probe(int(state.global_step), model)
 
     def on_log(
         self,
@@ -155,17 +177,19 @@ class CLDiagTrainerCallback(TrainerCallback):
         """Record the numbers the Trainer logs (its loss, learning rate, gradient norm, eval metrics)."""
         if self.monitor is None or not self._is_main or not logs:
             return
-        for key, value in logs.items():
-            if key in ("epoch", "step") or isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            name = schema.M_LOSS if key == "loss" else f"hf/{key}"
-            self.monitor.log_scalar(int(state.global_step), name, value)
+        with self._guard.run("on_log"):
+            for key, value in logs.items():
+                if key in ("epoch", "step") or isinstance(value, bool) or not isinstance(value, int | float):
+                    continue
+                name = schema.M_LOSS if key == "loss" else f"hf/{key}"
+                self.monitor.log_scalar(int(state.global_step), name, value)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Write everything and mark the run finished."""
         if self.monitor is not None:
             monitor, self.monitor = self.monitor, None
-            monitor.close()
+            with self._guard.run("on_train_end"):
+                monitor.close()
 
     # -- the probe --------------------------------------------------------------------------------------
     def _log_probe(self, step: int, model: torch.nn.Module) -> None:
@@ -205,11 +229,14 @@ def embed_pairs(model: torch.nn.Module, probe: Sequence[Any], *, batch_size: int
     """Embed a probe of positive pairs with a Hugging Face (or any) encoder: the default ``embed_fn``.
 
     Each side of ``probe`` (a tensor, or a dict of tensors such as a tokenizer's output) is passed to the
-    model in chunks of ``batch_size`` rows: a tensor positionally, a dict as keyword arguments. One vector per
-    row is read from the output: the output itself if it is a 2-D tensor, else the first of
-    ``sentence_embedding``, ``text_embeds``, ``image_embeds``, ``embeddings``, else the mean of
-    ``last_hidden_state`` over the tokens that ``attention_mask`` keeps (sentence-transformers' default
-    pooling).
+    model in chunks of ``batch_size`` rows: a tensor positionally, a dict as keyword arguments (as one
+    features dict to a ``SentenceTransformer``, whose ``forward`` takes it so). One vector per row is read
+    from the output: the output itself if it is a 2-D tensor, else the first of ``sentence_embedding``,
+    ``text_embeds``, ``image_embeds``, ``embeddings``, else the mean of ``last_hidden_state`` over the
+    tokens that ``attention_mask`` keeps (sentence-transformers' default pooling).
+
+    A side given as a list of strings is embedded with ``model.encode(texts, batch_size=batch_size,
+    convert_to_tensor=True)``: the ``SentenceTransformer``'s own tokenizer, pooling and normalization.
 
     Args:
         model: the encoder; inputs are moved to the device of its first parameter.
@@ -218,6 +245,9 @@ def embed_pairs(model: torch.nn.Module, probe: Sequence[Any], *, batch_size: int
 
     Returns:
         ``(a, b)`` or ``(a, b, labels)``, embeddings of shape ``(n, d)``.
+
+    Raises:
+        TypeError: texts for a model without ``encode``, or an output without embeddings.
     """
     _check_probe(probe)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -225,7 +255,23 @@ def embed_pairs(model: torch.nn.Module, probe: Sequence[Any], *, batch_size: int
     return (a, b, probe[2]) if len(probe) == 3 else (a, b)
 
 
+def is_sentence_transformer(model: Any) -> bool:
+    """Whether ``model`` is a sentence-transformers model (checked without importing the package)."""
+    return any(cls.__module__.split(".")[0] == "sentence_transformers" for cls in type(model).__mro__)
+
+
+def _is_texts(side: Any) -> bool:
+    return (
+        isinstance(side, Sequence)
+        and not isinstance(side, str | bytes)
+        and len(side) > 0
+        and all(isinstance(t, str) for t in side)
+    )
+
+
 def _rows(inputs: Any) -> int:
+    if _is_texts(inputs):
+        return len(inputs)
     if isinstance(inputs, torch.Tensor):
         return inputs.shape[0] if inputs.ndim else 0
     return next(v.shape[0] for v in inputs.values() if isinstance(v, torch.Tensor) and v.ndim)
@@ -234,19 +280,20 @@ def _rows(inputs: Any) -> int:
 def _check_probe(probe: Any) -> None:
     if not isinstance(probe, Sequence) or isinstance(probe, str | bytes) or len(probe) not in (2, 3):
         raise TypeError(
-            "probe must be (inputs_a, inputs_b) or (inputs_a, inputs_b, labels), each inputs a tensor or a "
-            f"dict of tensors; got {type(probe).__name__}. Pass embed_fn=… for any other probe.",
+            "probe must be (inputs_a, inputs_b) or (inputs_a, inputs_b, labels), each inputs a tensor, a "
+            f"dict of tensors or a list of strings; got {type(probe).__name__}. Pass embed_fn=… for any "
+            "other probe.",
         )
     sizes = []
     for i, side in enumerate(probe[:2]):
-        ok = isinstance(side, torch.Tensor) and side.ndim >= 1
+        ok = _is_texts(side) or (isinstance(side, torch.Tensor) and side.ndim >= 1)
         ok = ok or (
             isinstance(side, Mapping) and any(isinstance(v, torch.Tensor) and v.ndim for v in side.values())
         )
         if not ok:
             raise TypeError(
-                f"probe[{i}] must be a tensor or a dict of tensors with one row per pair, "
-                f"got {type(side).__name__}",
+                f"probe[{i}] must be a tensor, a dict of tensors or a list of strings with one row per "
+                f"pair, got {type(side).__name__}",
             )
         sizes.append(_rows(side))
     if len(probe) == 3:
@@ -257,6 +304,16 @@ def _check_probe(probe: Any) -> None:
 
 def _embed_side(model: torch.nn.Module, inputs: Any, batch_size: int, device: torch.device) -> torch.Tensor:
     n = _rows(inputs)
+    if _is_texts(inputs):
+        encode = getattr(model, "encode", None)
+        if not is_sentence_transformer(model) or not callable(encode):
+            raise TypeError(
+                f"a probe of strings needs a SentenceTransformer (model.encode); {type(model).__name__} has "
+                "none. Tokenize the texts (tok(texts, padding=True, return_tensors='pt')) or pass embed_fn=…",
+            )
+        out = encode(list(inputs), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False)
+        return out.clone()  # encode runs under inference_mode; a plain tensor suits in-place users downstream
+    features_dict = is_sentence_transformer(model)
     chunks = []
     for start in range(0, n, batch_size):
         rows = slice(start, start + batch_size)
@@ -268,7 +325,7 @@ def _embed_side(model: torch.nn.Module, inputs: Any, batch_size: int, device: to
                 k: v[rows].to(device) if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
                 for k, v in inputs.items()
             }
-            out = model(**batch)
+            out = model(batch) if features_dict else model(**batch)
             mask = batch.get("attention_mask")
         chunks.append(_pool(out, mask))
     return torch.cat(chunks)

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from cldiag.integrations._guard import Guard
+from cldiag.integrations.outputs import OPENCLIP_KEYS
 from cldiag.monitor import Monitor
 
 try:
@@ -37,9 +39,6 @@ __all__ = ["OPENCLIP_KEYS", "CLDiagCallback"]
 
 logger = logging.getLogger("cldiag")
 
-OPENCLIP_KEYS: tuple[str, str] = ("image_features", "text_features")
-"""Embedding keys of an open_clip model's output dict (``logit_scale`` comes with them, already exp'd)."""
-
 _STATE_VERSION = 1
 
 
@@ -49,6 +48,10 @@ class CLDiagCallback(Callback):
     The step is ``trainer.global_step`` when the batch started (the weights that produced the embeddings);
     with gradient accumulation the first micro-batch of each optimizer step is logged. Sanity-check batches
     are never logged. All ranks take part (the Monitor gathers the global batch); only rank 0 writes.
+
+    An exception inside the callback (an output dict without the keys, a run directory that cannot be
+    opened …) is reported once as a logged error and a ``RuntimeWarning``, and training goes on without
+    those diagnostics; ``strict=True`` raises it instead (and ``fit`` ends, the run marked failed).
 
     The callback's state (run directory, last logged step) travels with Lightning checkpoints: a fit
     resumed with ``ckpt_path=…`` reopens the same run with ``if_exists="resume"`` and appends to it.
@@ -65,10 +68,12 @@ class CLDiagCallback(Callback):
         **monitor_kwargs: passed to :class:`cldiag.Monitor` (``config``, ``modalities``, ``pairwise_every``,
             ``if_exists`` …). ``modalities`` defaults to ``("image", "text")`` for the open_clip keys and to
             two views of one modality otherwise; ``config`` defaults to the module's ``hparams``.
+            ``strict=True`` also makes the callback raise its errors instead of reporting them.
 
     Raises:
-        ValueError: bad arguments, or (at the first logged step) an output dict that lacks a required key;
-            the message lists the keys that are there.
+        ValueError: bad arguments; with ``strict=True`` also (at the first logged step) an output dict
+            that lacks a required key (the message lists the keys that are there; without ``strict`` it is
+            reported once and training goes on).
         TypeError: ``monitor_kwargs`` that :class:`cldiag.Monitor` does not accept.
 
     Example:
@@ -111,8 +116,14 @@ class CLDiagCallback(Callback):
         self._last_step: int | None = None
         self._batch_step: int | None = None
         self._resume = False
+        self._guard = Guard(type(self).__name__, strict=monitor_kwargs.get("strict", False))
         self.monitor: Monitor | None = None
         """The open :class:`cldiag.Monitor` during ``fit`` (``None`` before and after)."""
+
+    @property
+    def errors(self) -> list[str]:
+        """The errors the callback reported (and swallowed) so far, each kind once."""
+        return self._guard.errors
 
     @property
     def run_dir(self) -> str:
@@ -143,11 +154,16 @@ class CLDiagCallback(Callback):
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         """Write everything logged so far, so the run on disk covers the checkpoint."""
         if self.monitor is not None:
-            self.monitor.flush(wait=True)
+            with self._guard.run("on_save_checkpoint"):
+                self.monitor.flush(wait=True)
 
     # -- training ---------------------------------------------------------------------------------------
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Open the run (after any checkpoint restore, so a resumed fit appends to its run)."""
+        with self._guard.run("on_train_start"):
+            self._open(pl_module)
+
+    def _open(self, pl_module: Any) -> None:
         if self.monitor is not None:
             return
         kwargs = dict(self._monitor_kwargs)
@@ -167,6 +183,10 @@ class CLDiagCallback(Callback):
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         """Log the batch's embeddings (a collective under DDP: every rank calls it at the same steps)."""
+        with self._guard.run("on_train_batch_end"):
+            self._log_batch(trainer, outputs)
+
+    def _log_batch(self, trainer: Any, outputs: Any) -> None:
         step = self._batch_step
         if self.monitor is None or step is None or getattr(trainer, "sanity_checking", False):
             return
@@ -223,7 +243,8 @@ class CLDiagCallback(Callback):
     def _close(self, status: str) -> None:
         if self.monitor is not None:
             monitor, self.monitor = self.monitor, None
-            monitor.close(status="failed" if status == "failed" else "finished")
+            with self._guard.run("closing the run"):
+                monitor.close(status="failed" if status == "failed" else "finished")
 
 
 def _absolute(run_dir: str | os.PathLike[str]) -> str:

@@ -1,6 +1,6 @@
 """Offline data sets for the lab: small enough to train on a laptop CPU in seconds, nothing downloaded.
 
-Four sets, each a plain object that hands out batches of two views (or two modalities) as tensors:
+Six sets, each a plain object that hands out batches of two views (or two modalities) as tensors:
 
 - :class:`DigitsViews` -- scikit-learn's 8×8 digits (bundled with scikit-learn), two augmented views of each
   image: ±1 px shift, Gaussian noise, a random erased square. One strength knob in [0, 1] scales all three.
@@ -13,6 +13,10 @@ Four sets, each a plain object that hands out batches of two views (or two modal
 - :class:`HiddenPrototypes` -- 50 fine-grained classes whose signal lives in 8 dims under 56 dims of loud
   nuisance that changes between views. Raw kNN is near chance; with 50 classes a small batch rarely holds two
   samples of one class, so positives become easy, which is the regime where DCL's decoupling matters.
+- :class:`ImbalancedPrototypes` -- :class:`HiddenPrototypes` with a long tail: a few frequent classes hold
+  most samples, many rare classes a few each (for iSogCLR's per-sample temperatures).
+- :class:`XorTriples` -- three modalities ``a``, ``b``, ``c = a XOR b`` (Symile's synthetic set): every
+  pair is independent, so only the whole triple carries information.
 - :class:`GaussianToy` -- the 16-d toy of Jing et al. (ICLR 2022): x ~ N(0, I₁₆); each view adds Gaussian
   noise with one std on dims 0–7 and another on dims 8–15. Strong noise on 8–15 collapses those
   dimensions of a linear encoder trained with InfoNCE.
@@ -34,8 +38,10 @@ __all__ = [
     "DigitsViews",
     "GaussianToy",
     "HiddenPrototypes",
+    "ImbalancedPrototypes",
     "PairedDigitsCaptions",
     "ViewBatch",
+    "XorTriples",
     "augment_digits",
     "digit_captions",
     "load_digits_split",
@@ -53,11 +59,16 @@ class ViewBatch:
         a: First view / modality, shape (B, ...).
         b: Second view / modality, shape (B, ...).
         labels: Class labels (B,) int64, or None where the data set has none.
+        c: Third modality (B, ...) for three-modality data (:class:`XorTriples`), else None.
+        index: Training-set ids (B,) int64 of the rows, for losses with per-sample state (iSogCLR's τ_i);
+            None where the data set does not hand them out.
     """
 
     a: Tensor
     b: Tensor
     labels: Tensor | None
+    c: Tensor | None = None
+    index: Tensor | None = None
 
 
 def _check_strength(strength: float) -> None:
@@ -429,3 +440,145 @@ class GaussianToy:
             x + self.std * torch.randn(batch_size, 16, generator=self.generator),
             None,
         )
+
+
+class ImbalancedPrototypes(HiddenPrototypes):
+    """:class:`HiddenPrototypes` with a long-tailed class distribution: frequent and rare semantics.
+
+    The first ``frequent`` classes share ``frequent_share`` of the samples (training and held-out alike);
+    the other ``classes - frequent`` classes share the rest evenly. With the defaults (20 classes, 4
+    frequent holding 80 %) a frequent class has 20 % of the data and a rare one 1.25 %: in a batch of 128
+    an anchor of a frequent class meets ≈ 25 negatives of its own class, a rare one ≈ 1.
+
+    :meth:`sample` also returns the rows' training ids (``index``), which iSogCLR needs to keep one τ per
+    sample, and :meth:`is_frequent` says which classes are the frequent ones.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        classes: int = 20,
+        frequent: int = 4,
+        frequent_share: float = 0.8,
+        signal_dims: int = 8,
+        nuisance_dims: int = 56,
+        train_size: int = 2000,
+        test_size: int = 500,
+    ) -> None:
+        """Draw the class centres, the long-tailed labels, the samples and the probe sets.
+
+        Args:
+            seed: Seed of batch sampling and view noise (the data itself is fixed, as in the parent).
+            classes: Number of classes (> ``frequent``).
+            frequent: Number of frequent classes (≥ 1).
+            frequent_share: Share of the samples in the frequent classes, in (0, 1).
+            signal_dims: Dims that carry the class (≥ 1).
+            nuisance_dims: Dims of per-view nuisance (≥ 0).
+            train_size: Training samples (≥ classes).
+            test_size: Held-out samples (≥ 1).
+
+        Raises:
+            ValueError: On out-of-range arguments.
+        """
+        if not 1 <= frequent < classes:
+            raise ValueError(f"need 1 <= frequent < classes, got frequent={frequent}, classes={classes}")
+        if not 0.0 < frequent_share < 1.0:
+            raise ValueError(f"frequent_share must lie in (0, 1), got {frequent_share}")
+        super().__init__(
+            seed,
+            classes=classes,
+            signal_dims=signal_dims,
+            nuisance_dims=nuisance_dims,
+            train_size=train_size,
+            test_size=test_size,
+        )
+        self.frequent = frequent
+        weights = torch.full((classes,), (1 - frequent_share) / (classes - frequent))
+        weights[:frequent] = frequent_share / frequent
+        self.class_weights = weights
+        fixed = torch.Generator().manual_seed(4321)
+        # Re-draw the labels with the long tail and move each sample to its new class's centre.
+        centres = 2.0 * torch.nn.functional.normalize(
+            torch.randn(classes, signal_dims, generator=torch.Generator().manual_seed(1234)), dim=1
+        )
+        self.y_train = torch.multinomial(weights, train_size, replacement=True, generator=fixed)
+        self.y_test = torch.multinomial(weights, test_size, replacement=True, generator=fixed)
+        self.s_train = centres[self.y_train] + 0.3 * torch.randn(train_size, signal_dims, generator=fixed)
+        self.s_test = centres[self.y_test] + 0.3 * torch.randn(test_size, signal_dims, generator=fixed)
+        self._probe_train = self._view(self.s_train, fixed)
+        self._probe_test = self._view(self.s_test, fixed)
+
+    def is_frequent(self, labels: Tensor) -> Tensor:
+        """Boolean mask: which of ``labels`` belong to a frequent class."""
+        return labels < self.frequent
+
+    def sample(self, batch_size: int) -> ViewBatch:
+        """Draw ``batch_size`` samples (without replacement), two views, and their training ids."""
+        idx = torch.randperm(len(self.y_train), generator=self.generator)[:batch_size]
+        s = self.s_train[idx]
+        return ViewBatch(
+            self._view(s, self.generator), self._view(s, self.generator), self.y_train[idx], index=idx
+        )
+
+
+class XorTriples:
+    """Three modalities whose information sits only in the triple: ``c = a XOR b`` (Symile's XOR set).
+
+    ``a`` and ``b`` are ``bits`` independent fair bits, written as ±1; ``c`` is their bitwise XOR, which
+    in ±1 notation is the product ``c = a·b``. Each modality's input is its ±1 vector plus Gaussian noise
+    of std ``noise`` redrawn per draw (the augmentation). Any two of ``a``, ``b``, ``c`` are independent
+    (knowing ``a`` says nothing about ``c`` when ``b`` is a fair coin), so a loss that aligns pairs has
+    nothing to learn, while the triple determines ``c`` exactly: Saporta et al. (NeurIPS 2024) use this
+    construction to show that pairwise CLIP misses what Symile's multilinear inner product captures.
+
+    The label of a triple is the integer code of ``c`` (``2^bits`` classes): it depends on ``a`` and ``b``
+    jointly. Held-out triples are one fixed noisy draw.
+    """
+
+    two_modality: bool = True
+    default_bits: int = 4  # 16 patterns of c: zero-shot chance 1/16, learnable in seconds
+
+    def __init__(
+        self, seed: int = 0, *, bits: int = default_bits, noise: float = 0.3, test_size: int = 512
+    ) -> None:
+        """Prepare the generator and the held-out triples.
+
+        Args:
+            seed: Seed of batch sampling and noise (the held-out draw depends on it too).
+            bits: Bits per modality (1 … 8); zero-shot chance is ``1 / 2^bits``.
+            noise: Std of the per-draw input noise (≥ 0).
+            test_size: Held-out triples (≥ 16).
+
+        Raises:
+            ValueError: On out-of-range arguments.
+        """
+        if not 1 <= bits <= 8:
+            raise ValueError(f"bits must lie in [1, 8], got {bits}")
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        if test_size < 16:
+            raise ValueError(f"test_size must be >= 16, got {test_size}")
+        self.bits, self.noise = bits, noise
+        self.input_shape: tuple[int, ...] = (bits,)
+        self.generator = torch.Generator().manual_seed(seed)
+        probe = torch.Generator().manual_seed(40_000 + seed)
+        self.test = self._draw(test_size, probe)
+        codes = torch.arange(2**bits)
+        self.codes = 1.0 - 2.0 * ((codes[:, None] >> torch.arange(bits)) & 1).float()
+        """Every noiseless ``c`` pattern (2^bits, bits), row k = the pattern of label k."""
+
+    def _draw(self, n: int, generator: torch.Generator) -> ViewBatch:
+        a = 1.0 - 2.0 * torch.randint(2, (n, self.bits), generator=generator).float()
+        b = 1.0 - 2.0 * torch.randint(2, (n, self.bits), generator=generator).float()
+        c = a * b
+        labels = ((c < 0).long() << torch.arange(self.bits)).sum(dim=1)
+
+        def noisy(x: Tensor) -> Tensor:
+            return x + self.noise * torch.randn(x.shape, generator=generator)
+
+        return ViewBatch(noisy(a), noisy(b), labels, c=noisy(c))
+
+    def sample(self, batch_size: int) -> ViewBatch:
+        """Draw ``batch_size`` fresh noisy triples ``a``, ``b``, ``c = a XOR b``; label: code of ``c``."""
+        return self._draw(batch_size, self.generator)

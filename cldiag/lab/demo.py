@@ -41,15 +41,16 @@ _TOY = LabConfig(
     eval_every=250,
     snapshot_every=500,
 )
+_DIGITS = LabConfig(data="digits", batch_size=256)  # the samples were made before the Lab default changed
 _PAIRS = LabConfig(data="pairs", loss="clip", batch_size=128, embed_dim=32, steps=800, snapshot_every=200)
 
 SAMPLE_RUNS: dict[str, LabConfig] = {
-    "simclr-digits-tau0.2": LabConfig(temperature=0.2, steps=1000, snapshot_every=200),
-    "simclr-digits-tau0.1": LabConfig(temperature=0.1, steps=600),
-    "simclr-digits-tau1": LabConfig(temperature=1.0, steps=600),
+    "simclr-digits-tau0.2": _DIGITS.replace(temperature=0.2, steps=1000, snapshot_every=200),
+    "simclr-digits-tau0.1": _DIGITS.replace(temperature=0.1, steps=600),
+    "simclr-digits-tau1": _DIGITS.replace(temperature=1.0, steps=600),
     "collapse-toy-strong": _TOY.replace(augmentation=1.5),
     "collapse-toy-weak": _TOY.replace(augmentation=0.1),
-    "collapse-no-negatives": LabConfig(loss="align", steps=400, snapshot_every=100),
+    "collapse-no-negatives": _DIGITS.replace(loss="align", steps=400, snapshot_every=100),
     "clip-pairs-tau0.01": _PAIRS.replace(temperature=0.01),
     "clip-pairs-tau1": _PAIRS.replace(temperature=1.0),
 }

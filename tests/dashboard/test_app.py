@@ -163,7 +163,8 @@ def test_modality_gap_view_shows_both_modalities(run_root, monkeypatch):
 
 def test_embeddings_tsne_runs_in_background_then_comes_from_disk_cache(run_root, monkeypatch):
     at = open_page(run_root, monkeypatch, "simclr", "pages/7_embeddings.py")
-    assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("PCA of snapshot 30")
+    # 59: the final snapshot the Monitor takes at close (snapshots at 0 and 30 by cadence)
+    assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("PCA of snapshot 59")
     at.radio(key="emb_method").set_value("t-SNE").run()
     deadline = time.monotonic() + TIMEOUT
     while "is computing in the background" in texts(at.info):
@@ -172,7 +173,7 @@ def test_embeddings_tsne_runs_in_background_then_comes_from_disk_cache(run_root,
         time.sleep(0.5)
         at.run()
     assert not at.exception and not at.warning
-    assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("t-SNE of snapshot 30")
+    assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("t-SNE of snapshot 59")
     cached = list((run_root / "simclr" / ".cldiag_cache" / "projections").glob("*.npz"))
     assert cached
     again = open_page(run_root, monkeypatch, "simclr", "pages/7_embeddings.py")

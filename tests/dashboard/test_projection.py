@@ -180,11 +180,11 @@ def test_cache_survives_corrupt_and_unwritable_files(tmp_path):
 
 
 def test_cache_prunes_oldest_files(tmp_path):
-    cache = P.ProjectionCache(tmp_path, max_files=3)
+    cache = P.ProjectionCache(tmp_path / "cache", max_files=3)
     for i in range(5):
         cache.save(f"k{i}", np.zeros((1, 2)), np.arange(1), None)
-        os.utime(tmp_path / f"k{i}.npz", (i, i))
-    assert sorted(p.stem for p in tmp_path.glob("*.npz")) == ["k2", "k3", "k4"]
+        os.utime(tmp_path / "cache" / f"k{i}.npz", (i, i))
+    assert sorted(p.stem for p in (tmp_path / "cache").glob("*.npz")) == ["k2", "k3", "k4"]
 
 
 def test_cache_dir_for_local_writable_and_remote(tmp_path, monkeypatch):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -50,13 +53,11 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1400, "height": 2400}}
 
 
-@pytest.fixture(scope="session")
-def dashboard_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e-runs")
-    _load_synthetic_runs().make_runs(root)
+def _serve(root: Path, tmp_path_factory, log_name: str = "streamlit.log"):
+    """Run ``streamlit run app.py`` on ``root``; yield its URL; stop it (its log goes to test-artifacts/)."""
     port = _free_port()
-    env = {**os.environ, "CLDIAG_RUN_ROOT": str(root), "CLDIAG_CACHE_DIR": str(root / ".cache")}
-    log_path = tmp_path_factory.mktemp("e2e-log") / "streamlit.log"
+    env = {**os.environ, "CLDIAG_RUN_ROOT": str(root), "CLDIAG_CACHE_DIR": str(root.parent / ".cache")}
+    log_path = tmp_path_factory.mktemp("e2e-log") / log_name
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [
@@ -102,4 +103,50 @@ def dashboard_url(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
         if ARTIFACTS.exists():
-            shutil.copy(log_path, ARTIFACTS / "streamlit.log")
+            shutil.copy(log_path, ARTIFACTS / log_name)
+
+
+@pytest.fixture(scope="session")
+def dashboard_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e-runs") / "root"
+    _load_synthetic_runs().make_runs(root)
+    yield from _serve(root, tmp_path_factory)
+
+
+class _LeakRecorder(http.server.BaseHTTPRequestHandler):
+    """Counts every request: a browser showing only literal text never sends one."""
+
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).hits.append(self.path)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def leak_server():
+    """A local HTTP server on a free port; its ``hits`` list records any request that reaches it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LeakRecorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _LeakRecorder.hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def hostile_dashboard_url(tmp_path_factory, leak_server):
+    """The dashboard on the hostile run root (tests/hostile_root.py), its Markdown run name aimed at the
+    leak server."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from hostile_root import build_hostile_root
+
+    root = tmp_path_factory.mktemp("e2e-hostile") / "root"
+    build_hostile_root(root, leak_url=leak_server[0])
+    yield from _serve(root, tmp_path_factory, "streamlit-hostile.log")

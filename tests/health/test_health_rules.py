@@ -423,3 +423,30 @@ def test_odd_meta_values_do_not_break_the_rules():
     by_rule = {v.rule: v for v in verdicts}
     assert by_rule["liveness"].level == "warn"  # status "None" is unknown
     assert "std_l2" not in by_rule["complete_collapse"].reason  # dim True is not a dimension
+
+
+# ---------------------------------------------------------------------------------------------------------
+# false negatives: share of the negative penalty on same-label negatives
+@pytest.mark.parametrize(
+    ("share", "expected"),
+    [(T.FALSE_NEG_PENALTY_WARN * 1.01, "warn"), (T.FALSE_NEG_PENALTY_WARN * 0.99, "ok")],
+)
+def test_false_negatives_threshold(share, expected):
+    t = tables({schema.M_FALSE_NEG_PENALTY_SHARE: share, schema.M_FALSE_NEG_SHARE: 0.1})
+    v = verdict("false_negatives", t)
+    assert v.level == expected
+    assert v.evidence["count_share"] == pytest.approx(0.1)
+    assert v.evidence["concentration"] == pytest.approx(share / 0.1, rel=1e-3)
+    assert f"{share:.0%} of the negative penalty" in v.reason and "10.0% of the negatives" in v.reason
+
+
+def test_false_negatives_reads_the_recent_window_and_needs_the_metric():
+    # One early spike far above the cut-off, a recent window below it: ok.
+    spike = [0.9] + [0.2] * (N - 1)
+    assert level("false_negatives", tables({schema.M_FALSE_NEG_PENALTY_SHARE: spike})) == "ok"
+    # Rising into the cut-off over the recent window: warn, even without the count share.
+    rising = [0.1] * (N - 3) + [0.6, 0.7, 0.8]
+    v = verdict("false_negatives", tables({schema.M_FALSE_NEG_PENALTY_SHARE: rising}))
+    assert v.level == "warn" and "count_share" not in v.evidence
+    assert verdict("false_negatives", tables({schema.M_FALSE_NEG_SHARE: 0.5})) is None
+    assert "50 %" in RULE_BY_NAME["false_negatives"].threshold

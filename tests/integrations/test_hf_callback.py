@@ -238,3 +238,42 @@ def test_output_without_embeddings_names_what_is_there():
 def test_bad_arguments_fail_in_constructor(tmp_path, probe, kwargs, error, match):
     with pytest.raises(error, match=match):
         CLDiagTrainerCallback(tmp_path / "x", probe=probe, **kwargs)
+
+
+def _failing_embed_fn(model, probe):
+    raise RuntimeError("probe exploded")
+
+
+def test_failing_probe_is_reported_once_and_training_goes_on(tmp_path, caplog):
+    cb = CLDiagTrainerCallback(tmp_path / "st", probe=_probe(), embed_fn=_failing_embed_fn, every=2)
+    trainer = BiEncoderTrainer(
+        model=_encoder(), args=_args(tmp_path, 6), train_dataset=PairData(), callbacks=[cb]
+    )
+    with pytest.warns(RuntimeWarning, match="probe at step 0: RuntimeError: probe exploded") as warned:
+        trainer.train()
+    assert trainer.state.global_step == 6  # trained to the end
+    assert len([w for w in warned if "probe exploded" in str(w.message)]) == 1  # 4 failures, 1 report
+    assert cb.errors == ["probe at step 0: RuntimeError: probe exploded"]
+    assert any("training continues" in r.getMessage() for r in caplog.records if r.name == "cldiag")
+    run = read_run(tmp_path / "st")
+    assert run.status == schema.STATUS_FINISHED
+    df = run.scalars()
+    assert schema.M_ALIGNMENT not in set(df.metric)  # no probe values …
+    assert sorted(df[df.metric == schema.M_LOSS].step) == [2, 4, 6]  # … but the Trainer's loss is there
+
+
+def test_strict_probe_error_ends_training(tmp_path):
+    cb = CLDiagTrainerCallback(
+        tmp_path / "st", probe=_probe(), embed_fn=_failing_embed_fn, every=2, strict=True
+    )
+    trainer = BiEncoderTrainer(
+        model=_encoder(), args=_args(tmp_path, 6), train_dataset=PairData(), callbacks=[cb]
+    )
+    with pytest.raises(RuntimeError, match="probe exploded"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_strings_need_a_sentence_transformer():
+    with pytest.raises(TypeError, match=r"needs a SentenceTransformer.*BertModel"):
+        embed_pairs(_encoder(), (["a b", "c d"], ["a", "c"]))

@@ -99,7 +99,7 @@ def test_trainer_writes_readable_run_with_gap(tmp_path):
             float(F.alignment(seen["a"], seen["b"])), rel=1e-5
         )
     assert set(df[df.metric == schema.M_TOLERANCE].step) == {0, 2, 4}  # labels from labels_key
-    assert set(run.spectra().step) == {0, 3}
+    assert set(run.spectra().step) == {0, 3, 4}  # 4: the final spectrum at close (last step had none)
     assert cb.monitor is None and cb.state_dict()["last_step"] == 4
 
 
@@ -166,13 +166,37 @@ def test_two_view_keys_and_accumulation(tmp_path):
         )
 
 
-def test_missing_keys_name_the_keys_present_and_fail_the_run(tmp_path):
+MISSING = r"lacks \['image_features', 'text_features'\]; it has \['emb', 'loss'\]"
+
+
+def test_failing_hook_is_reported_once_and_training_goes_on(tmp_path, caplog):
     cb = CLDiagCallback(tmp_path / "bad")
-    with pytest.raises(
-        ValueError, match=r"lacks \['image_features', 'text_features'\]; it has \['emb', 'loss'\]"
-    ):
+    trainer = _trainer(3, [cb], tmp_path)
+    with pytest.warns(RuntimeWarning, match=MISSING) as warned:
+        trainer.fit(TwoTower(extra_keys=False), _loader())
+    assert trainer.global_step == 3  # all three steps trained
+    assert len([w for w in warned if "lacks" in str(w.message)]) == 1  # three failures, one report
+    assert len(cb.errors) == 1 and "on_train_batch_end: ValueError" in cb.errors[0]
+    assert any("training continues" in r.getMessage() for r in caplog.records if r.name == "cldiag")
+    run = read_run(tmp_path / "bad")
+    assert run.status == schema.STATUS_FINISHED and run.scalars().empty
+
+
+def test_strict_hook_error_ends_fit_and_fails_the_run(tmp_path):
+    cb = CLDiagCallback(tmp_path / "bad", strict=True)
+    with pytest.raises(ValueError, match=MISSING):
         _trainer(2, [cb], tmp_path).fit(TwoTower(extra_keys=False), _loader())
     assert read_run(tmp_path / "bad").status == schema.STATUS_FAILED
+
+
+def test_run_that_cannot_open_does_not_stop_training(tmp_path):
+    _trainer(1, [CLDiagCallback(tmp_path / "taken")], tmp_path).fit(TwoTower(), _loader())
+    cb = CLDiagCallback(tmp_path / "taken")  # if_exists="error": the second fit cannot open the run
+    trainer = _trainer(2, [cb], tmp_path)
+    with pytest.warns(RuntimeWarning, match="on_train_start: FileExistsError"):
+        trainer.fit(TwoTower(), _loader())
+    assert trainer.global_step == 2 and cb.monitor is None
+    assert sorted(read_run(tmp_path / "taken").scalars().step.unique()) == [0]  # untouched
 
 
 @pytest.mark.parametrize(

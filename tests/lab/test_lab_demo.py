@@ -55,3 +55,16 @@ def test_sample_runs_gitignore_keeps_exactly_the_bundled_runs():
     kept = {line[2:-1] for line in ignore if line.startswith("!/") and line.endswith("/")}
     assert kept == set(SAMPLE_RUNS)
     assert "/*" in ignore
+
+
+def test_demo_configs_are_the_ones_the_bundled_samples_were_made_with():
+    # The Lab's default changed; the bundled samples must not (cldiag demo would silently produce other runs).
+    from pathlib import Path
+
+    from cldiag import read_run
+
+    root = Path(__file__).resolve().parents[2] / "sample_runs"
+    for name, config in SAMPLE_RUNS.items():
+        stored = dict(read_run(root / name).config)
+        assert stored.pop("source") == "cldiag.lab"
+        assert stored == config.to_dict(), name

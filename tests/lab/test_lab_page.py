@@ -15,8 +15,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cldiag import list_runs, read_run, ui
+from cldiag.lab import paths
 from cldiag.lab import trainer as T
 from cldiag.lab.presets import PRESETS
+from cldiag.lab.session import LabSession
 
 APP = "../../app.py"  # relative to this file, as AppTest resolves it
 PAGE = "pages/lab.py"
@@ -24,8 +26,13 @@ TIMEOUT = 120  # generous: CI machines are shared
 WAIT = 120.0
 
 
-def open_lab(root: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv(ui.ENV_ROOT, str(root))
+def open_lab(tmp_path: Path, monkeypatch) -> AppTest:
+    # The run root and the Lab folder are apart, as for a user: Lab runs must not land in the run root
+    # (by default the bundled sample_runs/).
+    for name in ("root", "lab"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    monkeypatch.setenv(ui.ENV_ROOT, str(tmp_path / "root"))
+    monkeypatch.setenv(paths.ENV_LAB_DIR, str(tmp_path / "lab"))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     at.switch_page(PAGE).run()
@@ -33,7 +40,7 @@ def open_lab(root: Path, monkeypatch) -> AppTest:
     return at
 
 
-def session(at: AppTest) -> T.LabSession:
+def session(at: AppTest) -> LabSession:
     return at.session_state["lab_session"]
 
 
@@ -64,6 +71,13 @@ def test_page_renders_controls_bounded_by_the_trainer(tmp_path, monkeypatch, req
     assert at.title[0].value == "Lab"
     assert not at.error
     assert "Nothing trained in this session yet" in texts(at.info)
+    # The widgets start at the trainer's defaults: Start training runs LabConfig() as documented.
+    default = T.LabConfig()
+    fields = {"lab_data": "data", "lab_enc": "encoder", "lab_loss": "loss", "lab_opt": "optimizer"}
+    for key, field in fields.items():
+        assert at.selectbox(key=key).value == getattr(default, field), key
+    assert at.select_slider(key="lab_batch").value == default.batch_size
+    assert at.number_input(key="lab_steps").value == default.steps
     tau = at.number_input(key="lab_tau")
     assert (tau.min, tau.max) == T.TEMPERATURE_RANGE
     steps = at.number_input(key="lab_steps")
@@ -118,9 +132,14 @@ def test_start_rerun_and_stop_a_training_then_open_its_run(tmp_path, monkeypatch
     assert 5 <= result.steps_done < T.MAX_STEPS
     assert f"stopped on request after {result.steps_done} of {T.MAX_STEPS} steps" in texts(at.info)
 
-    # The run sits directly under the run root, so the sidebar lists it, and reads like any other run.
-    assert Path(run_dir).parent == tmp_path.resolve()
-    assert [r.path for r in list_runs(tmp_path)] == [run_dir]
+    # The run sits in the Lab folder, not in the run root; the sidebar lists it beside the root's runs.
+    assert Path(run_dir).parent == tmp_path / "lab"
+    assert [r.path for r in list_runs(tmp_path / "lab")] == [run_dir]
+    assert list_runs(tmp_path / "root") == []
+    assert "lab" in texts(at.caption) and str(tmp_path / "lab") in texts(at.caption)
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not fresh.exception, fresh.exception
+    assert run_dir in [path for _, path in fresh.session_state["_cldiag_selection"].runs]
     run = read_run(run_dir)
     assert run.meta["status"] == "finished"
     assert run.config["batch_size"] == 32 and run.config["steps"] == T.MAX_STEPS
@@ -181,10 +200,30 @@ def test_preset_runs_in_the_background_and_shows_its_verdict(tmp_path, monkeypat
     result = lab.preset_result
     names = sorted(Path(r.run_dir).name for r in result.results)
     assert names == ["collapse-strong", "collapse-weak"]
-    assert sorted(r.name for r in list_runs(tmp_path)) == names
+    assert sorted(r.name for r in list_runs(tmp_path / "lab")) == names
+    assert list_runs(tmp_path / "root") == []
     verdict = "reproduced" if result.passed else "not reproduced"
     shown = texts(at.markdown)
     assert f"{verdict}]. {result.summary}" in shown
     captions = texts(at.caption)
     assert "Shortened runs" in captions
     assert "`collapse-weak`, `collapse-strong`" in captions
+
+
+def test_three_modality_preset_runs_from_the_page(tmp_path, monkeypatch, request):
+    """An issue-15 preset from the browser: three towers, its verdict sentence on the page."""
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    at.select_slider(key="lab_preset_scale").set_value(0.1).run()
+    at.button(key="lab_preset_three-modalities").click().run()
+    assert not at.exception, at.exception
+    lab = session(at)
+    wait_for(lambda: not lab.running, "the three-modalities preset")
+    at.run()
+    assert not at.exception, at.exception
+    result = lab.preset_result
+    assert sorted(Path(r.run_dir).name for r in result.results) == [
+        "three-modalities-pairwise_clip",
+        "three-modalities-symile",
+    ]
+    verdict = "reproduced" if result.passed else "not reproduced"
+    assert f"{verdict}]. {result.summary}" in texts(at.markdown)

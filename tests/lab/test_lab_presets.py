@@ -35,7 +35,15 @@ def test_preset_reproduces_its_finding(tmp_path, name):
 
 
 def test_preset_metadata_is_complete():
-    assert sorted(PRESETS) == ["collapse", "modality-gap", "small-batch", "temperature"]
+    assert sorted(PRESETS) == [
+        "collapse",
+        "hard-negatives",
+        "individual-temperature",
+        "modality-gap",
+        "small-batch",
+        "temperature",
+        "three-modalities",
+    ]
     for preset in PRESETS.values():
         assert preset.title and preset.paper and preset.claim and preset.explanation
         assert all(config.preset == preset.name for config in preset.configs)

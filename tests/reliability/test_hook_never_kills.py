@@ -13,7 +13,7 @@ from rel_helpers import batch
 
 from cldiag import Monitor, read_run
 from cldiag import functional as F
-from cldiag import monitor as monitor_module
+from cldiag.monitor.writer import RunWriter
 from cldiag.store import RunStore
 
 QUIET = dict(pairwise_every=0, spectrum_every=0, curves_every=0, snapshot_every=0)
@@ -169,7 +169,7 @@ class WriterDeath(BaseException):
 
 
 def test_writer_thread_death_is_reported_and_logging_recovers(tmp_path, monkeypatch):
-    real = monitor_module.Monitor._write_job
+    real = RunWriter._write_job
     deaths = []
 
     def dies_once(self, job):
@@ -178,7 +178,7 @@ def test_writer_thread_death_is_reported_and_logging_recovers(tmp_path, monkeypa
             raise WriterDeath()
         return real(self, job)
 
-    monkeypatch.setattr(monitor_module.Monitor, "_write_job", dies_once)
+    monkeypatch.setattr(RunWriter, "_write_job", dies_once)
     monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the traceback is expected here
     mon = Monitor(tmp_path / "run", flush_every=1000, heartbeat_secs=60, **QUIET)
     with pytest.warns(RuntimeWarning, match="writer"):

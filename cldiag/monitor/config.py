@@ -1,0 +1,92 @@
+"""The Monitor's cadence: how often each kind of statistic is computed and when buffers are flushed.
+
+:class:`Cadence` is a frozen, validated value: everything :class:`~cldiag.Monitor` needs to decide *when*
+to compute and write, apart from *what* and *how*. Invalid settings raise when it is built, naming the
+argument, so a mistyped cadence fails before a training run starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["DEFAULT_TAUS", "MAX_BINS", "MAX_SNAPSHOT", "Cadence"]
+
+DEFAULT_TAUS: tuple[float, ...] = tuple(float(t) for t in np.logspace(-2, 0, 13))
+"""τ grid of the temperature curves: 0.01 … 1, log-spaced (Wang & Liu 2021 study 0.07 … 1)."""
+
+MAX_BINS = 1000
+MAX_SNAPSHOT = 100_000
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When the Monitor computes each kind of statistic and when it writes.
+
+    Attributes:
+        pairwise_every: steps between O(B²) statistics (uniformity, histograms, tolerance, hardness). 0 = off.
+        spectrum_every: steps between covariance spectra and effective rank. 0 = off.
+        curves_every: steps between temperature curves over ``taus``. 0 = off.
+        snapshot_every: steps between embedding snapshots. 0 = off.
+        snapshot_size: rows per snapshot (collected over consecutive batches; at most 100 000).
+        bins: number of score-histogram bins on [−1, 1] (2 … 1000).
+        taus: τ grid of the temperature curves (default: 13 values log-spaced over 0.01 … 1).
+        flush_every: logged steps between flushes to disk.
+        flush_secs: seconds between flushes, whichever comes first (keeps live dashboards current).
+        heartbeat_secs: how often ``meta.json``'s heartbeat is refreshed while the process lives.
+
+    Example:
+        >>> Cadence(pairwise_every=10).pairwise_every
+        10
+        >>> Cadence(bins=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: bins must be an int in [2, 1000], got 1
+    """
+
+    pairwise_every: int = 25
+    spectrum_every: int = 250
+    curves_every: int = 250
+    snapshot_every: int = 1000
+    snapshot_size: int = 1024
+    bins: int = 50
+    taus: tuple[float, ...] = field(default=DEFAULT_TAUS)
+    flush_every: int = 500
+    flush_secs: float = 30.0
+    heartbeat_secs: float = 30.0
+
+    def __post_init__(self) -> None:
+        for arg in ("pairwise_every", "spectrum_every", "curves_every", "snapshot_every"):
+            value = getattr(self, arg)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"{arg} must be an int >= 0 (0 turns it off), got {value!r}")
+        if not _is_int(self.flush_every) or self.flush_every < 1:
+            raise ValueError(f"flush_every must be an int >= 1, got {self.flush_every!r}")
+        if not _is_int(self.bins) or not 2 <= self.bins <= MAX_BINS:
+            raise ValueError(f"bins must be an int in [2, {MAX_BINS}], got {self.bins!r}")
+        if not _is_int(self.snapshot_size) or not 1 <= self.snapshot_size <= MAX_SNAPSHOT:
+            message = f"snapshot_size must be an int in [1, {MAX_SNAPSHOT}], got {self.snapshot_size!r}"
+            raise ValueError(message)
+        object.__setattr__(self, "taus", _check_taus(self.taus))
+        object.__setattr__(self, "flush_secs", float(self.flush_secs))
+        object.__setattr__(self, "heartbeat_secs", float(self.heartbeat_secs))
+
+    def taus_tensor(self) -> torch.Tensor:
+        """The τ grid as a float32 tensor (on the CPU)."""
+        return torch.tensor(self.taus, dtype=torch.float32)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int)
+
+
+def _check_taus(taus: Sequence[float] | None) -> tuple[float, ...]:
+    """``taus`` as a tuple of floats: a non-empty 1-D sequence of positive numbers."""
+    values = list(taus if taus is not None else DEFAULT_TAUS)
+    taus_t = torch.tensor(values, dtype=torch.float32)
+    if taus_t.ndim != 1 or taus_t.numel() == 0 or not bool(torch.all(taus_t > 0)):
+        raise ValueError(f"taus must be a non-empty sequence of positive numbers, got {taus!r}")
+    return tuple(float(t) for t in values)
