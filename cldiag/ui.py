@@ -19,12 +19,11 @@ import os
 import posixpath
 import re
 import sys
-import threading
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -32,10 +31,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cldiag import health, schema
+from cldiag import health, schema, views
+from cldiag.jobs import BackgroundJobs
 from cldiag.lab.paths import lab_runs_dir
 from cldiag.paths import resolve_under_root
-from cldiag.reader import Run, downsample, list_runs, read_run
+from cldiag.reader import Run, list_runs, read_run
 from cldiag.text import escape_markdown
 from cldiag.views import MAX_CONFIG_KEYS, Panel, Series, shown_config
 
@@ -148,21 +148,14 @@ def _open_run(path: str) -> Run:
     return read_run(path)
 
 
+def _is_builtin(metric: str) -> bool:
+    return metric.split("/")[0] in _BUILTIN_METRICS
+
+
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
 def _scalars_by_metric(path: str, token: str, _run: Run) -> tuple[dict[str, pd.DataFrame], int]:
     """Each metric's rows in step order, for at most :data:`MAX_METRICS` names; and how many names exist."""
-    df = _run.scalars()
-    # One factorize + stable argsort splits a million rows several times faster than groupby on strings,
-    # and keeps each metric's rows in step order.
-    codes, names = pd.factorize(df["metric"])
-    kept = sorted(
-        range(len(names)), key=lambda k: (str(names[k]).split("/")[0] not in _BUILTIN_METRICS, names[k])
-    )
-    kept = kept[:MAX_METRICS]
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-    parts = {str(names[k]): df.iloc[order[bounds[k] : bounds[k + 1]]].reset_index(drop=True) for k in kept}
-    return dict(sorted(parts.items())), len(names)
+    return views.split_by_metric(_run.scalars(), limit=MAX_METRICS, first=_is_builtin)
 
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
@@ -172,17 +165,12 @@ def _table(path: str, token: str, table: str, _run: Run) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
 def _steps_of(path: str, token: str, table: str, _run: Run) -> tuple[int, ...]:
-    df = _table(path, token, table, _run)
-    return tuple(int(s) for s in np.unique(df["step"].to_numpy(np.int64)))
+    return views.unique_steps(_table(path, token, table, _run))
 
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
 def _at_step(path: str, token: str, table: str, step: int, _run: Run) -> pd.DataFrame:
-    df = _table(path, token, table, _run)
-    steps = df["step"].to_numpy(np.int64)
-    # Tables come sorted by step, so one step is a contiguous slice.
-    lo, hi = np.searchsorted(steps, [step, step + 1])
-    return df.iloc[lo:hi].reset_index(drop=True)
+    return views.rows_at_step(_table(path, token, table, _run), step)
 
 
 @st.cache_resource(max_entries=64, ttl=3600, show_spinner=False)
@@ -190,26 +178,12 @@ def _series(
     path: str,
     token: str,
     metrics: tuple[str, ...],
-    step_min: int | None,
-    step_max: int | None,
+    step_range: tuple[int, int | None],
     max_points: int,
     _run: Run,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> Series:
     by_metric = _scalars_by_metric(path, token, _run)[0]
-    full_parts, plot_parts = [], []
-    for metric in metrics:
-        df = by_metric.get(metric)
-        if df is None:
-            continue
-        steps = df["step"].to_numpy(np.int64)
-        lo = 0 if step_min is None else int(np.searchsorted(steps, step_min, side="left"))
-        hi = len(df) if step_max is None else int(np.searchsorted(steps, step_max, side="right"))
-        full_parts.append(df.iloc[lo:hi])
-        plot_parts.append(downsample(full_parts[-1], max_points=max_points, by=()))
-    if not full_parts:
-        empty = _run.scalars(metrics=[]).iloc[0:0]
-        return empty, empty
-    return pd.concat(full_parts, ignore_index=True), pd.concat(plot_parts, ignore_index=True)
+    return views.series_in_range(by_metric, metrics, step_range, max_points, _run.scalars(metrics=[]))
 
 
 @st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
@@ -239,38 +213,6 @@ def cached(key: tuple[Hashable, ...], build: Callable[[], T]) -> T:
     modify it after it is returned.
     """
     return _derived(key, build)
-
-
-class BackgroundJobs(Generic[T]):
-    """Runs slow work one job at a time on a background thread, deduplicated by key.
-
-    A page submits a job (a UMAP projection, the health rules of a large run) and keeps drawing; a later
-    rerun submits the same key again and gets the same future, finished by then. Finished jobs are
-    remembered up to ``max_done`` (their futures are the in-memory cache of the results).
-
-    Args:
-        workers: concurrent jobs (1 on small machines: the dashboard itself needs a core too).
-        max_done: finished futures remembered.
-    """
-
-    def __init__(self, workers: int = 1, max_done: int = 32) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cldiag-job")
-        self._jobs: dict[Hashable, Future[T]] = {}
-        self._lock = threading.Lock()
-        self._max_done = max_done
-
-    def submit(self, key: Hashable, fn: Callable[[], T]) -> Future[T]:
-        """Start ``fn`` unless a job with ``key`` is queued, running or done; a failed one is retried."""
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is not None and not (job.done() and job.exception() is not None):
-                return job
-            job = self._pool.submit(fn)
-            self._jobs[key] = job
-            done = [k for k, f in self._jobs.items() if f.done()]
-            for k in done[: max(0, len(done) - self._max_done)]:
-                del self._jobs[k]
-            return job
 
 
 @st.cache_resource(show_spinner=False)
@@ -374,19 +316,13 @@ class RunView:
 
     def series(self, metrics: Sequence[str], *, max_points: int = MAX_POINTS) -> Series:
         """The given metrics in the selected step range (absent metrics are left out)."""
-        full, plot = _series(self.path, self.token, tuple(metrics), *self.step_range, max_points, self.run)
-        return Series(plot=plot, full=full)
+        return _series(self.path, self.token, tuple(metrics), self.step_range, max_points, self.run)
 
     def table(self, name: str) -> pd.DataFrame:
         """A whole table (``histograms``, ``spectra``, ``temperature``), filtered to the step range."""
         df = _table(self.path, self.token, name, self.run)
         lo, hi = self.step_range
-        if lo <= 0 and hi is None:
-            return df
-        steps = df["step"].to_numpy(np.int64)
-        a = int(np.searchsorted(steps, lo, side="left"))
-        b = len(df) if hi is None else int(np.searchsorted(steps, hi, side="right"))
-        return df.iloc[a:b]
+        return df if lo <= 0 and hi is None else views.rows_in_range(df, lo, hi)
 
     def steps(self, name: str) -> list[int]:
         """Logged steps of a table inside the step range."""
@@ -416,11 +352,7 @@ class RunView:
 
     def value_at(self, metric: str, step: int) -> float | None:
         """The metric's last logged value at or before ``step`` (None if never logged by then)."""
-        df = _scalars_by_metric(self.path, self.token, self.run)[0].get(metric)
-        if df is None:
-            return None
-        i = int(np.searchsorted(df["step"].to_numpy(np.int64), step, side="right")) - 1
-        return float(df["value"].iloc[i]) if i >= 0 else None
+        return views.value_at_step(_scalars_by_metric(self.path, self.token, self.run)[0].get(metric), step)
 
 
 def _view(run: Run, step_range: tuple[int, int | None]) -> RunView:
@@ -491,13 +423,7 @@ def _step_range(paths: Sequence[str]) -> tuple[int, int | None]:
     if not last_steps or max(last_steps) <= 0:
         return (0, None)
     top = max(last_steps)
-    prev = st.session_state.get(_RANGE_KEY)
-    lo, hi = 0, top
-    if prev is not None:
-        p_lo, p_hi, p_top = prev
-        lo = min(p_lo, top)
-        # A range that ended at the newest step keeps following it as the run grows.
-        hi = top if p_hi >= p_top else min(max(p_hi, lo), top)
+    lo, hi = views.follow_range(st.session_state.get(_RANGE_KEY), top)
     chosen = st.sidebar.slider("Steps", 0, top, (lo, hi), key=f"_cldiag_steps_{top}")
     st.session_state[_RANGE_KEY] = (chosen[0], chosen[1], top)
     return (chosen[0], None if chosen[1] >= top else chosen[1])
@@ -518,6 +444,61 @@ def _keep_controls(sel: Selection) -> Selection:
     return sel
 
 
+def _listed_runs(root: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(name, path) of the runs under the root, then of the Lab's runs folder; and listing problems."""
+    runs_t, problems_t = _discover(root)
+    runs, problems = list(runs_t), list(problems_t)
+    lab_dir = lab_runs_dir()  # Lab runs live in their own folder; list them after the root's runs
+    if os.path.isdir(lab_dir) and os.path.realpath(lab_dir) != os.path.realpath(root):
+        lab_runs, lab_problems = _discover(lab_dir)
+        runs += [r for r in lab_runs if r not in runs]
+        problems += lab_problems
+    return runs, problems
+
+
+def _typed_run(root: str) -> str | None:
+    """The run typed into "Open a run in a subfolder", if it is a run under the root (else a warning)."""
+    with st.sidebar.expander("Open a run in a subfolder"):
+        typed = st.text_input("Path relative to the run root", key="_cldiag_typed", placeholder="group/run-3")
+    if not typed:
+        return None
+    try:
+        extra = resolve_under_root(root, typed)
+        _open_run(extra)
+    except ValueError as exc:
+        st.sidebar.warning(
+            f"Not opened: {escape_markdown(exc)}. Only runs under {escape_markdown(root)} can be opened."
+        )
+        return None
+    except OSError as exc:
+        st.sidebar.warning(
+            f"Not opened: “{escape_markdown(typed)}” is not a cldiag run ({escape_markdown(exc)})."
+        )
+        return None
+    return extra
+
+
+def _focus(sel: Selection, paths: list[str], extra: str | None) -> str:
+    """The "Run" picker: a newly typed path or a changed ``?run=`` link moves it once; the URL follows it."""
+    wanted, warning = _query_focus(sel.runs)
+    if warning:
+        st.sidebar.warning(warning)
+    if extra is not None and st.session_state.get("_cldiag_opened") != extra:
+        # A newly typed path becomes the focus once; the picker decides afterwards.
+        st.session_state["_cldiag_run"] = st.session_state["_cldiag_opened"] = extra
+    elif wanted is not None and st.query_params.get("run") != st.session_state.get("_cldiag_linked"):
+        # ?run= changed since the sidebar last wrote it: a link (st.page_link(..., query_params={"run": ...}))
+        # or a fresh session. It moves the focus once; afterwards the picker decides.
+        st.session_state["_cldiag_run"] = wanted
+    if st.session_state.get("_cldiag_run") not in paths:
+        st.session_state["_cldiag_run"] = paths[0]
+    focus = st.sidebar.selectbox("Run", paths, format_func=sel.label, key="_cldiag_run")
+    if focus != extra:
+        st.query_params["run"] = posixpath.basename(focus.rstrip("/"))
+    st.session_state["_cldiag_linked"] = st.query_params.get("run")
+    return focus
+
+
 def sidebar(
     default_root: str | os.PathLike[str], args: Sequence[str] = (), *, controls: bool = True
 ) -> Selection:
@@ -534,73 +515,29 @@ def sidebar(
     """
     root = resolve_root(args, default_root)
     st.sidebar.caption(f"Run root: {escape_markdown(root)}")
-    runs_t, problems_t = _discover(root)
-    runs, problems = list(runs_t), list(problems_t)
-    lab_dir = lab_runs_dir()  # Lab runs live in their own folder; list them after the root's runs
-    if os.path.isdir(lab_dir) and os.path.realpath(lab_dir) != os.path.realpath(root):
-        lab_runs, lab_problems = _discover(lab_dir)
-        runs += [r for r in lab_runs if r not in runs]
-        problems += lab_problems
-    paths = [p for _, p in runs]
+    runs, problems = _listed_runs(root)
     sel = Selection(root=root, runs=runs, focus=None, compare=[], step_range=(0, None), problems=problems)
     if not controls:
         return _keep_controls(sel)
-
-    with st.sidebar.expander("Open a run in a subfolder"):
-        typed = st.text_input("Path relative to the run root", key="_cldiag_typed", placeholder="group/run-3")
-    extra = None
-    if typed:
-        try:
-            extra = resolve_under_root(root, typed)
-            _open_run(extra)
-        except ValueError as exc:
-            st.sidebar.warning(
-                f"Not opened: {escape_markdown(exc)}. Only runs under {escape_markdown(root)} can be opened."
-            )
-            extra = None
-        except OSError as exc:
-            st.sidebar.warning(
-                f"Not opened: “{escape_markdown(typed)}” is not a cldiag run ({escape_markdown(exc)})."
-            )
-            extra = None
+    paths = [p for _, p in runs]
+    extra = _typed_run(root)
     if extra is not None and extra not in paths:
         runs.append((_open_run(extra).name, extra))
         paths.append(extra)
-
-    if not paths:
-        st.session_state[_SELECTION_KEY] = sel
-        return sel
-
-    wanted, warning = _query_focus(runs)
-    if warning:
-        st.sidebar.warning(warning)
-    if extra is not None and st.session_state.get("_cldiag_opened") != extra:
-        # A newly typed path becomes the focus once; the picker decides afterwards.
-        st.session_state["_cldiag_run"] = st.session_state["_cldiag_opened"] = extra
-    elif wanted is not None and st.query_params.get("run") != st.session_state.get("_cldiag_linked"):
-        # ?run= changed since the sidebar last wrote it: a link (st.page_link(..., query_params={"run": ...}))
-        # or a fresh session. It moves the focus once; afterwards the picker decides.
-        st.session_state["_cldiag_run"] = wanted
-    if st.session_state.get("_cldiag_run") not in paths:
-        st.session_state["_cldiag_run"] = paths[0]
-    focus = st.sidebar.selectbox("Run", paths, format_func=sel.label, key="_cldiag_run")
-    if focus != extra:
-        st.query_params["run"] = posixpath.basename(focus.rstrip("/"))
-    st.session_state["_cldiag_linked"] = st.query_params.get("run")
-    others = [p for p in paths if p != focus]
-    # Empty until the user picks: any guess (the next runs in the list, or a "family" read from configs)
-    # mixes in runs nobody asked for, and the first charts would overlay unrelated experiments.
-    compare = st.sidebar.multiselect(
-        "Compare with",
-        others,
-        default=[],
-        format_func=sel.label,
-        key="_cldiag_compare",
-        help="Overlaid on Overview, Geometry and Compare.",
-    )
-    sel.focus = focus
-    sel.compare = [focus, *compare]
-    sel.step_range = _step_range(sel.compare)
+    if paths:
+        focus = _focus(sel, paths, extra)
+        # Empty until the user picks: any guess (the next runs in the list, or a "family" read from configs)
+        # mixes in runs nobody asked for, and the first charts would overlay unrelated experiments.
+        compare = st.sidebar.multiselect(
+            "Compare with",
+            [p for p in paths if p != focus],
+            default=[],
+            format_func=sel.label,
+            key="_cldiag_compare",
+            help="Overlaid on Overview, Geometry and Compare.",
+        )
+        sel.focus, sel.compare = focus, [focus, *compare]
+        sel.step_range = _step_range(sel.compare)
     st.session_state[_SELECTION_KEY] = sel
     return sel
 
@@ -741,10 +678,9 @@ def step_picker(steps: Sequence[int], label: str, key: str) -> int:
         st.caption(f"{label}: {newest} (the only one logged in the selected range)")
         return newest
     follow_key = f"_cldiag_newest_{key}"
-    current = st.session_state.get(key)
-    # On the newest step of the previous draw (or not chosen yet): follow the run to its newest step.
-    if current is None or current not in steps or current == st.session_state.get(follow_key):
-        st.session_state[key] = newest
+    follow = views.followed_step(st.session_state.get(key), st.session_state.get(follow_key), steps)
+    if follow is not None:
+        st.session_state[key] = follow
     st.session_state[follow_key] = newest
     step = int(st.select_slider(label, options=list(steps), key=key))
     if step == newest:
