@@ -100,9 +100,9 @@ def fig_align_uniform_plane(
                 name=f"{name} steps",
                 legendgroup=name,
                 showlegend=False,
-                text=[f"{steps[i]}" for i in marks],
+                text=[f"step {steps[i]}" for i in marks],
                 textposition="middle right",
-                textfont={"size": 10, "color": colors[run]},
+                textfont={"size": 11, "color": colors[run]},
                 marker={
                     "symbol": [symbols.get(i, "circle") for i in marks],
                     "size": [14 if i == len(steps) - 1 else 10 if i == 0 else 6 for i in marks],

@@ -486,7 +486,7 @@ def test_plane_labels_start_first_logged_step_and_end_with_their_steps():
     )
     fig = F.fig_align_uniform_plane(pairs)
     marks = fig.data[1]
-    assert list(marks.text) == ["0", "10", "30"] and list(marks.customdata) == [0, 10, 30]
+    assert list(marks.text) == ["step 0", "step 10", "step 30"] and list(marks.customdata) == [0, 10, 30]
 
 
 def test_concepts_hardest_negative_note_follows_the_temperature():
