@@ -35,6 +35,7 @@ RUN_PAGES = [
     ("6_spectrum.py", "Spectrum", ":material/equalizer:", "spectrum"),
     ("7_embeddings.py", "Embeddings", ":material/bubble_chart:", "embeddings"),
     ("8_compare.py", "Compare", ":material/difference:", "compare"),
+    ("9_pairs.py", "Pairs", ":material/join_inner:", "pairs"),
 ]
 LEARN_PAGES = [
     ("lab.py", "Lab", ":material/science:", "lab"),

@@ -100,12 +100,31 @@ def _report(args: argparse.Namespace) -> int:
 
     run = read_run(args.run)
     verdicts = health.evaluate(run)
+    examples = _examples(run, args.examples) if args.examples else None
     if args.json:
-        _emit(json.dumps(health.report_dict(run, verdicts), indent=2))
+        report = health.report_dict(run, verdicts)
+        if examples is not None:
+            report["examples"] = examples if isinstance(examples, str) else examples.to_dict("records")
+        _emit(json.dumps(report, indent=2, default=str))
     else:
         _emit(health.format_report(run, verdicts))
+        if examples is not None:
+            from cldiag.views import format_worst_pairs
+
+            _emit("\n" + (examples if isinstance(examples, str) else format_worst_pairs(examples)))
     failing = {"alarm"} if args.fail_on == "alarm" else {"alarm", "warn"}
     return EXIT_ALARM if any(v.level in failing for v in verdicts) else EXIT_OK
+
+
+def _examples(run: Any, n: int) -> Any:
+    """The ``n`` worst pairs of the latest snapshot (a DataFrame), or why there are none (a string)."""
+    from cldiag.views import worst_pairs_table
+
+    steps = run.snapshot_steps()
+    if not steps:
+        return "No embedding snapshot: no pairs to show."
+    earlier = steps[0] if len(steps) > 1 else None
+    return worst_pairs_table(run, steps[-1], n, compare_step=earlier)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -242,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("alarm", "warn"),
         default="alarm",
         help="lowest level that makes the exit code 1 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the N anchors whose positive ranks worst in the latest snapshot, with their "
+        "positive and hardest negatives (metadata as plain text)",
     )
 
     p = add(

@@ -51,6 +51,7 @@ __all__ = [
     "ModalityGap",
     "ModalityGapMatrix",
     "MultilinearScores",
+    "Neighbours",
     "PairwiseStatistics",
     "RankSummary",
     "ScoreHistograms",
@@ -60,17 +61,21 @@ __all__ = [
     "cone",
     "effective_rank",
     "false_negative_share",
+    "hardest_negatives",
     "hardness",
     "histogram_overlap",
     "modality_gap",
     "modality_gap_matrix",
     "multilinear_scores",
+    "nearest_neighbours",
     "negative_similarity",
     "normalize",
     "ordering_violations",
+    "pair_ranks",
     "pairwise_statistics",
     "penalty_weights",
     "positive_ranks",
+    "positive_similarity",
     "rank_summary",
     "retrieval_accuracy",
     "score_histograms",
@@ -1948,3 +1953,221 @@ def temperature_distribution(
     quantiles = torch.where(has_nan, math.nan, quantiles)
     probs_t = torch.tensor([float(q) for q in levels], dtype=torch.float32, device=t.device)
     return TemperatureDistribution(probs_t, quantiles, t.mean(), edges, _histogram(t, edges))
+
+
+# -- examples (issue 16) --
+# Which samples: nearest neighbours of a query row, positive ranks and hardest negatives per anchor, for a
+# snapshot of any size (row blocks keep the working set at ``chunk × N`` scores).
+
+_EXAMPLE_CHUNK = 4096  # rows per block: 4096 × 100 000 float32 scores = 1.6 GB at the largest snapshot
+
+
+class Neighbours(NamedTuple):
+    """The ``k`` most similar rows per query, most similar first.
+
+    Attributes:
+        indices: ``(Q, k)`` int64 row indices into the candidates.
+        similarity: ``(Q, k)`` float32 cosines; NaN where a row held NaN/Inf (such rows sort last).
+    """
+
+    indices: Tensor
+    similarity: Tensor
+
+
+def _check_k(k: object, available: int, what: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if not 1 <= k <= available:
+        raise ValueError(f"k must be in [1, {available}] ({what}), got {k}")
+    return k
+
+
+def _check_chunk(chunk: object) -> int:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    return chunk
+
+
+def _top_k(s: Tensor, k: int) -> Neighbours:
+    """Top ``k`` columns per row of cosines ``s``: NaN below every cosine, masked (-inf) entries last."""
+    order = torch.nan_to_num(s, nan=-3.0, posinf=-3.0, neginf=-math.inf)
+    idx = torch.topk(order, k, dim=1).indices
+    return Neighbours(idx, torch.gather(s, 1, idx))
+
+
+@torch.no_grad()
+def nearest_neighbours(
+    z: Tensor, query_idx: int | Sequence[int] | Tensor, k: int, *, chunk: int = _EXAMPLE_CHUNK
+) -> Neighbours:
+    r"""The ``k`` rows of ``z`` closest in cosine to each query row (the query itself left out).
+
+    .. math::
+
+        \text{nn}_k(q) = \operatorname{top-}k_{\,j \ne q}\; \hat z_q^\top \hat z_j
+
+    Computed in the full embedding dimension, not in a 2-D projection (where neighbours are distorted). On a
+    snapshot holding both sides of each pair, a healthy model finds the query's positive (same sample id,
+    other side) first and same-label samples next; unrelated samples at the top point to shortcuts.
+
+    Edge cases: a row holding NaN/Inf has similarity NaN and ranks last; ties are ordered arbitrarily.
+    Query indices given as a tensor are not range-checked (that would sync); Python ints are.
+
+    Args:
+        z: ``(N, d)`` embeddings (rows normalized here).
+        query_idx: row index, or ``(Q,)`` row indices, of the queries.
+        k: neighbours per query, ``1 <= k <= N - 1``.
+        chunk: queries per block (memory ``chunk × N``).
+
+    Returns:
+        :class:`Neighbours` with ``(Q, k)`` indices into ``z`` and cosines, most similar first.
+
+    Raises:
+        TypeError: non-floating ``z`` or non-integer indices.
+        ValueError: bad shapes, ``k`` out of range, or a Python index out of range.
+
+    Example:
+        >>> z = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+        >>> nearest_neighbours(z, 0, 2).indices
+        tensor([[1, 2]])
+    """
+    z = _check_matrix(z, "z")
+    n = z.shape[0]
+    k = _check_k(k, n - 1, "other rows of z")
+    chunk = _check_chunk(chunk)
+    if isinstance(query_idx, Tensor):
+        if query_idx.is_floating_point() or query_idx.is_complex() or query_idx.dtype == torch.bool:
+            raise TypeError(f"query_idx must hold integers, got dtype {query_idx.dtype}")
+        q = query_idx.reshape(-1).to(device=z.device, dtype=torch.long)
+    else:
+        items = [query_idx] if isinstance(query_idx, int) else list(query_idx)
+        for i in items:
+            if isinstance(i, bool) or not isinstance(i, int):
+                raise TypeError(f"query_idx must hold ints, got {type(i).__name__}")
+            if not -n <= i < n:
+                raise ValueError(f"query index {i} is out of range for {n} rows")
+        q = torch.tensor([i % n for i in items], dtype=torch.long, device=z.device)
+    u = _unit(z)
+    parts = []
+    for start in range(0, q.shape[0], chunk):
+        rows = q[start : start + chunk]
+        s = u[rows] @ u.T
+        s = s.scatter(1, rows[:, None], -math.inf)  # the query itself is no neighbour
+        parts.append(_top_k(s, k))
+    if not parts:
+        empty = torch.empty(0, k, device=z.device)
+        return Neighbours(empty.long(), empty)
+    return Neighbours(torch.cat([p.indices for p in parts]), torch.cat([p.similarity for p in parts]))
+
+
+@torch.no_grad()
+def pair_ranks(a: Tensor, b: Tensor, *, chunk: int = _EXAMPLE_CHUNK) -> Tensor:
+    r""":func:`positive_ranks` in row blocks, for snapshots too large for one ``B × B`` score matrix.
+
+    .. math::
+
+        \text{rank}_i = 1 + \#\{\, j \ne i : s_{ij} \ge s_{ii} \,\}
+
+    Same definition, range (``[1, B]``, 1 = the positive beats every negative) and tie rule (pessimistic);
+    an anchor whose scores hold a NaN gets rank NaN. Memory is ``chunk × B`` instead of ``B × B``.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]``.
+        chunk: anchors per block.
+
+    Returns:
+        ``(B,)`` float32 ranks.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad shapes or ``B < 2``.
+
+    Example:
+        >>> pair_ranks(torch.eye(3), torch.eye(3)[[0, 2, 1]])
+        tensor([1., 3., 3.])
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "the positive is ranked against the other rows of b")
+    chunk = _check_chunk(chunk)
+    ua, ub = _unit(a), _unit(b)
+    out = []
+    for start in range(0, a.shape[0], chunk):
+        s = ua[start : start + chunk] @ ub.T
+        rows = torch.arange(s.shape[0], device=s.device)
+        pos = s[rows, rows + start]
+        ahead = (s >= pos[:, None]).sum(dim=1, dtype=torch.float32) - 1.0  # the positive itself is >= too
+        out.append(torch.where(_nan_rows(s), math.nan, 1.0 + ahead))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def hardest_negatives(a: Tensor, b: Tensor, k: int, *, chunk: int = _EXAMPLE_CHUNK) -> Neighbours:
+    r"""Each anchor's ``k`` highest-scoring negatives: the rows ``j != i`` of ``b`` closest to ``a[i]``.
+
+    .. math::
+
+        \text{hard}_k(i) = \operatorname{top-}k_{\,j \ne i}\; \hat a_i^\top \hat b_j
+
+    The negatives the InfoNCE gradient weighs most (Robinson et al., ICLR 2021). Read them beside the
+    positive's rank (:func:`pair_ranks`): a hardest negative that shares the anchor's label is likely a
+    false negative (Chuang et al., NeurIPS 2020), one that does not is a confusion worth looking at.
+
+    Edge cases: rows with NaN/Inf score NaN and rank last; ties are ordered arbitrarily.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` candidates; ``b[i]`` is the positive of ``a[i]`` and never returned for it.
+        k: negatives per anchor, ``1 <= k <= B - 1``.
+        chunk: anchors per block (memory ``chunk × B``).
+
+    Returns:
+        :class:`Neighbours`: ``(B, k)`` row indices into ``b`` and their cosines, hardest first.
+
+    Raises:
+        TypeError: non-floating inputs or non-int ``k``.
+        ValueError: bad shapes, ``B < 2`` or ``k`` out of range.
+
+    Example:
+        >>> a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+        >>> hardest_negatives(a, a, 1).indices.ravel()
+        tensor([2, 2, 0])
+    """
+    a, b = _check_pair(a, b)
+    _check_rows(a, "a", 2, "an anchor needs at least one negative")
+    k = _check_k(k, a.shape[0] - 1, "negatives per anchor")
+    chunk = _check_chunk(chunk)
+    ua, ub = _unit(a), _unit(b)
+    parts = []
+    for start in range(0, a.shape[0], chunk):
+        s = ua[start : start + chunk] @ ub.T
+        rows = torch.arange(s.shape[0], device=s.device)
+        s = s.index_put((rows, rows + start), torch.tensor(-math.inf, device=s.device))
+        parts.append(_top_k(s, k))
+    return Neighbours(torch.cat([p.indices for p in parts]), torch.cat([p.similarity for p in parts]))
+
+
+@torch.no_grad()
+def positive_similarity(a: Tensor, b: Tensor) -> Tensor:
+    r"""Cosine of each positive pair, :math:`s_{ii} = \hat a_i^\top \hat b_i` (the mean is ``pos_sim``).
+
+    Range ``[-1, 1]``; NaN for a row holding NaN/Inf. Shown beside :func:`pair_ranks`: a low rank with a
+    high positive cosine means crowded negatives, a low cosine means the pair itself is far apart.
+
+    Args:
+        a: ``(B, d)`` anchors.
+        b: ``(B, d)`` positives.
+
+    Returns:
+        ``(B,)`` float32 cosines.
+
+    Raises:
+        TypeError: non-floating inputs.
+        ValueError: bad shapes.
+
+    Example:
+        >>> a, b = torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([[1.0, 1.0], [0.0, -1.0]])
+        >>> positive_similarity(a, b)
+        tensor([ 0.7071, -1.0000])
+    """
+    a, b = _check_pair(a, b)
+    return (_unit(a) * _unit(b)).sum(dim=1)

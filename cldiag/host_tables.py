@@ -23,7 +23,8 @@ ScalarRows = tuple[np.ndarray, np.ndarray, np.ndarray]
 HistRow = tuple[int, str, np.ndarray, np.ndarray]
 SpectrumRow = tuple[int, str, np.ndarray]
 CurveRow = tuple[int, np.ndarray, str, np.ndarray]
-SnapshotRow = tuple[int, str, np.ndarray, "np.ndarray | None", np.ndarray]
+Texts = list[str | None]
+SnapshotRow = tuple[int, str, np.ndarray, "np.ndarray | None", np.ndarray, "Texts | None"]
 
 TABLES: tuple[str, ...] = ("scalars", "histograms", "spectra", "temperature")
 """The tables of a flush written one part each (snapshots go one part per snapshot step)."""
@@ -41,7 +42,7 @@ class FlushJob:
         histograms: ``[(step, kind, counts, edges)]``, or None.
         spectra: ``[(step, modality, eigenvalues)]``, or None.
         temperature: ``[(step, taus, curve, values)]``, or None.
-        snapshots: ``[(step, modality, vectors, labels, ids)]``, or None.
+        snapshots: ``[(step, modality, vectors, labels, ids, meta)]``, or None (meta: texts or None).
         last_step: the largest step of the job's rows (None when it holds none).
         dim: the run's embedding dim, once known.
         dropped: steps left out at the copy, each with the reason.
@@ -75,7 +76,8 @@ class Pending:
     hist: list[tuple[int, str, torch.Tensor, torch.Tensor]] = field(default_factory=list)
     spectra: list[tuple[int, str, torch.Tensor]] = field(default_factory=list)
     curves: list[tuple[int, torch.Tensor, str, torch.Tensor]] = field(default_factory=list)
-    snapshots: list[tuple[int, str, torch.Tensor, torch.Tensor | None, torch.Tensor]] = field(
+    # (step, modality, vectors, labels, ids, meta): meta is host text already (schema.encode_meta) or None.
+    snapshots: list[tuple[int, str, torch.Tensor, torch.Tensor | None, torch.Tensor, Texts | None]] = field(
         default_factory=list,
     )
     n_steps: int = 0
@@ -121,12 +123,13 @@ def to_host(p: Pending, dim: int | None) -> FlushJob:
     curves = _copy_rows(p.curves, lambda s, t, c, v: (s, t.cpu().numpy(), c, v.cpu().numpy()), dropped)
     snapshots = _copy_rows(
         p.snapshots,
-        lambda s, m, z, lab, ids: (
+        lambda s, m, z, lab, ids, meta: (
             s,
             m,
             z.float().cpu().numpy(),
             lab.cpu().numpy() if lab is not None else None,
             ids.cpu().numpy(),
+            meta,
         ),
         dropped,
     )
@@ -268,11 +271,11 @@ def build(table: str, rows: Any) -> pa.Table:
 
 
 def snapshot_tables(
-    rows: list[tuple[int, str, np.ndarray, np.ndarray | None, np.ndarray]],
+    rows: list[SnapshotRow],
 ) -> dict[int, pa.Table]:
-    """``[(step, modality, vectors, labels, ids)]`` → one embeddings table per snapshot step."""
+    """``[(step, modality, vectors, labels, ids, meta)]`` → one embeddings table per snapshot step."""
     by_step: dict[int, list[pa.Table]] = {}
-    for s, m, z, lab, ids in rows:
+    for s, m, z, lab, ids, meta in rows:
         n, d = z.shape
         by_step.setdefault(s, []).append(
             pa.table(
@@ -284,6 +287,7 @@ def snapshot_tables(
                     "vector": pa.FixedSizeListArray.from_arrays(
                         pa.array(z.reshape(-1).astype(np.float32)), d
                     ),
+                    "meta": pa.array(meta if meta is not None else [None] * n, pa.string()),
                 },
                 schema=schema.embeddings_schema(d),
             ),

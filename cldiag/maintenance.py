@@ -132,10 +132,10 @@ def compact_run(
     if not store.exists(schema.META_FILE):
         raise FileNotFoundError(f"{store.uri!r} is not a cldiag run: it has no meta.json")
     version = store.read_meta().get("schema_version")
-    if version != schema.SCHEMA_VERSION:
+    if version not in schema.READABLE_SCHEMA_VERSIONS:
         raise schema.SchemaVersionError(
             f"{store.uri!r} was written with cldiag schema version {version!r}; this cldiag compacts "
-            f"version {schema.SCHEMA_VERSION} only",
+            f"versions {list(schema.READABLE_SCHEMA_VERSIONS)} only",
         )
     problems: list[str] = []
     before = _sizes(store)

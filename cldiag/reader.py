@@ -32,9 +32,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Run", "downsample", "list_runs", "read_run"]
 
-_EMBEDDING_COLUMNS = ["step", "sample_id", "modality", "label", "vector"]
+_EMBEDDING_COLUMNS = ["step", "sample_id", "modality", "label", "meta", "vector"]
 _LIST_ATTEMPTS = 3  # listings of one directory per read when parts vanish (compaction)
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cldiag-read")
+
+
+def _fill_optional(table: pa.Table, expected: pa.Schema | None) -> pa.Table:
+    """``table`` with the optional columns of ``expected`` it lacks (a part of an older version) as nulls."""
+    names = expected.names if expected is not None else list(schema.OPTIONAL_COLUMNS)
+    for name, kind in schema.OPTIONAL_COLUMNS.items():
+        if name in names and name not in table.column_names:
+            table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
+    return table
 
 
 def _empty(table: str) -> pd.DataFrame:
@@ -104,6 +113,49 @@ class Run:
         from cldiag.plot import run_html
 
         return run_html(self)
+
+    def neighbours(
+        self, step: int | None, sample_id: int, k: int = 10, *, modality: str | None = None
+    ) -> pd.DataFrame:
+        """The ``k`` nearest rows (cosine, full dimension) to a sample in a snapshot (None = latest).
+
+        See :func:`cldiag.views.neighbours_table` for the columns.
+        """
+        from cldiag import views  # cldiag.views builds on this module
+
+        return views.neighbours_table(self, self._snapshot_step(step), sample_id, k, modality)
+
+    def worst_pairs(
+        self,
+        step: int | None = None,
+        n: int = 20,
+        *,
+        label: int | None = None,
+        k: int = 3,
+        compare_step: int | None = None,
+    ) -> pd.DataFrame:
+        """The ``n`` anchors whose positive ranks worst in a snapshot (None = latest), with their examples.
+
+        Each anchor comes with its positive and ``k`` hardest negatives; see
+        :func:`cldiag.views.worst_pairs_table`.
+
+        Raises:
+            ValueError: the snapshot holds no pairs (one side only) or no anchor with ``label``.
+        """
+        from cldiag import views  # cldiag.views builds on this module
+
+        table = views.worst_pairs_table(self, self._snapshot_step(step), n, label, k, compare_step)
+        if isinstance(table, str):
+            raise ValueError(table)
+        return table
+
+    def _snapshot_step(self, step: int | None) -> int:
+        steps = self.snapshot_steps()
+        if step is None:
+            if not steps:
+                raise KeyError(f"run {self.name!r} has no embedding snapshot")
+            return steps[-1]
+        return int(step)
 
     def refresh(self) -> Run:
         """Re-read ``meta.json`` (part files are always listed afresh)."""
@@ -210,6 +262,7 @@ class Run:
         replaces = replaced_parts(table)
         if expected is None:
             return table.replace_schema_metadata(None), replaces
+        table = _fill_optional(table, expected)
         missing = [f.name for f in expected if f.name not in table.column_names]
         if missing:
             self._note(f"skipped part {path}: missing columns {missing}")
@@ -306,19 +359,23 @@ class Run:
         return self._read_parts(snapshot_dir(step), expected)
 
     def embeddings(self, step: int | None = None) -> pd.DataFrame:
-        """One snapshot (latest when ``step`` is None): ``step, sample_id, modality, label, vector``."""
+        """One snapshot (latest when ``step`` is None): ``step, sample_id, modality, label, meta, vector``.
+
+        ``meta`` is the text stored for a row (None when none; see :func:`cldiag.schema.encode_meta`).
+        """
         table = self._snapshot_table(step)
         if table is None:
             return _empty("embeddings")
         df = table.select(_EMBEDDING_COLUMNS).to_pandas()
         df["modality"] = df["modality"].astype(object)
+        df["meta"] = pd.Series(table["meta"].to_pylist(), index=df.index, dtype=object)  # None, not NaN
         df["label"] = df["label"].astype("Int64")  # nullable: unlabeled rows stay <NA>, not NaN floats
         return df
 
     def embedding_matrix(
         self, step: int | None = None, *, max_rows: int | None = None, seed: int = 0
     ) -> tuple[np.ndarray, pd.DataFrame]:
-        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label)``.
+        """A snapshot as ``(N×d float32 array, DataFrame of step, sample_id, modality, label, meta)``.
 
         Args:
             step: the snapshot's step (None: the latest).
@@ -345,6 +402,7 @@ class Run:
         matrix = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         info = table.select(_EMBEDDING_COLUMNS[:-1]).to_pandas()
         info["modality"] = info["modality"].astype(object)
+        info["meta"] = pd.Series(table["meta"].to_pylist(), index=info.index, dtype=object)  # None, not NaN
         info["label"] = info["label"].astype("Int64")
         return matrix.reshape(-1, dim), info
 
@@ -405,13 +463,15 @@ class Run:
 
     def _take_rows(self, path: str, rows: np.ndarray, expected: pa.Schema | None) -> list[pa.Table]:
         footer = self._store.parquet_file(path)
+        present = set(footer.schema_arrow.names)
+        columns = [c for c in _EMBEDDING_COLUMNS if c in present]  # older parts lack the optional ones
         out, start = [], 0
-        for batch in footer.iter_batches(batch_size=8192, columns=_EMBEDDING_COLUMNS):
+        for batch in footer.iter_batches(batch_size=8192, columns=columns):
             end = start + batch.num_rows
             inside = rows[(rows >= start) & (rows < end)] - start
             if inside.size:
-                table = pa.Table.from_batches([batch.take(pa.array(inside))])
-                out.append(table.cast(expected) if expected is not None else table)
+                table = _fill_optional(pa.Table.from_batches([batch.take(pa.array(inside))]), expected)
+                out.append(table.select(expected.names).cast(expected) if expected is not None else table)
             start = end
         return out
 
@@ -465,10 +525,10 @@ def _load_meta(store: RunStore) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"{store.uri!r} is not a cldiag run: it has no meta.json") from None
     version = meta.get("schema_version")
-    if version != schema.SCHEMA_VERSION:
+    if version not in schema.READABLE_SCHEMA_VERSIONS:
         raise schema.SchemaVersionError(
             f"{store.uri!r} was written with cldiag schema version {version!r}; this cldiag reads "
-            f"version {schema.SCHEMA_VERSION}. Use a matching cldiag version to read it.",
+            f"versions {list(schema.READABLE_SCHEMA_VERSIONS)}. Use a matching cldiag version to read it.",
         )
     return meta
 

@@ -7,7 +7,7 @@ A run is a directory (local path or ``s3://`` / ``file://`` URI)::
     histograms/part-*.parquet          step, kind, bin_left, bin_right, count
     spectra/part-*.parquet             step, modality, index, eigenvalue
     temperature/part-*.parquet         step, tau, curve, value
-    embeddings/step=N/part-*.parquet   step, sample_id, modality, label, vector
+    embeddings/step=N/part-*.parquet   step, sample_id, modality, label, vector, meta
 
 Every table is long ("tidy") and append-only: a new metric is a new row value, never a schema change,
 so any parquet reader (pandas, polars, DuckDB, Spark) can read a run without cldiag. Each flush writes
@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import getpass
+import json
 import platform
 import socket
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION: Final[int] = 1
-"""Bumped whenever a table or ``meta.json`` changes incompatibly. Readers refuse other versions."""
+SCHEMA_VERSION: Final[int] = 2
+"""Bumped whenever a table or ``meta.json`` changes. Version 2 added the snapshots' ``meta`` column."""
+
+READABLE_SCHEMA_VERSIONS: Final[tuple[int, ...]] = (1, 2)
+"""Versions this cldiag reads; readers refuse others. A version-1 snapshot reads with ``meta`` all null."""
 
 META_FILE: Final[str] = "meta.json"
 PART_PREFIX: Final[str] = "part-"
@@ -61,7 +67,12 @@ TEMPERATURE = pa.schema(
 
 
 def embeddings_schema(dim: int) -> pa.Schema:
-    """Schema of an embedding snapshot: one row per sample, the vector as a fixed-size float32 list."""
+    """Schema of an embedding snapshot: one row per sample and side, the vector as a fixed-size float32 list.
+
+    ``meta`` (nullable, schema version 2) is what the sample is: the text given for it, or a JSON object for
+    a mapping of columns; see :func:`encode_meta`. Two-view and two-modality snapshots hold both sides of
+    each pair under the same ``sample_id``; ``modality`` says which side a row is.
+    """
     return pa.schema(
         [
             ("step", pa.int64()),
@@ -69,8 +80,114 @@ def embeddings_schema(dim: int) -> pa.Schema:
             ("modality", pa.string()),
             ("label", pa.int64()),
             ("vector", pa.list_(pa.float32(), dim)),
+            ("meta", pa.string()),
         ],
     )
+
+
+OPTIONAL_COLUMNS: Final[dict[str, pa.DataType]] = {"meta": pa.string()}
+"""Columns that parts of older schema versions lack; readers fill them with nulls."""
+
+META_MAX_CHARS: Final[int] = 500
+"""Longest metadata text kept per row (per column for a mapping); longer text is cut and ends in ``…``."""
+
+META_MAX_COLUMNS: Final[int] = 16
+"""Most columns a metadata mapping may have."""
+
+META_ELLIPSIS: Final[str] = "…"
+
+Meta = Sequence[Any] | Mapping[str, Sequence[Any]]
+"""Per-row metadata as the Monitor takes it: one string per row, or a mapping of column → strings."""
+
+
+def _meta_text(value: Any, where: str) -> str | None:
+    """One metadata cell as capped text (None stays None); numbers are written as text."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        raise TypeError(f"{where} must be str (decode bytes first), got {type(value).__name__}")
+    if isinstance(value, float) and value != value:  # NaN: a missing cell in pandas
+        return None
+    if isinstance(value, np.str_ | np.integer | np.floating):
+        return _meta_text(value.item(), where)
+    if not isinstance(value, str | int | float):
+        raise TypeError(f"{where} must be a str (or a number), got {type(value).__name__}")
+    text = str(value)
+    if len(text) > META_MAX_CHARS:
+        text = text[: META_MAX_CHARS - len(META_ELLIPSIS)] + META_ELLIPSIS
+    return text
+
+
+def _meta_length(values: Any, n: int, where: str) -> None:
+    if isinstance(values, str | bytes | bytearray) or not hasattr(values, "__len__"):
+        raise TypeError(
+            f"{where} must be a sequence with one entry per row (a list of strings), "
+            f"got {type(values).__name__}",
+        )
+    if len(values) != n:
+        raise ValueError(f"{where} must have {n} entries to match the batch, got {len(values)}")
+
+
+def check_meta(meta: Meta | None, n: int) -> None:
+    """Check the shape of per-row metadata for ``n`` rows without touching every cell (cheap per step).
+
+    Raises:
+        TypeError: ``meta`` is neither a sequence nor a mapping of sequences, or a key is not a string.
+        ValueError: a sequence does not hold ``n`` entries, or a mapping has too many columns.
+    """
+    if meta is None:
+        return
+    if isinstance(meta, Mapping):
+        if not meta:
+            raise ValueError("meta mapping has no columns")
+        if len(meta) > META_MAX_COLUMNS:
+            raise ValueError(f"meta mapping may have at most {META_MAX_COLUMNS} columns, got {len(meta)}")
+        for key, values in meta.items():
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"meta mapping keys must be non-empty strings, got {key!r}")
+            _meta_length(values, n, f"meta[{key!r}]")
+        return
+    _meta_length(meta, n, "meta")
+
+
+def meta_length(meta: Meta | None) -> int:
+    """Rows of per-row metadata checked by :func:`check_meta` (0 for None)."""
+    if meta is None:
+        return 0
+    return len(next(iter(meta.values())) if isinstance(meta, Mapping) else meta)
+
+
+def encode_meta(meta: Meta, rows: Sequence[int] | range) -> list[str | None]:
+    """The stored ``meta`` text of the chosen rows: the row's string, or a JSON object for a mapping.
+
+    Every cell is cut to :data:`META_MAX_CHARS` characters. The text is stored and shown as plain text:
+    never parsed, executed, or rendered as Markdown/HTML. A mapping row whose cells are all missing is None.
+
+    Args:
+        meta: one string per row (``None`` = no metadata for that row), or a mapping of column name → such
+            a sequence (e.g. ``{"caption": [...], "file": [...]}``). Numbers are written as text.
+        rows: the row indices to encode (a snapshot keeps only some rows of a batch).
+
+    Raises:
+        TypeError: a cell is not a string, number or None.
+
+    Example:
+        >>> encode_meta(["a cat", None, "x" * 600], range(3))[:2]
+        ['a cat', None]
+        >>> encode_meta({"caption": ["a dog"], "index": [7]}, [0])
+        ['{"caption": "a dog", "index": "7"}']
+    """
+    if isinstance(meta, Mapping):
+        # Positional access: a pandas Series is read by position (.iloc), never by its index labels.
+        columns = {k: getattr(v, "iloc", v) for k, v in meta.items()}
+        out: list[str | None] = []
+        for i in rows:
+            cells = {k: _meta_text(v[i], f"meta[{k!r}][{i}]") for k, v in columns.items()}
+            kept = {k: v for k, v in cells.items() if v is not None}
+            out.append(json.dumps(kept, ensure_ascii=False) if kept else None)
+        return out
+    values = getattr(meta, "iloc", meta)
+    return [_meta_text(values[i], f"meta[{i}]") for i in rows]
 
 
 SCHEMAS: Final[dict[str, pa.Schema]] = {

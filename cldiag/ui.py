@@ -698,7 +698,8 @@ def chart(
     caption: tuple[str, str],
     file_name: str,
     note: str | None = None,
-) -> None:
+    select: bool = False,
+) -> list[dict[str, Any]]:
     """Show a figure with its "how to read this" caption and a CSV download of its data.
 
     Args:
@@ -708,12 +709,44 @@ def chart(
         caption: how to read the chart, in two lines (what it shows; what healthy looks like, with the paper).
         file_name: CSV file name (without extension).
         note: an extra caption (e.g. that the series were downsampled).
+        select: let the user select points (clicking one reruns the page).
+
+    Returns:
+        The selected points (plotly's dicts with ``customdata``); empty without ``select``.
     """
-    st.plotly_chart(fig, key=f"chart_{key}", config=PLOTLY_CONFIG)
+    points: list[dict[str, Any]] = []
+    if select:
+        event = st.plotly_chart(
+            fig, key=f"chart_{key}", config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
+        )
+        points = list(event.selection.points)
+    else:
+        st.plotly_chart(fig, key=f"chart_{key}", config=PLOTLY_CONFIG)
     st.caption("  \n".join(caption))
     if note:
         st.caption(note)
+    _csv_button(data, key=key, file_name=file_name)
+    return points
 
+
+def table(frame: pd.DataFrame | str | None, *, key: str, file_name: str) -> None:
+    """Show a views table with a CSV download, a message as an info box, None as nothing.
+
+    Text cells stay plain text (metadata is never rendered as Markdown/HTML); ``frame.attrs["caption"]``,
+    when set, is shown above the table.
+    """
+    if frame is None:
+        return
+    if isinstance(frame, str):
+        st.info(frame)
+        return
+    if frame.attrs.get("caption"):
+        st.caption(str(frame.attrs["caption"]))
+    st.dataframe(frame, hide_index=True, key=f"table_{key}")
+    _csv_button(frame, key=key, file_name=file_name)
+
+
+def _csv_button(data: pd.DataFrame | Callable[[], pd.DataFrame], *, key: str, file_name: str) -> None:
     def csv() -> bytes:
         frame = data() if callable(data) else data
         return frame.to_csv(index=False).encode("utf-8")
@@ -849,20 +882,29 @@ def run_multi_page(title: str, intro: str, render: Callable[[Selection, list[Run
 
 # ---------------------------------------------------------------------------------------------------------
 # Panels of the view layer (cldiag.views)
-def show(item: Panel | str | None, *views: RunView) -> None:
+def show(item: Panel | str | None, *views: RunView, select: bool = False) -> list[dict[str, Any]]:
     """Draw what a :mod:`cldiag.views` function returned for ``views``: a panel, a message, or nothing.
 
     A panel's figure is built once per (run versions, step range, panel key and params) and shown with
     :func:`chart`; a message (why there is nothing to draw) is shown as an info box; None draws nothing.
+    With ``select`` the user can select points; the selected points are returned (see :func:`chart`).
     """
     if item is None:
-        return
+        return []
     if isinstance(item, str):
         st.info(item)
-        return
+        return []
     key = (tuple((v.path, v.token, v.step_range) for v in views), item.key, item.params)
     fig = cached(key, item.build)
-    chart(fig, item.data, key=item.key, caption=item.caption, file_name=item.file_name, note=item.note)
+    return chart(
+        fig,
+        item.data,
+        key=item.key,
+        caption=item.caption,
+        file_name=item.file_name,
+        note=item.note,
+        select=select,
+    )
 
 
 def open_runs(root: str) -> list[Run]:

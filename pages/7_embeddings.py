@@ -1,4 +1,4 @@
-"""Embeddings: a 2-D map of snapshot embeddings (PCA at once; UMAP and t-SNE computed in the background)."""
+"""Embeddings: a 2-D map of snapshots (PCA now, UMAP/t-SNE in the background); click a point: neighbours."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def render(view: ui.RunView) -> None:
         else:
             st.info(views.computing_message(label, min(cap, inp.finite_rows)))
             ui.rerun_when_done(job)
-    ui.show(views.embedding_scatter(view, proj, inp.info, shown, color_by), view)
+    picked = ui.show(views.embedding_scatter(view, proj, inp.info, shown, color_by), view, select=True)
+    ui.table(views.selection_neighbours(view, picked), key="emb_nn", file_name=f"{view.name}-neighbours")
 
 
 ui.run_page(

@@ -140,6 +140,7 @@ def build_hostile_root(root: Path, *, leak_url: str = "http://127.0.0.1:9") -> d
                 "modality": pa.array(["view1"] * SNAPSHOT_ROWS, pa.string()),
                 "label": pa.array(np.arange(SNAPSHOT_ROWS) % 3, pa.int64()),
                 "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), SNAPSHOT_DIM),
+                "meta": pa.nulls(SNAPSHOT_ROWS, pa.string()),
             },
             schema=schema.embeddings_schema(SNAPSHOT_DIM),
         ),

@@ -120,9 +120,12 @@ def test_snapshot_collects_across_batches(tmp_path):
             mon.log(step, a, b, labels=y)
     run = read_run(tmp_path / "s")
     assert run.snapshot_steps() == [0, 4, 8]
-    emb = run.embeddings(4)
+    both = run.embeddings(4)
+    assert both.modality.value_counts().to_dict() == {"view1": 100, "view2": 100}  # both views of each pair
+    emb = both[both.modality == "view1"]
     assert len(emb) == 100  # 48 + 48 + 4 rows from steps 4, 5, 6
     assert emb.sample_id.is_unique
+    assert both[both.modality == "view2"].sample_id.tolist() == emb.sample_id.tolist()
     first = _batch(4)[0]
     np.testing.assert_allclose(np.stack(emb.vector.iloc[:48].to_list()), first.numpy(), rtol=1e-6)
     np.testing.assert_array_equal(emb.label.iloc[:48].to_numpy(dtype=int), _batch(4)[2].numpy())

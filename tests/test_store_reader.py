@@ -222,6 +222,7 @@ def test_embedding_matrix_samples_rows_across_parts_without_a_whole_read(tmp_pat
                     "modality": ["view1"] * n,
                     "label": pa.array(ids % 5, pa.int64()),
                     "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 3),
+                    "meta": pa.nulls(n, pa.string()),
                 },
                 schema=schema.embeddings_schema(3),
             ),

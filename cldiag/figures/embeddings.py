@@ -6,6 +6,7 @@ modality, label`` (see :mod:`cldiag.projection`).
 
 from __future__ import annotations
 
+import html
 from typing import Literal
 
 import numpy as np
@@ -29,14 +30,34 @@ def _scatter_type(n: int) -> type[go.Scatter] | type[go.Scattergl]:
     return go.Scattergl if n > _WEBGL_ABOVE else go.Scatter
 
 
+_HOVER_META_CHARS = 160  # a hover box is one glance; the neighbour table shows the full text
+
+
+def _hover_text(meta: object) -> str:
+    """Metadata as inert hover text: HTML-escaped (plotly renders tags in hover labels), one line, cut."""
+    if meta is None or (isinstance(meta, float) and np.isnan(meta)):
+        return ""
+    flat = " ".join(str(meta).split())
+    if len(flat) > _HOVER_META_CHARS:
+        flat = flat[: _HOVER_META_CHARS - 1] + "…"
+    return "<br>" + html.escape(flat)
+
+
 def _hover(df: pd.DataFrame) -> tuple[np.ndarray, str]:
     labels = df["label"].astype("object").where(df["label"].notna(), "none")
+    meta = df["meta"] if "meta" in df.columns else pd.Series([None] * len(df), index=df.index)
     custom = np.column_stack(
-        [df["sample_id"].to_numpy(), labels.to_numpy(), df["modality"].astype(str), df["step"].to_numpy()],
+        [
+            df["sample_id"].to_numpy(),
+            labels.to_numpy(),
+            df["modality"].astype(str),
+            df["step"].to_numpy(),
+            [_hover_text(m) for m in meta],
+        ],
     )
     template = (
         "sample %{customdata[0]}<br>label %{customdata[1]}<br>%{customdata[2]} · step %{customdata[3]}"
-        "<extra></extra>"
+        "%{customdata[4]}<extra></extra>"
     )
     return custom, template
 
@@ -49,7 +70,7 @@ def fig_embedding_scatter(
     x_title: str = "component 1",
     y_title: str = "component 2",
 ) -> go.Figure:
-    """Scatter of projected embeddings; hover shows sample id, label, modality and step.
+    """Scatter of projected embeddings; hover shows sample id, label, modality, step and metadata.
 
     Args:
         points: projected points with columns ``x, y, step, sample_id, modality, label``.

@@ -394,11 +394,16 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
 
 
 def _log_held_out(
-    monitor: Monitor, step: int, docstrings: torch.Tensor, code: torch.Tensor, measures: HeldOutMeasures
+    monitor: Monitor,
+    step: int,
+    embeddings: tuple[torch.Tensor, torch.Tensor],
+    texts: tuple[Sequence[str], Sequence[str]],
+    measures: HeldOutMeasures,
 ) -> None:
-    ids = torch.arange(len(docstrings))
-    monitor.log_embeddings(step, docstrings, modality=MODALITIES[0], ids=ids)
-    monitor.log_embeddings(step, code, modality=MODALITIES[1], ids=ids)
+    """Snapshot both sides of the held-out pairs (one id per pair, each row's text as its metadata)."""
+    ids = torch.arange(len(embeddings[0]))
+    for modality, z, meta in zip(MODALITIES, embeddings, texts, strict=True):
+        monitor.log_embeddings(step, z, modality=modality, ids=ids, meta=list(meta))
     for name, value in measures.scalars().items():
         monitor.log_scalar(step, name, value)
 
@@ -483,7 +488,7 @@ def _fine_tune(
     ) as monitor:
         docs0, code0 = _embed(model, held_docs, 64), _embed(model, held_code, 64)
         before = measure(docs0, code0, _layer_tokens(model, held_docs[:_TOKEN_SAMPLE_TEXTS], 64))
-        _log_held_out(monitor, 0, docs0, code0, before)
+        _log_held_out(monitor, 0, (docs0, code0), (held_docs, held_code), before)
 
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
         model.train()
@@ -511,7 +516,7 @@ def _fine_tune(
         if steps_done:
             docs1, code1 = _embed(model, held_docs, 64), _embed(model, held_code, 64)
             after = measure(docs1, code1, _layer_tokens(model, held_docs[:_TOKEN_SAMPLE_TEXTS], 64))
-            _log_held_out(monitor, steps_done, docs1, code1, after)
+            _log_held_out(monitor, steps_done, (docs1, code1), (held_docs, held_code), after)
         else:  # nothing trained: "after" is "before", and the run holds no second point to compare
             after = before
         monitor.close(status="failed" if status == "diverged" else "finished")

@@ -42,6 +42,7 @@ from torch import Tensor
 from cldiag import functional as F
 from cldiag import losses, paths, schema
 from cldiag.lab.data import (
+    CAPTION_ATTRIBUTES,
     ClutteredDigitsViews,
     DigitsViews,
     GaussianToy,
@@ -439,6 +440,7 @@ class _Probe:
         self.c_train = self.c_test = None
         if isinstance(data, PairedDigitsCaptions):
             self.c_train, self.c_test = data.eval_captions()
+        self.what = _what_samples_are(data, self.y_test, self.x_test.shape[0])
 
     def raw_knn(self) -> float | None:
         if self.x_train is None or self.y_train is None or self.y_test is None:
@@ -474,17 +476,30 @@ class _Probe:
     def snapshot(
         self, step: int, mon: Monitor, first: Encoder, second: Encoder | None, third: Encoder | None = None
     ) -> None:
-        ids = torch.arange(self.x_test.shape[0])
+        ids, (what, caption) = torch.arange(self.x_test.shape[0]), self.what
         if self.triples is not None and second is not None and third is not None:
-            for name, tower, x in (("a", first, self.triples.a), ("b", second, self.triples.b)):
-                mon.log_embeddings(step, tower(x), labels=self.y_test, modality=name, ids=ids)
-            mon.log_embeddings(step, third(self.triples.c), labels=self.y_test, modality="c", ids=ids)
+            t = self.triples
+            for name, tower, x in (("a", first, t.a), ("b", second, t.b), ("c", third, t.c)):
+                mon.log_embeddings(step, tower(x), labels=self.y_test, modality=name, ids=ids, meta=what)
             return
         if second is None:
-            mon.log_embeddings(step, first(self.x_test), labels=self.y_test, ids=ids)
+            mon.log_embeddings(step, first(self.x_test), labels=self.y_test, ids=ids, meta=what)
             return
-        mon.log_embeddings(step, first(self.x_test), labels=self.y_test, modality="image", ids=ids)
-        mon.log_embeddings(step, second(self.c_test), labels=self.y_test, modality="text", ids=ids)
+        sides = (("image", first(self.x_test), what), ("text", second(self.c_test), caption))
+        for modality, z, meta in sides:
+            mon.log_embeddings(step, z, labels=self.y_test, modality=modality, ids=ids, meta=meta)
+
+
+def _what_samples_are(data: LabData, labels: Tensor | None, n: int) -> tuple[list[str], list[str] | None]:
+    """Snapshot metadata of the held-out samples: what each one is, and the caption's words (paired data)."""
+    if labels is None:
+        return [f"toy probe sample {i}" for i in range(n)], None
+    kind = "digit" if isinstance(data, DigitsViews) else "class"
+    what = [f"{kind} {y}, held-out sample {i}" for i, y in enumerate(labels.tolist())]
+    if not isinstance(data, PairedDigitsCaptions):
+        return what, None
+    words = {d: ", ".join(w for w, members in CAPTION_ATTRIBUTES if d in members) for d in range(10)}
+    return what, [f"caption of a {y}: {words[y] or 'no attribute'} (+ noise)" for y in labels.tolist()]
 
 
 # ---------------------------------------------------------------------------------------------------------

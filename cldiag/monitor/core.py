@@ -41,6 +41,7 @@ __all__ = ["Monitor"]
 
 Number = float | int
 TensorOrNumber = torch.Tensor | float | int
+Meta = schema.Meta
 
 _STEP_STATISTICS = {  # key of F.step_statistics → metric name ({a}/{b}: the modality names)
     "alignment": schema.M_ALIGNMENT,
@@ -72,7 +73,8 @@ class Monitor:
             dashboard.
         modalities: names of two modalities, e.g. ``("image", "text")``, for two-tower/CLIP runs: enables
             the modality gap, cones and matched distance, and logs spectra and snapshots of both sides.
-            ``None`` (default) means ``a`` and ``b`` are two views of the same inputs (SimCLR/MoCo).
+            ``None`` (default) means ``a`` and ``b`` are two views of the same inputs (SimCLR/MoCo);
+            snapshots keep both views.
         name: display name (default: the directory name).
         pairwise_every: steps between O(B²) statistics (uniformity, histograms, tolerance, hardness). 0 = off.
         spectrum_every: steps between covariance spectra and effective rank. 0 = off.
@@ -174,7 +176,8 @@ class Monitor:
         self._last_log_step: int | None = None  # steps of log() must increase: no (step, metric) twice
         self._last_by_name: dict[str, int] = {}  # and for each scalar name, log's and log_scalar's alike
         self._last_embedding_step: dict[str, int] = {}  # and for each log_embeddings modality
-        self._last_batch: tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
+        # (step, a, b, labels, meta, meta_rows) of the last logged batch, for the final snapshot at close.
+        self._last_batch: tuple[int, torch.Tensor, torch.Tensor | None, Any, Any, int] | None = None
         self._last_snapshot_step: int | None = None  # the last step whose batch went into a snapshot
         self._last_spectrum_step: int | None = None
         self._closed = False
@@ -286,6 +289,7 @@ class Monitor:
         temperature: TensorOrNumber | None = None,
         loss: TensorOrNumber | None = None,
         ids: torch.Tensor | Sequence[int] | None = None,
+        meta: Meta | None = None,
     ) -> None:
         """Log one training step.
 
@@ -304,6 +308,10 @@ class Monitor:
             temperature: the loss's τ (float or tensor, e.g. a learnable one).
             loss: the step's loss (float or tensor).
             ids: sample ids ``(B,)`` stored with snapshot rows (default: a running counter).
+            meta: what each sample is, kept with snapshot rows only (host data, read at snapshot steps): one
+                short string per row (caption, sentence, file name; ``None`` for none) or a mapping of
+                column name → such a sequence. Cut to ``schema.META_MAX_CHARS`` characters per cell and
+                stored as plain text. Under DDP only the writing rank's own rows keep theirs.
         """
         if self._closed:
             self._report("log() called after close(); nothing is logged")
@@ -312,7 +320,7 @@ class Monitor:
             return  # reported once when the deletion was found; computing would only waste the step
         pending, sizes = self._pending, self._pending.sizes()
         try:
-            self._log(step, a, b, labels, temperature, loss, ids)
+            self._log(step, a, b, labels, temperature, loss, ids, meta)
         except Exception as exc:  # noqa: BLE001 - _reject raises it when strict, else reports it
             # A step is logged whole or not at all: half a step's values could hold the very tensors that
             # failed (e.g. on a broken device), and one of them would make the whole next flush fail.
@@ -354,11 +362,13 @@ class Monitor:
         labels: torch.Tensor | Sequence[int] | None = None,
         modality: str | None = None,
         ids: torch.Tensor | Sequence[int] | None = None,
+        meta: Meta | None = None,
     ) -> None:
         """Store an embedding snapshot of a fixed probe set (e.g. held-out data) at ``step``.
 
         Rows beyond ``snapshot_size`` are dropped (uniformly spaced rows are kept). Call it once per modality
-        for two-modality probes; steps of one modality must increase. Bad input (integer or ``meta``
+        for two-modality probes, with the same ``ids`` for both sides of a pair; ``meta`` is what each row
+        is, as in :meth:`log`. Steps of one modality must increase. Bad input (integer or ``meta``
         tensors, another dim than the run's, a repeated step) drops this call alone, reported once;
         ``strict=True`` raises instead.
         """
@@ -366,7 +376,7 @@ class Monitor:
             self._report("log_embeddings() called after close(); nothing is logged")
             return
         try:
-            self._log_embeddings(step, z, labels, modality, ids)
+            self._log_embeddings(step, z, labels, modality, ids, meta)
         except Exception as exc:  # noqa: BLE001 - _reject raises it when strict, else reports it
             self._reject(exc, f"log_embeddings(step {step_repr(step)})")
 
@@ -377,6 +387,7 @@ class Monitor:
         labels: torch.Tensor | Sequence[int] | None,
         modality: str | None,
         ids: torch.Tensor | Sequence[int] | None,
+        meta: Meta | None = None,
     ) -> None:
         step = check_step(step)
         z = check_embedding("z", z)
@@ -384,6 +395,7 @@ class Monitor:
         n = z.shape[0]
         labels_t = check_vector("labels", labels, n)
         ids_t = check_vector("ids", ids, n)
+        schema.check_meta(meta, n)
         if modality is not None and (not isinstance(modality, str) or not modality):
             raise ValueError(f"modality must be a non-empty string, got {modality!r}")
         mod = modality or self.modalities[0]
@@ -392,14 +404,17 @@ class Monitor:
         last = self._last_embedding_step.get(mod)
         if last is not None and step <= last:
             raise StepNotIncreasing(f"embeddings of {mod!r}: step {step} comes after step {last}")
+        rows: list[int] | range = range(n)
         if n > self.snapshot_size:
-            keep = torch.linspace(0, n - 1, self.snapshot_size, device=z.device).round().long()
+            keep_host = torch.linspace(0, n - 1, self.snapshot_size).round().long()
+            rows, keep = keep_host.tolist(), keep_host.to(z.device)
             z, labels_t, ids_t = z[keep], take(labels_t, keep), take(ids_t, keep)
             n = self.snapshot_size
         if ids_t is None:
             ids_t = torch.arange(n, device=z.device)
         self._set_dim(z.shape[1])
-        self._pending.snapshots.append((step, mod, z, labels_t, ids_t))
+        texts = None if meta is None else schema.encode_meta(meta, rows)
+        self._pending.snapshots.append((step, mod, z, labels_t, ids_t, texts))
         self._last_embedding_step[mod] = step
         self._maybe_flush()
 
@@ -451,6 +466,7 @@ class Monitor:
         temperature: TensorOrNumber | None,
         loss: TensorOrNumber | None,
         ids: torch.Tensor | Sequence[int] | None,
+        meta: Meta | None = None,
     ) -> tuple[int, torch.Tensor, torch.Tensor | None, Any, Any, Any, Any]:
         """``log``'s arguments checked on every rank together, then gathered (the global batch)."""
         local_error: Exception | None = None
@@ -460,6 +476,7 @@ class Monitor:
             n = a.shape[0]
             labels_t = check_vector("labels", labels, n)
             ids_t = check_vector("ids", ids, n)
+            schema.check_meta(meta, n)
             loss = scalar(loss, "loss") if loss is not None else None
             temperature = check_temperature(temperature) if temperature is not None else None
         except (TypeError, ValueError, KeyError) as exc:
@@ -514,9 +531,10 @@ class Monitor:
         temperature: TensorOrNumber | None,
         loss: TensorOrNumber | None,
         ids: torch.Tensor | Sequence[int] | None,
+        meta: Meta | None = None,
     ) -> None:
         step, a, b, labels_t, ids_t, loss, temperature = self._checked(
-            step, a, b, labels, temperature, loss, ids
+            step, a, b, labels, temperature, loss, ids, meta
         )
         if not self._is_writer or self._skip(step):
             return
@@ -531,7 +549,9 @@ class Monitor:
         due = _due(step, c.pairwise_every), _due(step, c.spectrum_every), _due(step, c.curves_every)
         if any(due):
             self._heavy(step, a, b, labels_t, temperature, *due)
-        self._collect_snapshot(step, a, b, labels_t, ids_t)
+        # The writer's own rows come first in a gathered batch; only they have metadata here.
+        meta_rows = schema.meta_length(meta)
+        self._collect_snapshot(step, a, b, labels_t, ids_t, meta, meta_rows)
         self._pending.n_steps += 1
         self._last_log_step = step
         for name in self._pending.scalar_names[first:]:
@@ -540,7 +560,7 @@ class Monitor:
             self._last_spectrum_step = step
         if self._keep_last_batch:
             # Kept (a reference, no copy) for the final snapshot and spectrum at close().
-            self._last_batch = (step, a, b, labels_t)
+            self._last_batch = (step, a, b, labels_t, meta, meta_rows)
         self._maybe_flush()
 
     def _per_step(
@@ -687,8 +707,14 @@ class Monitor:
         b: torch.Tensor | None,
         labels: torch.Tensor | None,
         ids: torch.Tensor | None,
+        meta: Meta | None = None,
+        meta_rows: int = 0,
     ) -> None:
-        """Fill a snapshot of ``snapshot_size`` rows from consecutive batches, tagged with its start step."""
+        """Fill a snapshot of ``snapshot_size`` rows from consecutive batches, tagged with its start step.
+
+        Both sides of each pair are kept (two views too), under the same sample id; ``meta`` is encoded for
+        the kept rows only, and only for the first ``meta_rows`` (the writer's own rows under DDP).
+        """
         if self.snapshot_every and self._snap_step is None and _due(step, self.snapshot_every):
             self._snap_step, self._snap_rows = step, 0
         if self._snap_step is None:
@@ -700,10 +726,14 @@ class Monitor:
         self._sample_counter += n
         rows = slice(0, take_n)
         lab = labels[rows] if labels is not None else None
-        self._pending.snapshots.append((self._snap_step, self.modalities[0], a[rows], lab, ids[rows]))
+        texts = None
+        if meta is not None:
+            own = min(take_n, meta_rows)
+            texts = schema.encode_meta(meta, range(own)) + [None] * (take_n - own)
+        sides = [(self.modalities[0], a)] if b is None else [(self.modalities[0], a), (self.modalities[1], b)]
+        for modality, z in sides:
+            self._pending.snapshots.append((self._snap_step, modality, z[rows], lab, ids[rows], texts))
         self._last_snapshot_step = step
-        if b is not None and self.two_modality:
-            self._pending.snapshots.append((self._snap_step, self.modalities[1], b[rows], lab, ids[rows]))
         self._snap_rows += take_n
         if self._snap_rows >= self.snapshot_size:
             self._snap_step = None
@@ -809,7 +839,7 @@ class Monitor:
         """
         if self._last_batch is None or self._run_gone:
             return None
-        step, a, b, labels = self._last_batch
+        step, a, b, labels, meta, meta_rows = self._last_batch
         self._last_batch = None
         pending, sizes = self._pending, self._pending.sizes()
         try:
@@ -821,7 +851,7 @@ class Monitor:
             )
             if self.snapshot_every and not ends_with_snapshot and self._snap_step is None:
                 self._snap_step, self._snap_rows = step, 0
-                self._collect_snapshot(step, a, b, labels, None)
+                self._collect_snapshot(step, a, b, labels, None, meta, meta_rows)
                 self._snap_step = None
         except Exception as exc:  # noqa: BLE001 - raised after closing when strict, else reported
             pending.truncate(sizes)

@@ -124,6 +124,7 @@ def _resume(
     meta.update(host=socket.gethostname(), pid=os.getpid())
     resume_after = previous.last_step()
     meta["status"] = schema.STATUS_RUNNING
+    meta["schema_version"] = schema.SCHEMA_VERSION  # new parts are written in this version
     meta.setdefault("resumed", []).append({"at": schema.now_iso(), "after_step": resume_after})
     if config:
         meta["config"] = {**meta.get("config", {}), **dict(config)}

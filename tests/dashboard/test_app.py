@@ -35,6 +35,7 @@ TITLES = {
     "pages/6_spectrum.py": "Spectrum",
     "pages/7_embeddings.py": "Embeddings",
     "pages/8_compare.py": "Compare",
+    "pages/9_pairs.py": "Pairs",
 }
 TIMEOUT = 120  # generous: CI machines are shared; a healthy page takes well under a second
 
@@ -96,6 +97,9 @@ def test_page_renders_titled_labelled_downloadable_charts(run_root, monkeypatch,
     assert not at.error, texts(at.error)
     assert at.title[0].value == TITLES[page]
     specs = chart_specs(at)
+    if page == "pages/9_pairs.py":  # a table page: the worst pairs now and at an earlier step, as CSV too
+        assert len(at.dataframe) == 2 and len(at.get("download_button")) == 2
+        return
     if page == "pages/5_modality_gap.py" and run == "simclr":
         assert not specs and "no modality gap" in texts(at.info)
         return

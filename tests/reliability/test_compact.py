@@ -223,8 +223,8 @@ def test_other_schema_version_is_refused(tmp_path):
     path = tmp_path / "run"
     make_run(path, steps=3, snapshot_every=0)
     meta = json.loads((path / "meta.json").read_text())
-    (path / "meta.json").write_text(json.dumps({**meta, "schema_version": 2}))
-    with pytest.raises(SchemaVersionError, match="version 2"):
+    (path / "meta.json").write_text(json.dumps({**meta, "schema_version": 99}))
+    with pytest.raises(SchemaVersionError, match="version 99"):
         compact_run(path)
     assert part_counts(path)["scalars"] == 3
 

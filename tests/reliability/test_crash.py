@@ -110,7 +110,7 @@ def test_killed_run_reads_back_whole_up_to_last_flush(crashed):
     assert not hist.duplicated(["step", "kind", "bin_left"]).any()
     for snap in run.snapshot_steps():
         if snap + 1 <= confirmed:  # both batches of this snapshot were flushed before the confirmation
-            assert len(run.embeddings(snap)) == 20
+            assert len(run.embeddings(snap)) == 40  # 20 pairs, both views
     for step in (0, confirmed):  # the rows hold the right batch's values
         a, b, _ = batch(step)
         value = df[(df.step == step) & (df.metric == "alignment")].value.item()

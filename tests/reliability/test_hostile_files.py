@@ -91,8 +91,9 @@ def test_snapshot_part_of_another_dim(run_path):
     pq.write_table(wide, snap / "part-000000903-feedface.parquet")
     run = read_run(run_path)
     matrix, info = run.embedding_matrix(step)
-    assert matrix.shape == (24, 8) and len(info) == 24  # the run's dim is 8; the foreign part is skipped
-    assert len(run.embeddings(step)) == 24
+    # 24 pairs, both views; the run's dim is 8, so the foreign part is skipped
+    assert matrix.shape == (48, 8) and len(info) == 48
+    assert len(run.embeddings(step)) == 48
     assert any("part-000000903" in p for p in run.problems), run.problems
 
 
