@@ -13,7 +13,18 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # gitignored
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["Overview", "Scores", "Geometry", "Temperature", "Modality gap", "Spectrum", "Embeddings", "Compare"]
+PAGES = [
+    "Overview",
+    "Scores",
+    "Geometry",
+    "Temperature",
+    "Modality gap",
+    "Spectrum",
+    "Embeddings",
+    "Compare",
+    "Pairs",
+]
+CHARTLESS = {"Compare", "Pairs"}  # Compare draws once runs are picked; Pairs shows tables
 LEARN = ["Lab", "Concepts"]
 CONCEPT_TABS = [
     "Temperature & hardness",
@@ -148,11 +159,11 @@ def test_every_page_renders_a_chart_without_exceptions(page, dashboard_url):
     for title in PAGES:
         page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
         wait_for_title(page, title)
-        settle(page, chart=title != "Compare")  # Compare draws once runs are picked under "Compare with"
+        settle(page, chart=title not in CHARTLESS)
         shoot(page, title)
         assert page.locator('[data-testid="stException"]').count() == 0, f"exception box on {title}"
         assert no_deploy_button(page), f"Deploy button on {title}"
-        if title != "Compare":
+        if title not in CHARTLESS:
             assert page.locator(".js-plotly-plot .main-svg").count() >= 1, f"no chart on {title}"
         assert page.evaluate(TITLES_UNDER_TOOLBAR_JS) == [], f"chart title under the toolbar on {title}"
         main = page.locator('[data-testid="stMain"]').inner_text()
