@@ -9,8 +9,8 @@ from cldiag import health, ui, views
 
 LEVEL_ICON = {"alarm": ":red[●] alarm", "warn": ":orange[●] warning", "ok": ":green[●] ok"}
 RUNS_CAPTION = (
-    "One row per run: status (a running run without a recent heartbeat is marked stale), the last logged "
-    "step, and the last value of key metrics. Arrows on the charts below say which direction is better."
+    "One row per run: status (stale: running, but no recent heartbeat), last step and the last value of key "
+    "metrics (3 significant digits; ↑/↓: higher/lower is better; hover a header for its full name)."
 )
 
 
@@ -44,8 +44,11 @@ def render(sel: ui.Selection, runs: list[ui.RunView]) -> None:
     st.subheader("Runs under the root")
     listed = [(p, v) for p, v in ((p, ui.view_of(p)) for _, p in sel.runs) if v is not None]
     summaries = [views.run_summary(v, sel.label(p), v.status_text) for p, v in listed]
-    st.dataframe(F.runs_table(summaries, metrics=views.KEY_METRICS), hide_index=True, width="stretch")
+    helps = {h: st.column_config.NumberColumn(h, help=t) for h, t in F.column_help(views.KEY_METRICS).items()}
+    st.dataframe(F.runs_table(summaries, views.KEY_METRICS), column_config=helps, hide_index=True)
     st.caption(RUNS_CAPTION)
+    with st.expander("Configurations"):
+        st.dataframe(F.configs_table(summaries), hide_index=True, width="stretch")
     verdicts(runs[0])
     ui.show(views.key_metrics(runs, [sel.label(v.path) for v in runs]), *runs)
 
