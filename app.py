@@ -59,5 +59,11 @@ sections["Learn"] = [
 ]
 
 page = st.navigation(sections)
-ui.sidebar(HERE / "sample_runs", ui.launch_args())
+# A page URL opened before the router ever ran was handed over to it (ui.selection): open that page now.
+deep_link = st.session_state.pop(ui.DEEP_LINK_KEY, None)
+titles = {file: title for file, title, _, _ in RUN_PAGES + LEARN_PAGES}
+if deep_link in titles and titles[deep_link] != page.title:
+    st.switch_page(f"pages/{deep_link}", query_params=st.query_params.to_dict())
+# Lab and Concepts are not about one run: no run picker, step range or comparison runs there.
+ui.sidebar(HERE / "sample_runs", ui.launch_args(), controls=page.title in {t for _, t, _, _ in RUN_PAGES})
 page.run()

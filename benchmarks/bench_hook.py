@@ -1,52 +1,66 @@
-"""Overhead of the cldiag training hook on a CPU contrastive loop, against TensorBoard.
+"""Overhead of the cldiag training hook on CPU contrastive loops, per overhead budget, against TensorBoard.
 
-A SimCLR-style step: MLP encoder (784 → 1024 → 1024 → 128), two noisy views of a batch of 256, InfoNCE
-(τ = 0.2), Adam. Three variants run interleaved in rounds (A B C A B C …) so that machine noise hits all
-of them alike; the median step time per variant is reported with the overhead ratios:
+Two SimCLR-style steps (two noisy views of a batch of 256, InfoNCE with τ = 0.2, Adam, d = 128):
+
+- ``small``: the digits-sized MLP of issue 14 (64 → 256 → 128), ≈ 6 ms a step on one core;
+- ``large``: an MLP 784 → 1024 → 1024 → 128.
+
+Per model, four variants run interleaved in rounds (A B C D A B C D …, the order rotated each round) so
+that machine noise hits all of them alike; the median of block means per variant is reported:
 
 - ``plain``: no logging;
-- ``cldiag``: ``Monitor`` at default settings (scalars every step; histograms, uniformity, hardness every
-  10 steps; spectra and temperature curves every 100; a snapshot every 500; writes parquet in a thread);
+- ``cldiag none``: ``Monitor(budget=None)``, the fixed default cadences (scalars every step; pairwise
+  statistics every 25 steps; spectra and temperature curves every 250; a snapshot every 1000);
+- ``cldiag 0.03``: ``Monitor()`` at its default overhead budget of 3 % (the cadences above are minimum
+  spacings, stretched as the budget needs);
 - ``tensorboard``: ``SummaryWriter`` logging the same per-step scalars (``add_scalar`` after ``.item()``)
-  and, every 10 steps, uniformity plus the positive and negative score histograms (``add_histogram``).
+  and, every 25 steps, uniformity plus the positive and negative score histograms.
 
-Run:  python benchmarks/bench_hook.py [--steps-per-block 50] [--rounds 8]
+End-to-end overhead (step time with logging / plain − 1) and in-call time (inside the logging call, as
+a share of a plain step; its median in ms beside it, which a loaded machine's preemptions inflate less)
+are printed, with how many pairwise / spectrum / curves steps each Monitor
+computed (the final spectrum at close included). The budget's own ``meta.json`` share is not printed:
+interleaved, the other variants' blocks count as training time between its calls.
+
+Run:  OMP_NUM_THREADS=1 python benchmarks/bench_hook.py [--model small|large|both] [--rounds 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
 
 import torch
 
-from cldiag import Monitor
+from cldiag import Monitor, read_run
 from cldiag import functional as F
 from cldiag.losses import info_nce
 
 TAU = 0.2
+MODELS = {"small": (64, 256, 128), "large": (784, 1024, 1024, 128)}
+VARIANTS = ("plain", "cldiag none", "cldiag 0.03", "tensorboard")
 
 
-def make_model() -> torch.nn.Module:
-    return torch.nn.Sequential(
-        torch.nn.Linear(784, 1024),
-        torch.nn.ReLU(),
-        torch.nn.Linear(1024, 1024),
-        torch.nn.ReLU(),
-        torch.nn.Linear(1024, 128),
-    )
+def make_model(sizes: tuple[int, ...]) -> torch.nn.Module:
+    layers: list[torch.nn.Module] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
 
 
 class Loop:
     """One training loop whose per-step logging is pluggable."""
 
-    def __init__(self, seed: int, batch: int) -> None:
+    def __init__(self, seed: int, batch: int, sizes: tuple[int, ...]) -> None:
         torch.manual_seed(seed)
-        self.model = make_model()
+        self.model = make_model(sizes)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.data = torch.randn(4096, 784)
+        self.data = torch.randn(4096, sizes[0])
         self.batch = batch
         self.step = 0
 
@@ -69,7 +83,7 @@ def log_tensorboard(writer, step: int, za: torch.Tensor, zb: torch.Tensor, loss:
         writer.add_scalar(name, stats[name].item(), step)
     writer.add_scalar("loss", loss.item(), step)
     writer.add_scalar("temperature", TAU, step)
-    if step % 10 == 0:
+    if step % 25 == 0:
         writer.add_scalar("uniformity", F.uniformity(za).item(), step)
         s = F.similarity_matrix(za, zb)
         off = ~torch.eye(len(s), dtype=torch.bool)
@@ -77,23 +91,19 @@ def log_tensorboard(writer, step: int, za: torch.Tensor, zb: torch.Tensor, loss:
         writer.add_histogram("neg", s[off].numpy(), step)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps-per-block", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def bench(model: str, args: argparse.Namespace) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     tmp = tempfile.mkdtemp(prefix="cldiag-bench-")
-    loops = {name: Loop(seed=0, batch=args.batch) for name in ("plain", "cldiag", "tensorboard")}
-    monitor = Monitor(f"{tmp}/run", config={"tau": TAU, "batch_size": args.batch})
+    loops = {name: Loop(seed=0, batch=args.batch, sizes=MODELS[model]) for name in VARIANTS}
+    config = {"tau": TAU, "batch_size": args.batch}
+    monitors = {
+        "cldiag none": Monitor(f"{tmp}/none", config=config, budget=None),
+        "cldiag 0.03": Monitor(f"{tmp}/budget", config=config, budget=0.03),
+    }
     writer = SummaryWriter(f"{tmp}/tb")
-    times: dict[str, list[float]] = {name: [] for name in loops}
-
-    hook_times: dict[str, list[float]] = {name: [] for name in loops}
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    hook_times: dict[str, list[float]] = {name: [] for name in VARIANTS}
 
     def run_block(name: str, n: int, record: bool) -> None:
         loop = loops[name]
@@ -101,8 +111,8 @@ def main() -> None:
             t0 = time.perf_counter()
             za, zb, loss = loop.train_step()
             t1 = time.perf_counter()
-            if name == "cldiag":
-                monitor.log(loop.step, za, zb, temperature=TAU, loss=loss)
+            if name in monitors:
+                monitors[name].log(loop.step, za, zb, temperature=TAU, loss=loss)
             elif name == "tensorboard":
                 log_tensorboard(writer, loop.step, za, zb, loss)
             if record:
@@ -110,50 +120,63 @@ def main() -> None:
                 times[name].append(t2 - t0)
                 hook_times[name].append(t2 - t1)
 
-    names = list(loops)
-    for name in names:  # warm-up: allocator, kernels, first parquet write, TB event file
+    for name in VARIANTS:  # warm-up: allocator, kernels, first parquet write, TB event file
         run_block(name, 20, record=False)
     for r in range(args.rounds):
-        for name in names[r % 3 :] + names[: r % 3]:  # rotate the order: no variant always runs first
+        k = r % len(VARIANTS)
+        for name in VARIANTS[k:] + VARIANTS[:k]:  # rotate the order: no variant always runs first
             run_block(name, args.steps_per_block, record=True)
-    monitor.close()
+    for mon in monitors.values():
+        mon.close()
     writer.close()
+    report(model, args, times, hook_times, {name: mon.run_dir for name, mon in monitors.items()})
 
+
+def report(model, args, times, hook_times, run_dirs) -> None:
     # Block means (not single steps): the work done every 25/250/1000 steps is amortised as in training.
     def block_means(name: str) -> list[float]:
-        t = times[name]
-        k = args.steps_per_block
+        t, k = times[name], args.steps_per_block
         return [statistics.fmean(t[i : i + k]) for i in range(0, len(t), k)]
 
-    med = {name: statistics.median(block_means(name)) for name in loops}
+    med = {name: statistics.median(block_means(name)) for name in VARIANTS}
     base = med["plain"]
-    over_cl = med["cldiag"] / base - 1
-    over_tb = med["tensorboard"] / base - 1
+    plain_step = statistics.fmean(times["plain"])
     print(
-        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, d=128, "
+        f"\n[{model}] MLP {'→'.join(map(str, MODELS[model]))}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s), batch {args.batch}, "
         f"{args.rounds} rounds x {args.steps_per_block} steps per variant (interleaved)"
     )
-    print(f"{'variant':<12} {'ms/step (median of block means)':>32} {'overhead':>10}")
-    for name in loops:
-        print(f"{name:<12} {med[name] * 1e3:>32.3f} {med[name] / base - 1:>+10.2%}")
-    # End-to-end differences of a few percent are within the run-to-run noise of a shared machine, so the
-    # time spent inside the logging call is measured too: it is what the training thread pays per step
-    # (cldiag's writer thread works beside it; its share shows up only end-to-end).
-    plain_step = statistics.fmean(times["plain"])
-    hook = {name: statistics.fmean(hook_times[name]) for name in ("cldiag", "tensorboard")}
-    print()
-    print(f"{'in the logging call':<20} {'ms/step (mean)':>16} {'% of a plain step':>18}")
-    for name, value in hook.items():
-        print(f"{name:<20} {value * 1e3:>16.3f} {value / plain_step:>+18.2%}")
-    ratio = over_cl / over_tb if over_tb > 0 else float("nan")
-    ratio_hook = hook["cldiag"] / hook["tensorboard"]
-    share = hook["cldiag"] / plain_step
-    print(f"end-to-end: cldiag overhead / TensorBoard overhead = {ratio:.2f}")
-    print(f"in the call: cldiag / TensorBoard = {ratio_hook:.2f}")
-    print(
-        f"targets (in-call measure): cldiag <= 3 % of a step: {'met' if share <= 0.03 else 'NOT met'}; "
-        f"<= 0.3x TensorBoard's: {'met' if ratio_hook <= 0.3 else 'NOT met'}"
-    )
+    head = f"{'variant':<13} {'ms/step':>9} {'end-to-end':>11} {'in-call ms':>11} {'in-call %':>10}"
+    head += f" {'median':>7}"
+    print(f"{head}  heavy steps")
+    for name in VARIANTS:
+        hook = statistics.fmean(hook_times[name])
+        heavy = ""
+        if name in run_dirs:
+            run = read_run(run_dirs[name])
+            sc = run.scalars(["uniformity", "effective_rank"])
+            heavy = (
+                f"pairwise {sc[sc.metric == 'uniformity'].step.nunique()}, "
+                f"spectrum {sc[sc.metric == 'effective_rank'].step.nunique()}, "
+                f"curves {run.temperature().step.nunique()}"
+            )
+        median = statistics.median(hook_times[name])
+        in_call = f"{hook * 1e3:>11.3f} {hook / plain_step:>+10.2%} {median * 1e3:>7.3f}"
+        in_call = "" if name == "plain" else in_call
+        print(f"{name:<13} {med[name] * 1e3:>9.3f} {med[name] / base - 1:>+11.2%} {in_call:>30}  {heavy}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=[*MODELS, "both"], default="both")
+    parser.add_argument("--steps-per-block", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for model in MODELS if args.model == "both" else (args.model,):
+        bench(model, args)
 
 
 if __name__ == "__main__":

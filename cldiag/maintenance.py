@@ -27,7 +27,7 @@ import os
 import posixpath
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,10 @@ class CompactResult:
 
 
 def compact_run(
-    path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+    path: str | os.PathLike[str],
+    *,
+    storage_options: dict[str, Any] | None = None,
+    tables: Sequence[str] | None = None,
 ) -> CompactResult:
     """Merge the part files of each table of a run into one part, atomically, keeping every row once.
 
@@ -104,6 +107,10 @@ def compact_run(
     Args:
         path: the run directory (local path or fsspec URI).
         storage_options: fsspec options for remote URIs.
+        tables: compact only these table directories (``"scalars"``, ``"histograms"``, ``"spectra"``,
+            ``"temperature"``, or a snapshot's ``"embeddings/step=N"``); None = every one. Part counts
+            and sizes in the result are then those of these directories. The Monitor's writer uses it
+            to compact a table that holds too many parts while the run is written.
 
     Returns:
         A :class:`CompactResult` with part counts, sizes and the parts left alone.
@@ -128,23 +135,16 @@ def compact_run(
         >>> result.parts_before, result.parts_after
         (3, 1)
     """
-    store = RunStore(path, storage_options)
-    if not store.exists(schema.META_FILE):
-        raise FileNotFoundError(f"{store.uri!r} is not a cldiag run: it has no meta.json")
-    version = store.read_meta().get("schema_version")
-    if version not in schema.READABLE_SCHEMA_VERSIONS:
-        raise schema.SchemaVersionError(
-            f"{store.uri!r} was written with cldiag schema version {version!r}; this cldiag compacts "
-            f"versions {list(schema.READABLE_SCHEMA_VERSIONS)} only",
-        )
+    store = _run_store(path, storage_options)
     problems: list[str] = []
-    before = _sizes(store)
+    dirs = list(_table_dirs(store)) if tables is None else [_table_dir(t) for t in tables]
+    before = _sizes(store, dirs)
     rows = removed = 0
     with _lock(store):
-        for relpath, expected in _table_dirs(store):
+        for relpath, expected in dirs:
             rows += _compact_dir(store, relpath, expected, problems)
             removed += _remove_stale_temp_files(store, relpath)
-    after = _sizes(store)
+    after = _sizes(store, dirs)
     return CompactResult(
         path=store.uri,
         parts_before=len(before),
@@ -167,9 +167,33 @@ def _table_dirs(store: RunStore) -> Iterator[tuple[str, pa.Schema | None]]:
             yield table, schema.SCHEMAS[table]
 
 
-def _sizes(store: RunStore) -> dict[str, int]:
+def _run_store(path: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> RunStore:
+    """The store of the run at ``path``, after checking it is a run of this schema version."""
+    store = RunStore(path, storage_options)
+    if not store.exists(schema.META_FILE):
+        raise FileNotFoundError(f"{store.uri!r} is not a cldiag run: it has no meta.json")
+    version = store.read_meta().get("schema_version")
+    if version not in schema.READABLE_SCHEMA_VERSIONS:
+        raise schema.SchemaVersionError(
+            f"{store.uri!r} was written with cldiag schema version {version!r}; this cldiag compacts "
+            f"versions {list(schema.READABLE_SCHEMA_VERSIONS)} only",
+        )
+    return store
+
+
+def _table_dir(table: str) -> tuple[str, pa.Schema | None]:
+    """``table`` (a table name or ``embeddings/step=N``) with its schema, or a ValueError naming it."""
+    if table in schema.SCHEMAS and table != "embeddings":
+        return table, schema.SCHEMAS[table]
+    head, _, sub = table.partition("/")
+    if head == "embeddings" and sub.startswith("step=") and "/" not in sub:
+        return table, None
+    raise ValueError(f"tables: {table!r} is not a table of a run (scalars, histograms, spectra, ...)")
+
+
+def _sizes(store: RunStore, dirs: list[tuple[str, pa.Schema | None]]) -> dict[str, int]:
     sizes = {}
-    for part in store.iter_all_parts():
+    for part in (p for relpath, _ in dirs for p in store.part_files(relpath)):
         with contextlib.suppress(FileNotFoundError):  # a concurrent compaction or clear removed it
             sizes[part] = store.signature(part)[0]
     return sizes

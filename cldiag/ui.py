@@ -13,28 +13,30 @@ typed path or a ``?run=`` query parameter is accepted only if it stays inside it
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import posixpath
 import re
 import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
-from cldiag import health, schema
+from cldiag import health, schema, views
+from cldiag.jobs import BackgroundJobs
 from cldiag.lab.paths import lab_runs_dir
 from cldiag.paths import resolve_under_root
-from cldiag.reader import Run, downsample, list_runs, read_run
+from cldiag.reader import Run, list_runs, read_run
 from cldiag.text import escape_markdown
 from cldiag.views import MAX_CONFIG_KEYS, Panel, Series, shown_config
 
@@ -82,6 +84,13 @@ REFRESH_SECS = 5.0
 """How often pages of a run that is still being written redraw."""
 STALE_SECS = 300.0
 """A running run whose heartbeat is older than this is shown as stale, and not refreshed."""
+HEALTH_WAIT_SECS = 3.0
+"""How long a page waits for the run's health verdicts before showing a placeholder and polling.
+
+The rules take under a second on typical runs (0.03-0.86 s per sample run: ``health.evaluate`` over
+``list_runs("sample_runs")``, 2-core VM at load average 15), and the job starts before the page draws its
+charts, so the verdicts are nearly always ready by the time the banner is drawn. Polling instead cost 6-9 s
+of "Checking ...": the frontend's first timer-driven rerun comes only after the page's own run and charts."""
 PLOTLY_CONFIG: dict[str, Any] = {
     "displaylogo": False,
     "displayModeBar": True,
@@ -94,6 +103,8 @@ MAX_SNAPSHOT_ROWS = 20_000
 """Rows read from one embedding snapshot (a uniform sample of larger ones, streamed, never loaded whole)."""
 _BUILTIN_METRICS = frozenset(v for k, v in vars(schema).items() if k.startswith("M_") and isinstance(v, str))
 _SELECTION_KEY = "_cldiag_selection"
+DEEP_LINK_KEY = "_cldiag_deep_link"
+"""Session key: the ``pages/`` file a page URL asked for before the router ran (see :func:`selection`)."""
 _RANGE_KEY = "_cldiag_step_range"
 
 
@@ -144,21 +155,14 @@ def _open_run(path: str) -> Run:
     return read_run(path)
 
 
+def _is_builtin(metric: str) -> bool:
+    return metric.split("/")[0] in _BUILTIN_METRICS
+
+
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
 def _scalars_by_metric(path: str, token: str, _run: Run) -> tuple[dict[str, pd.DataFrame], int]:
     """Each metric's rows in step order, for at most :data:`MAX_METRICS` names; and how many names exist."""
-    df = _run.scalars()
-    # One factorize + stable argsort splits a million rows several times faster than groupby on strings,
-    # and keeps each metric's rows in step order.
-    codes, names = pd.factorize(df["metric"])
-    kept = sorted(
-        range(len(names)), key=lambda k: (str(names[k]).split("/")[0] not in _BUILTIN_METRICS, names[k])
-    )
-    kept = kept[:MAX_METRICS]
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-    parts = {str(names[k]): df.iloc[order[bounds[k] : bounds[k + 1]]].reset_index(drop=True) for k in kept}
-    return dict(sorted(parts.items())), len(names)
+    return views.split_by_metric(_run.scalars(), limit=MAX_METRICS, first=_is_builtin)
 
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
@@ -168,17 +172,12 @@ def _table(path: str, token: str, table: str, _run: Run) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
 def _steps_of(path: str, token: str, table: str, _run: Run) -> tuple[int, ...]:
-    df = _table(path, token, table, _run)
-    return tuple(int(s) for s in np.unique(df["step"].to_numpy(np.int64)))
+    return views.unique_steps(_table(path, token, table, _run))
 
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
 def _at_step(path: str, token: str, table: str, step: int, _run: Run) -> pd.DataFrame:
-    df = _table(path, token, table, _run)
-    steps = df["step"].to_numpy(np.int64)
-    # Tables come sorted by step, so one step is a contiguous slice.
-    lo, hi = np.searchsorted(steps, [step, step + 1])
-    return df.iloc[lo:hi].reset_index(drop=True)
+    return views.rows_at_step(_table(path, token, table, _run), step)
 
 
 @st.cache_resource(max_entries=64, ttl=3600, show_spinner=False)
@@ -186,26 +185,12 @@ def _series(
     path: str,
     token: str,
     metrics: tuple[str, ...],
-    step_min: int | None,
-    step_max: int | None,
+    step_range: tuple[int, int | None],
     max_points: int,
     _run: Run,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> Series:
     by_metric = _scalars_by_metric(path, token, _run)[0]
-    full_parts, plot_parts = [], []
-    for metric in metrics:
-        df = by_metric.get(metric)
-        if df is None:
-            continue
-        steps = df["step"].to_numpy(np.int64)
-        lo = 0 if step_min is None else int(np.searchsorted(steps, step_min, side="left"))
-        hi = len(df) if step_max is None else int(np.searchsorted(steps, step_max, side="right"))
-        full_parts.append(df.iloc[lo:hi])
-        plot_parts.append(downsample(full_parts[-1], max_points=max_points, by=()))
-    if not full_parts:
-        empty = _run.scalars(metrics=[]).iloc[0:0]
-        return empty, empty
-    return pd.concat(full_parts, ignore_index=True), pd.concat(plot_parts, ignore_index=True)
+    return views.series_in_range(by_metric, metrics, step_range, max_points, _run.scalars(metrics=[]))
 
 
 @st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
@@ -235,38 +220,6 @@ def cached(key: tuple[Hashable, ...], build: Callable[[], T]) -> T:
     modify it after it is returned.
     """
     return _derived(key, build)
-
-
-class BackgroundJobs(Generic[T]):
-    """Runs slow work one job at a time on a background thread, deduplicated by key.
-
-    A page submits a job (a UMAP projection, the health rules of a large run) and keeps drawing; a later
-    rerun submits the same key again and gets the same future, finished by then. Finished jobs are
-    remembered up to ``max_done`` (their futures are the in-memory cache of the results).
-
-    Args:
-        workers: concurrent jobs (1 on small machines: the dashboard itself needs a core too).
-        max_done: finished futures remembered.
-    """
-
-    def __init__(self, workers: int = 1, max_done: int = 32) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cldiag-job")
-        self._jobs: dict[Hashable, Future[T]] = {}
-        self._lock = threading.Lock()
-        self._max_done = max_done
-
-    def submit(self, key: Hashable, fn: Callable[[], T]) -> Future[T]:
-        """Start ``fn`` unless a job with ``key`` is queued, running or done; a failed one is retried."""
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is not None and not (job.done() and job.exception() is not None):
-                return job
-            job = self._pool.submit(fn)
-            self._jobs[key] = job
-            done = [k for k, f in self._jobs.items() if f.done()]
-            for k in done[: max(0, len(done) - self._max_done)]:
-                del self._jobs[k]
-            return job
 
 
 @st.cache_resource(show_spinner=False)
@@ -370,19 +323,13 @@ class RunView:
 
     def series(self, metrics: Sequence[str], *, max_points: int = MAX_POINTS) -> Series:
         """The given metrics in the selected step range (absent metrics are left out)."""
-        full, plot = _series(self.path, self.token, tuple(metrics), *self.step_range, max_points, self.run)
-        return Series(plot=plot, full=full)
+        return _series(self.path, self.token, tuple(metrics), self.step_range, max_points, self.run)
 
     def table(self, name: str) -> pd.DataFrame:
         """A whole table (``histograms``, ``spectra``, ``temperature``), filtered to the step range."""
         df = _table(self.path, self.token, name, self.run)
         lo, hi = self.step_range
-        if lo <= 0 and hi is None:
-            return df
-        steps = df["step"].to_numpy(np.int64)
-        a = int(np.searchsorted(steps, lo, side="left"))
-        b = len(df) if hi is None else int(np.searchsorted(steps, hi, side="right"))
-        return df.iloc[a:b]
+        return df if lo <= 0 and hi is None else views.rows_in_range(df, lo, hi)
 
     def steps(self, name: str) -> list[int]:
         """Logged steps of a table inside the step range."""
@@ -412,11 +359,7 @@ class RunView:
 
     def value_at(self, metric: str, step: int) -> float | None:
         """The metric's last logged value at or before ``step`` (None if never logged by then)."""
-        df = _scalars_by_metric(self.path, self.token, self.run)[0].get(metric)
-        if df is None:
-            return None
-        i = int(np.searchsorted(df["step"].to_numpy(np.int64), step, side="right")) - 1
-        return float(df["value"].iloc[i]) if i >= 0 else None
+        return views.value_at_step(_scalars_by_metric(self.path, self.token, self.run)[0].get(metric), step)
 
 
 def _view(run: Run, step_range: tuple[int, int | None]) -> RunView:
@@ -493,30 +436,29 @@ def _step_range(paths: Sequence[str]) -> tuple[int, int | None]:
     if not last_steps or max(last_steps) <= 0:
         return (0, None)
     top = max(last_steps)
-    prev = st.session_state.get(_RANGE_KEY)
-    lo, hi = 0, top
-    if prev is not None:
-        p_lo, p_hi, p_top = prev
-        lo = min(p_lo, top)
-        # A range that ended at the newest step keeps following it as the run grows.
-        hi = top if p_hi >= p_top else min(max(p_hi, lo), top)
+    lo, hi = views.follow_range(st.session_state.get(_RANGE_KEY), top)
     chosen = st.sidebar.slider("Steps", 0, top, (lo, hi), key=f"_cldiag_steps_{top}")
     st.session_state[_RANGE_KEY] = (chosen[0], chosen[1], top)
     return (chosen[0], None if chosen[1] >= top else chosen[1])
 
 
-def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> Selection:
-    """Draw the sidebar (root, run picker, comparison runs, step range) and remember the selection.
+def _keep_controls(sel: Selection) -> Selection:
+    """On a page without the run controls: keep their state (and the last selection) for the next run page.
 
-    Args:
-        default_root: the run root when neither a command-line argument nor ``$CLDIAG_RUN_ROOT`` is given.
-        args: the script's command-line arguments.
-
-    Returns:
-        The :class:`Selection`, also stored for :func:`selection` in the pages.
+    Streamlit forgets the state of a widget that a script run does not draw; writing it back keeps it.
     """
-    root = resolve_root(args, default_root)
-    st.sidebar.caption(f"Run root: {escape_markdown(root)}")
+    for key in ("_cldiag_run", "_cldiag_compare", "_cldiag_typed"):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    prev = st.session_state.get(_SELECTION_KEY)
+    if isinstance(prev, Selection) and prev.root == sel.root and prev.focus in [p for _, p in sel.runs]:
+        sel.focus, sel.compare, sel.step_range = prev.focus, prev.compare, prev.step_range
+    st.session_state[_SELECTION_KEY] = sel
+    return sel
+
+
+def _listed_runs(root: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(name, path) of the runs under the root, then of the Lab's runs folder; and listing problems."""
     runs_t, problems_t, _ = _discover(root)
     runs, problems = list(runs_t), list(problems_t)
     lab_dir = lab_runs_dir()  # Lab runs live in their own folder; list them after the root's runs
@@ -524,35 +466,34 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
         lab_runs, lab_problems, _ = _discover(lab_dir)
         runs += [r for r in lab_runs if r not in runs]
         problems += lab_problems
-    paths = [p for _, p in runs]
-    sel = Selection(root=root, runs=runs, focus=None, compare=[], step_range=(0, None), problems=problems)
+    return runs, problems
 
+
+def _typed_run(root: str) -> str | None:
+    """The run typed into "Open a run in a subfolder", if it is a run under the root (else a warning)."""
     with st.sidebar.expander("Open a run in a subfolder"):
         typed = st.text_input("Path relative to the run root", key="_cldiag_typed", placeholder="group/run-3")
-    extra = None
-    if typed:
-        try:
-            extra = resolve_under_root(root, typed)
-            _open_run(extra)
-        except ValueError as exc:
-            st.sidebar.warning(
-                f"Not opened: {escape_markdown(exc)}. Only runs under {escape_markdown(root)} can be opened."
-            )
-            extra = None
-        except OSError as exc:
-            st.sidebar.warning(
-                f"Not opened: “{escape_markdown(typed)}” is not a cldiag run ({escape_markdown(exc)})."
-            )
-            extra = None
-    if extra is not None and extra not in paths:
-        runs.append((_open_run(extra).name, extra))
-        paths.append(extra)
+    if not typed:
+        return None
+    try:
+        extra = resolve_under_root(root, typed)
+        _open_run(extra)
+    except ValueError as exc:
+        st.sidebar.warning(
+            f"Not opened: {escape_markdown(exc)}. Only runs under {escape_markdown(root)} can be opened."
+        )
+        return None
+    except OSError as exc:
+        st.sidebar.warning(
+            f"Not opened: “{escape_markdown(typed)}” is not a cldiag run ({escape_markdown(exc)})."
+        )
+        return None
+    return extra
 
-    if not paths:
-        st.session_state[_SELECTION_KEY] = sel
-        return sel
 
-    wanted, warning = _query_focus(runs)
+def _focus(sel: Selection, paths: list[str], extra: str | None) -> str:
+    """The "Run" picker: a newly typed path or a changed ``?run=`` link moves it once; the URL follows it."""
+    wanted, warning = _query_focus(sel.runs)
     if warning:
         st.sidebar.warning(warning)
     if extra is not None and st.session_state.get("_cldiag_opened") != extra:
@@ -568,29 +509,91 @@ def sidebar(default_root: str | os.PathLike[str], args: Sequence[str] = ()) -> S
     if focus != extra:
         st.query_params["run"] = posixpath.basename(focus.rstrip("/"))
     st.session_state["_cldiag_linked"] = st.query_params.get("run")
-    others = [p for p in paths if p != focus]
-    compare = st.sidebar.multiselect(
-        "Compare with",
-        others,
-        default=others[: min(3, len(others))],
-        format_func=sel.label,
-        key="_cldiag_compare",
-        help="Overlaid on Overview, Geometry and Compare.",
-    )
-    sel.focus = focus
-    sel.compare = [focus, *compare]
-    sel.step_range = _step_range(sel.compare)
+    return focus
+
+
+def sidebar(
+    default_root: str | os.PathLike[str], args: Sequence[str] = (), *, controls: bool = True
+) -> Selection:
+    """Draw the sidebar (root, run picker, comparison runs, step range) and remember the selection.
+
+    Args:
+        default_root: the run root when neither a command-line argument nor ``$CLDIAG_RUN_ROOT`` is given.
+        args: the script's command-line arguments.
+        controls: draw the run controls (Run, Compare with, Steps); pages that are not about a run (Lab,
+            Concepts) show only the run root, and the controls keep their state for the next run page.
+
+    Returns:
+        The :class:`Selection`, also stored for :func:`selection` in the pages.
+    """
+    root = resolve_root(args, default_root)
+    st.sidebar.caption(f"Run root: {escape_markdown(root)}")
+    runs, problems = _listed_runs(root)
+    sel = Selection(root=root, runs=runs, focus=None, compare=[], step_range=(0, None), problems=problems)
+    if not controls:
+        return _keep_controls(sel)
+    paths = [p for _, p in runs]
+    extra = _typed_run(root)
+    if extra is not None and extra not in paths:
+        runs.append((_open_run(extra).name, extra))
+        paths.append(extra)
+    if paths:
+        focus = _focus(sel, paths, extra)
+        # Empty until the user picks: any guess (the next runs in the list, or a "family" read from configs)
+        # mixes in runs nobody asked for, and the first charts would overlay unrelated experiments.
+        compare = st.sidebar.multiselect(
+            "Compare with",
+            [p for p in paths if p != focus],
+            default=[],
+            format_func=sel.label,
+            key="_cldiag_compare",
+            help="Overlaid on Overview, Geometry and Compare.",
+        )
+        sel.focus, sel.compare = focus, [focus, *compare]
+        sel.step_range = _step_range(sel.compare)
     st.session_state[_SELECTION_KEY] = sel
     return sel
 
 
+def _page_file() -> str | None:
+    """The file name in ``pages/`` of the page script running this call (None outside a page script)."""
+    pages = APP_DIR / "pages"
+    for frame in inspect.stack(0):
+        path = Path(frame.filename)
+        if path.suffix == ".py" and path.parent.resolve() == pages:
+            return path.name
+    return None
+
+
+def _to_router() -> None:
+    """Hand a page that runs without ``app.py`` over to the router, which then opens that page.
+
+    The very first request of a fresh server to a page URL (a bookmark of /spectrum) runs the page script
+    alone: Streamlit's fallback for apps with a ``pages/`` folder, before any ``st.navigation`` call. The
+    page then had no router, no sidebar navigation and no wide layout. Switching to ``app.py`` (with the
+    link's query parameters) runs the router; it finds the page in :data:`DEEP_LINK_KEY` and switches to
+    it. Where ``app.py`` is not this app's entry point (AppTest of a single page) nothing happens.
+    """
+    page = _page_file()
+    if page is None:
+        return
+    st.session_state[DEEP_LINK_KEY] = page
+    try:
+        st.switch_page(APP_DIR / "app.py", query_params=st.query_params.to_dict())
+    except StreamlitAPIException:
+        st.session_state.pop(DEEP_LINK_KEY, None)
+
+
 def selection() -> Selection:
-    """The selection made by the sidebar in this session (drawing the sidebar if the page runs alone)."""
+    """The selection made by the sidebar in this session.
+
+    A page that runs without the router (a fresh server's first request to a page URL) is handed over to
+    it; where there is no router to hand over to, the page draws the sidebar itself.
+    """
     sel = st.session_state.get(_SELECTION_KEY)
     if isinstance(sel, Selection):
         return sel
-    # The very first request of a fresh server to a page URL (a bookmark of /spectrum) runs that page
-    # without app.py: Streamlit's fallback for apps with a pages/ folder. Draw the same sidebar here.
+    _to_router()
     return sidebar(APP_DIR / "sample_runs", launch_args())
 
 
@@ -643,6 +646,7 @@ def finished_verdicts(view: RunView, waiting: Callable[[str], Any]) -> tuple[hea
     A failing rule is reported on the page (and logged), never raised.
     """
     job = view.verdicts()
+    wait([job], timeout=HEALTH_WAIT_SECS)
     if not job.done():
         waiting("Checking the run's health in the background (the rules read every table) …")
         rerun_when_done(job)
@@ -675,13 +679,28 @@ def health_banner(view: RunView) -> None:
 
 
 def step_picker(steps: Sequence[int], label: str, key: str) -> int:
-    """Choose one of the logged steps (default: the newest); a single step needs no widget."""
+    """Choose one of the logged steps and say which one is shown.
+
+    The slider starts on the newest step and, while a run is being written, follows each new step, until
+    the user moves it elsewhere; moving it back to the right end follows again.
+    """
     if not steps:
         raise ValueError("step_picker needs at least one step")
+    newest = int(steps[-1])
     if len(steps) == 1:
-        st.caption(f"{label}: {steps[0]} (the only one logged in the selected range)")
-        return int(steps[0])
-    return int(st.select_slider(label, options=list(steps), value=steps[-1], key=key))
+        st.caption(f"{label}: {newest} (the only one logged in the selected range)")
+        return newest
+    follow_key = f"_cldiag_newest_{key}"
+    follow = views.followed_step(st.session_state.get(key), st.session_state.get(follow_key), steps)
+    if follow is not None:
+        st.session_state[key] = follow
+    st.session_state[follow_key] = newest
+    step = int(st.select_slider(label, options=list(steps), key=key))
+    if step == newest:
+        st.caption(f"Showing step {step}, the newest logged; it follows new steps as they arrive.")
+    else:
+        st.caption(f"Showing step {step}; the newest logged is {newest} (slide to the end to follow it).")
+    return step
 
 
 def chart(
@@ -836,6 +855,8 @@ def run_page(title: str, intro: str, render: Callable[[RunView], None], *, banne
 
     def body() -> None:
         view = _view(run, sel.step_range)
+        if banner:
+            view.verdicts()  # start the health rules now, so they run while the charts are drawn
         page_intro(title, view, intro)
         _run_problems(view)
         _caps(view)
@@ -862,6 +883,7 @@ def run_multi_page(title: str, intro: str, render: Callable[[Selection, list[Run
 
     def body() -> None:
         views = [_view(r, sel.step_range) for r in runs]
+        views[0].verdicts()  # the Overview shows them; elsewhere they are ready for the next page
         page_intro(title, views[0], intro)
         for view in views:
             _run_problems(view)

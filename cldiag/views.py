@@ -53,6 +53,9 @@ __all__ = [
     "config_diff",
     "effective_rank",
     "embedding_scatter",
+    "fixed_value",
+    "follow_range",
+    "followed_step",
     "format_worst_pairs",
     "hard_negative_quantiles",
     "key_metrics",
@@ -64,20 +67,26 @@ __all__ = [
     "overlap",
     "pair_labels",
     "projection_input",
+    "rows_at_step",
+    "rows_in_range",
     "run_summary",
     "run_tau",
     "runs_series",
     "score_heatmap",
     "score_overlay",
     "selection_neighbours",
+    "series_in_range",
     "snapshot_pairs",
     "spectrum",
     "spectrum_waterfalls",
+    "split_by_metric",
     "std_l2",
     "temperature_curves",
     "temperature_trend",
     "tolerance",
     "uniformity_metric",
+    "unique_steps",
+    "value_at_step",
     "worst_pairs_table",
 ]
 
@@ -161,6 +170,128 @@ class Series:
             f"Drawn: {len(self.plot):,} of {len(self.full):,} points (min/max per bucket kept, so spikes "
             "stay visible); the CSV has every point."
         )
+
+
+# -- Table access shared by RunData and the dashboard's cached RunView (tables come sorted by step) -------
+def split_by_metric(
+    scalars: pd.DataFrame, *, limit: int | None = None, first: Callable[[str], bool] | None = None
+) -> tuple[dict[str, pd.DataFrame], int]:
+    """Each metric's rows of a long ``scalars`` frame, in step order, by metric name.
+
+    One factorize and a stable argsort split a million rows several times faster than ``groupby`` on
+    strings, and keep each metric's rows in their original (step) order.
+
+    Args:
+        scalars: ``step, metric, value`` rows, sorted by step.
+        limit: keep at most this many metric names (None: all).
+        first: names for which this is true are kept before the others when ``limit`` cuts (e.g. cldiag's
+            own metrics before a flood of user metrics); ties by name.
+
+    Returns:
+        ``(metric name → its rows with a fresh index, sorted by name; how many names the frame holds)``.
+
+    Raises:
+        ValueError: ``limit`` is negative.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    codes, names = pd.factorize(scalars["metric"])
+    kept = sorted(range(len(names)), key=lambda k: (first is not None and not first(str(names[k])), names[k]))
+    kept = kept if limit is None else kept[:limit]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    parts = {
+        str(names[k]): scalars.iloc[order[bounds[k] : bounds[k + 1]]].reset_index(drop=True) for k in kept
+    }
+    return dict(sorted(parts.items())), len(names)
+
+
+def rows_in_range(df: pd.DataFrame, step_min: int | None, step_max: int | None) -> pd.DataFrame:
+    """The rows of a step-sorted table with ``step_min <= step <= step_max`` (None: unbounded), as a slice."""
+    steps = df["step"].to_numpy(np.int64)
+    lo = 0 if step_min is None else int(np.searchsorted(steps, step_min, side="left"))
+    hi = len(df) if step_max is None else int(np.searchsorted(steps, step_max, side="right"))
+    return df.iloc[lo:hi]
+
+
+def rows_at_step(df: pd.DataFrame, step: int) -> pd.DataFrame:
+    """The rows of one step of a step-sorted table (a contiguous slice), with a fresh index."""
+    return rows_in_range(df, step, step).reset_index(drop=True)
+
+
+def unique_steps(df: pd.DataFrame) -> tuple[int, ...]:
+    """The distinct steps of a table, ascending."""
+    return tuple(int(s) for s in np.unique(df["step"].to_numpy(np.int64)))
+
+
+def value_at_step(df: pd.DataFrame | None, step: int) -> float | None:
+    """The last ``value`` at or before ``step`` in one metric's step-sorted rows (None if none yet)."""
+    if df is None:
+        return None
+    i = int(np.searchsorted(df["step"].to_numpy(np.int64), step, side="right")) - 1
+    return float(df["value"].iloc[i]) if i >= 0 else None
+
+
+def series_in_range(
+    by_metric: Mapping[str, pd.DataFrame],
+    metrics: Sequence[str],
+    step_range: tuple[int, int | None],
+    max_points: int,
+    empty: pd.DataFrame,
+) -> Series:
+    """The given metrics' rows in the step range, each downsampled to ``max_points`` for plotting.
+
+    Args:
+        by_metric: :func:`split_by_metric` output.
+        metrics: the metrics, in the order wanted; absent ones are left out.
+        step_range: ``(first, last)``; ``last`` None means up to the newest step.
+        max_points: points per plotted series.
+        empty: the frame to return (with its columns) when no metric has rows.
+    """
+    lo, hi = step_range
+    full_parts, plot_parts = [], []
+    for metric in metrics:
+        df = by_metric.get(metric)
+        if df is None:
+            continue
+        full_parts.append(rows_in_range(df, lo, hi))
+        plot_parts.append(downsample(full_parts[-1], max_points=max_points, by=()))
+    if not full_parts:
+        return Series(plot=empty.iloc[0:0], full=empty.iloc[0:0])
+    return Series(
+        plot=pd.concat(plot_parts, ignore_index=True), full=pd.concat(full_parts, ignore_index=True)
+    )
+
+
+def follow_range(previous: tuple[int, int, int] | None, top: int) -> tuple[int, int]:
+    """The step range to offer now that the newest step is ``top``.
+
+    Args:
+        previous: ``(first, last, top then)`` chosen before, or None the first time.
+        top: the newest step of the runs shown.
+
+    Returns:
+        ``(first, last)``: the whole range the first time; afterwards the previous range, clipped to
+        ``top``, except that a range that ended at the newest step keeps following it as the run grows.
+    """
+    if previous is None:
+        return 0, top
+    p_lo, p_hi, p_top = previous
+    lo = min(p_lo, top)
+    return lo, top if p_hi >= p_top else min(max(p_hi, lo), top)
+
+
+def followed_step(current: int | None, newest_before: int | None, steps: Sequence[int]) -> int | None:
+    """The step a step slider should move to on a redraw, or None to leave the user's choice alone.
+
+    A slider that has no value yet, holds a step no longer offered, or sat on the newest step of the
+    previous draw follows the run to its newest step.
+    """
+    if not steps:
+        raise ValueError("followed_step needs at least one step")
+    if current is None or current not in steps or current == newest_before:
+        return int(steps[-1])
+    return None
 
 
 class RunLike(Protocol):
@@ -610,12 +741,29 @@ def temperature_curves(view: RunLike, step: int) -> Panel:
     )
 
 
+def fixed_value(series: pd.DataFrame, metric: str) -> float | None:
+    """The metric's value when it never changed over the series (a fixed τ), else None."""
+    values = series.loc[series["metric"] == metric, "value"].to_numpy(np.float64)
+    if values.size == 0 or not np.isfinite(values).all() or values.min() != values.max():
+        return None
+    return float(values[0])
+
+
 def temperature_trend(view: RunLike) -> Panel | None:
-    """τ, hardness entropy, effective negatives and DCL coupling over training."""
+    """τ, hardness entropy, effective negatives and DCL coupling over training.
+
+    A τ that never changed gets no panel of its own (a flat line says less than the number): the title
+    gives its value.
+    """
 
     def build(s: Series) -> go.Figure:
+        fixed = fixed_value(s.full, schema.M_TEMPERATURE)
         shown = [m for m in TEMPERATURE_TREND if (s.full["metric"] == m).any()]
-        return F.fig_metric_grid(s.plot, shown, title="Temperature over training")
+        title = "Temperature over training"
+        if fixed is not None and len(shown) > 1:
+            shown.remove(schema.M_TEMPERATURE)
+            title += f" (τ fixed at {fixed:.3g} throughout)"
+        return F.fig_metric_grid(s.plot, shown, title=title)
 
     return _series_panel(view, TEMPERATURE_TREND, "trend", "temperature-trend", build, chart="tau_trend")
 

@@ -10,9 +10,9 @@ from cldiag.reader import Run, read_run
 
 LEVEL_ICON = {"alarm": ":red[●] alarm", "warn": ":orange[●] warning", "ok": ":green[●] ok"}
 RUNS_CAPTION = (
-    "One row per run: status (a running run without a recent heartbeat is marked stale), the last logged "
-    "step, and the last value of key metrics. Select rows to overlay those runs (Compare, and the charts "
-    "below). Arrows on the charts below say which direction is better."
+    "One row per run: status (stale: running, but no recent heartbeat), last step and the last value of key "
+    "metrics (3 significant digits; ↑/↓: higher/lower is better; hover a header for its full name). Select "
+    "rows to overlay those runs (Compare, and the charts below)."
 )
 MAX_COMPARED = 10  # runs picked in the table that are overlaid at most (each one's scalars are loaded)
 
@@ -30,7 +30,7 @@ def sweep(paths: tuple[str, ...], _known: dict[str, Run]) -> list[tuple[Run, dic
     return out
 
 
-def summaries(sel: ui.Selection) -> tuple[list[str], list[dict]]:
+def run_rows(sel: ui.Selection) -> tuple[list[str], list[dict]]:
     """The runs table's rows; runs without a stored summary get theirs computed in the background."""
     listed = sweep(tuple(p for _, p in sel.runs), ui.discovered(sel.root))
     missing = [run for run, found in listed if found is None]
@@ -99,16 +99,19 @@ def verdicts(view: ui.RunView) -> None:
 
 def render(sel: ui.Selection, runs: list[ui.RunView]) -> None:
     st.subheader("Runs under the root")
-    paths, rows = summaries(sel)
+    paths, summaries = run_rows(sel)
+    helps = {h: st.column_config.NumberColumn(h, help=t) for h, t in F.column_help(views.KEY_METRICS).items()}
     st.dataframe(
-        F.runs_table(rows, metrics=views.KEY_METRICS),
+        F.runs_table(summaries, views.KEY_METRICS),
+        column_config=helps,
         hide_index=True,
-        width="stretch",
         key="overview_runs",
         on_select=lambda: pick(paths, sel.focus),
         selection_mode="multi-row",
     )
     st.caption(RUNS_CAPTION)
+    with st.expander("Configurations"):
+        st.dataframe(F.configs_table(summaries), hide_index=True, width="stretch")
     verdicts(runs[0])
     ui.show(views.key_metrics(runs, [sel.label(v.path) for v in runs]), *runs)
 

@@ -110,6 +110,37 @@ def temperature_data(pos: float, neg: tuple[float, ...], tau: float) -> tuple[C.
     return result, curves
 
 
+def anchor_scores() -> tuple[float, list[float]] | None:
+    """The anchor's positive score and negatives: a synthetic distribution or a sample run's snapshot."""
+    snapshots = [name for name, _, snap in sample_runs(RUN_ROOT) if snap]
+    source = st.selectbox(
+        "Negatives",
+        ["synthetic", *snapshots],
+        key="t_source",
+        format_func=lambda s: "synthetic distribution" if s == "synthetic" else f"snapshot of {s}",
+    )
+    if source == "synthetic":
+        pos = st.slider("positive score s₊", -1.0, 1.0, 0.8, 0.05, key="t_pos")
+        shape = st.radio("shape", C.NEGATIVE_SHAPES, horizontal=True, key="t_shape")
+        mean = st.slider("mean negative score", -0.5, 0.8, 0.2, 0.05, key="t_mean")
+        spread = st.slider("spread", 0.0, 0.4, 0.15, 0.01, key="t_spread")
+        k = st.select_slider("number of negatives K", [4, 8, 16, 32, 64, 128], 32, key="t_k")
+        st.caption("Scores are the distribution's quantiles, so the set is smooth and repeatable.")
+        return pos, C.negative_scores(k, shape=shape, mean=mean, spread=spread).tolist()
+    try:
+        snap_pos, neg_arr, what = snapshot_scores(RUN_ROOT, source)
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        st.warning(f"Could not read the snapshot of {source}: {exc}")
+        return None
+    st.caption(what)
+    if snap_pos is None:
+        pos = st.slider("positive score s₊ (the snapshot has no partner view)", -1.0, 1.0, 0.8, 0.05)
+    else:
+        pos = snap_pos
+        st.caption(f"Positive score from the snapshot: {pos:.3f}")
+    return pos, neg_arr.tolist()
+
+
 def explain_temperature() -> None:
     st.markdown(
         prose(
@@ -146,40 +177,17 @@ def explain_temperature() -> None:
             """
         )
     )
-    snapshots = [name for name, _, snap in sample_runs(RUN_ROOT) if snap]
     left, right = st.columns([1, 2])
     with left:
-        source = st.selectbox(
-            "Negatives",
-            ["synthetic", *snapshots],
-            key="t_source",
-            format_func=lambda s: "synthetic distribution" if s == "synthetic" else f"snapshot of {s}",
-        )
-        if source == "synthetic":
-            pos = st.slider("positive score s₊", -1.0, 1.0, 0.8, 0.05, key="t_pos")
-            shape = st.radio("shape", C.NEGATIVE_SHAPES, horizontal=True, key="t_shape")
-            mean = st.slider("mean negative score", -0.5, 0.8, 0.2, 0.05, key="t_mean")
-            spread = st.slider("spread", 0.0, 0.4, 0.15, 0.01, key="t_spread")
-            k = st.select_slider("number of negatives K", [4, 8, 16, 32, 64, 128], 32, key="t_k")
-            neg = C.negative_scores(k, shape=shape, mean=mean, spread=spread).tolist()
-            st.caption("Scores are the distribution's quantiles, so the set is smooth and repeatable.")
-        else:
-            try:
-                snap_pos, neg_arr, what = snapshot_scores(RUN_ROOT, source)
-            except (OSError, ValueError, KeyError, StopIteration) as exc:
-                st.warning(f"Could not read the snapshot of {source}: {exc}")
-                return
-            neg = neg_arr.tolist()
-            st.caption(what)
-            if snap_pos is None:
-                pos = st.slider("positive score s₊ (the snapshot has no partner view)", -1.0, 1.0, 0.8, 0.05)
-            else:
-                pos = snap_pos
-                st.caption(f"Positive score from the snapshot: {pos:.3f}")
+        chosen = anchor_scores()
+        if chosen is None:
+            return
+        pos, neg = chosen
         tau = st.select_slider("temperature τ", TAUS, 0.1, key="t_tau")
     result, curves = temperature_data(float(pos), tuple(float(v) for v in neg), float(tau))
     with right:
-        m = st.columns(4)
+        # Two per row: four in one row cut labels and values short ("13.2 of …") at 1400 px.
+        m = [*st.columns(2), *st.columns(2)]
         m[0].metric("normalized entropy", f"{result.entropy:.3f}", help="0 = hardest only, 1 = all alike")
         m[1].metric("effective negatives", f"{result.effective_negatives:.1f} of {len(neg)}")
         m[2].metric("pull on the positive 1 − p₊", f"{result.positive_pull:.3f}")
@@ -303,12 +311,11 @@ def explain_gap() -> None:
         tau = st.select_slider("temperature τ of the loss", TAUS, 0.01, key="g_tau")
         points, mg, shift = gap_data(float(cone), float(axis), float(noise), float(tau))
         best = int(np.argmin(shift.loss))
-        m = st.columns(2)
-        m[0].metric("modality gap ‖Δ‖", f"{float(mg.gap):.3f}")
-        m[1].metric("cone: mean cosine within", f"{float(mg.cone_a):.3f}")
-        m = st.columns(2)
-        m[0].metric("loss minimum at gap", f"{shift.gap[best]:.3f}")
-        m[1].metric("loss minimum at δ", f"{shift.deltas[best]:.2f}")
+        # One per row: the narrow left column cut two-per-row labels short ("cone: mean cosine wit…").
+        st.metric("modality gap ‖Δ‖", f"{float(mg.gap):.3f}")
+        st.metric("cone: mean cosine within", f"{float(mg.cone_a):.3f}")
+        st.metric("loss minimum at gap", f"{shift.gap[best]:.3f}")
+        st.metric("loss minimum at δ", f"{shift.deltas[best]:.2f}")
     with right:
         plot(FC.fig_gap_shift(shift), "g_shift")
     plot(FC.fig_two_cones(points, float(mg.gap)), "g_cones")
@@ -365,7 +372,9 @@ def explain_collapse() -> None:
             "uniformity", f"{stats.uniformity:.3f}", help=f"isotropic: {stats.uniformity_reference:.3f}"
         )
         st.metric(
-            "std of L2-normalized", f"{stats.std:.4f}", help=f"isotropic: 1/√d = {stats.std_reference:.4f}"
+            "std of L2-normalized embeddings",
+            f"{stats.std:.4f}",
+            help=f"isotropic: 1/√d = {stats.std_reference:.4f}",
         )
     with right:
         plot(FC.fig_collapse_spectrum(stats, spectrum, int(active)), "c_spectrum")

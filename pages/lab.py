@@ -193,19 +193,22 @@ def preset_section(preset: Preset, steps_scale: float) -> None:
         st.markdown(preset.explanation)
         paper, ours = st.columns(2)
         paper.markdown(f"**The paper.** {preset.claim}")
-        result = preset_result(preset.name)
-        if result is None:
-            ours.markdown(f"**Our runs.** Not run in this session yet: {len(preset.settings)} runs.")
+        result, runs, missing = preset_result(preset.name), len(preset.plan()), preset.missing()
+        if missing:  # an optional dependency (the real-model preset): say what to install, run nothing
+            ours.warning(missing, icon=":material/download:")
+        elif result is None:
+            ours.markdown(f"**Our runs.** Not run in this session yet: {runs} run{'s' if runs > 1 else ''}.")
         else:
             line, notes = view.preset_verdict(preset, result)
             ours.markdown(line)
             for note in notes:
                 ours.caption(note)
         st.button(
-            f"Run the {len(preset.settings)} runs of this preset",
+            f"Run the {runs} runs of this preset" if runs > 1 else "Run this preset",
             key=f"lab_preset_{preset.name}",
             on_click=start_preset,
             args=(preset.name, steps_scale),
+            disabled=missing is not None,
             icon=":material/play_arrow:",
             help=f"Stops the training in progress. Runs are written to the Lab folder as `{preset.name}-…`, "
             "replacing earlier ones of the same name.",

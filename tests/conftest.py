@@ -11,3 +11,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fixed_monitor_cadences(monkeypatch):
+    """Monitors in tests keep fixed cadences unless a test passes ``budget``.
+
+    The default overhead budget schedules heavy statistics by the real clock, so which steps get them would
+    depend on the machine's load; tests of the budget inject their own clock (tests/test_monitor_budget.py).
+    Scripts a test runs in a subprocess pass ``budget=None`` themselves.
+    """
+    from cldiag.monitor import Monitor
+
+    monkeypatch.setitem(Monitor.__init__.__kwdefaults__, "budget", None)

@@ -88,7 +88,7 @@ def test_version_and_help():
     for command, option in (
         ("serve", "--port"),
         ("report", "--json"),
-        ("demo", "--out"),
+        ("demo", "--real-model"),
         ("lab", "--steps-scale"),
         ("compact", "RUN"),
     ):
@@ -162,11 +162,25 @@ def test_compact_merges_parts_and_keeps_rows(tmp_path):
 
 
 def test_demo_wiring_and_missing_backend(tmp_path):
-    source = "def make_sample_runs(out_dir):\n    return [f'{out_dir}/a', f'{out_dir}/b']\n"
+    source = textwrap.dedent(
+        """
+        def make_sample_runs(out_dir, real_model=False):
+            if real_model and out_dir.endswith("no-st"):
+                raise ImportError("the preset needs sentence-transformers: pip install 'cldiag[st]'")
+            return [f'{out_dir}/a', f'{out_dir}/b'] + ([f'{out_dir}/minilm'] if real_model else [])
+        """
+    )
     proc = stub("cldiag.lab.demo", source, "demo", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [f"{tmp_path}/a", f"{tmp_path}/b"]
+    assert proc.stdout.splitlines() == [f"{tmp_path}/a", f"{tmp_path}/b"]  # the default: no real model
     assert f"cldiag serve {tmp_path}" in proc.stderr
+    real = stub("cldiag.lab.demo", source, "demo", "--out", tmp_path, "--real-model")
+    assert real.returncode == 0, real.stderr
+    assert real.stdout.splitlines() == [f"{tmp_path}/a", f"{tmp_path}/b", f"{tmp_path}/minilm"]
+    # A missing optional dependency is one line that says what to install, not a traceback.
+    missing = stub("cldiag.lab.demo", source, "demo", "--out", tmp_path / "no-st", "--real-model")
+    assert_one_line_error(missing, "cldiag demo: error: the preset needs", "pip install 'cldiag[st]'")
+    assert "ImportError" not in missing.stderr
     assert_one_line_error(stub("cldiag.lab.demo", "None", "demo"), "needs cldiag.lab.demo")
 
 

@@ -26,6 +26,7 @@ N, D, STEPS = 24, 8, 5
 # Rows of the global batch that rank 0 takes at each step; rank 1 takes the rest (0 = rank 0 is empty).
 SPLITS = (7, 12, 0, 23, 16)
 MONITOR_KW = dict(
+    budget=None,  # fixed cadences: ranks and the single-process run log the same steps
     pairwise_every=1,
     spectrum_every=1,
     curves_every=2,
@@ -87,6 +88,7 @@ def _worker(rank: int, port: int, root: str) -> None:
             embed_fn=lambda m, p: p,
             every=1,
             strict=True,
+            budget=None,
         )
         state = TrainerState(global_step=0, is_world_process_zero=rank == 0)
         cb.on_train_begin(None, state, None, model=torch.nn.Linear(2, 2))

@@ -33,7 +33,9 @@ def _value(df, step, metric):
 def test_logged_values_equal_functional(tmp_path):
     path = tmp_path / "run"
     tau = 0.2
-    with Monitor(path, pairwise_every=2, spectrum_every=3, curves_every=3, snapshot_every=0) as mon:
+    with Monitor(
+        path, pairwise_every=2, spectrum_every=3, curves_every=3, snapshot_every=0, budget=None
+    ) as mon:
         for step in range(7):
             a, b, y = _batch(step)
             mon.log(step, a, b, labels=y, temperature=tau, loss=torch.tensor(float(step)))
@@ -373,3 +375,57 @@ def test_close_compacts_each_table_into_one_part(tmp_path):
         for step in range(10):
             mon.log(step, *_batch(step)[:2])
     assert len(RunStore(tmp_path / "k").part_files("scalars")) == 5
+
+
+def test_big_batch_pairwise_uses_the_seeded_row_subsample_and_records_it(tmp_path):
+    n = F.ROW_CAP + 52
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, 8, generator=g), torch.randn(n, 8, generator=g)
+    y = torch.randint(0, 5, (n,), generator=g)
+    cadence = dict(pairwise_every=1, spectrum_every=0, curves_every=2, snapshot_every=0, budget=None)
+    with Monitor(tmp_path / "run", **cadence) as mon:
+        for step in range(3, 5):
+            mon.log(step, a, b, labels=y, temperature=0.1)
+        mon.log(5, a[:40], b[:40], labels=y[:40], temperature=0.1)  # under the cap: every row
+    df = read_run(tmp_path / "run").scalars()
+    assert sorted(df[df.metric == "pairwise_rows"].step) == [3, 4]
+    assert set(df[df.metric == "pairwise_rows"].value) == {float(F.ROW_CAP)}
+    for step in (3, 4):
+        rows = F.subsample_rows(n, F.ROW_CAP, seed=step)
+        st = F.pairwise_statistics(a[rows], b[rows], labels=y[rows], temperature=0.1, max_rows=None)
+        unif = (float(st.uniformity_a) + float(st.uniformity_b)) / 2
+        assert _value(df, step, "uniformity") == pytest.approx(unif, rel=1e-5)
+        assert _value(df, step, "tolerance") == pytest.approx(float(st.tolerance), rel=1e-5)
+        assert _value(df, step, "retrieval_acc") == pytest.approx(float(st.retrieval))
+    assert _value(df, 5, "uniformity") == pytest.approx(
+        (float(F.uniformity(a[:40])) + float(F.uniformity(b[:40]))) / 2, rel=1e-5
+    )
+
+
+def test_big_single_view_batch_is_capped_too(tmp_path):
+    n = F.ROW_CAP + 10
+    a = torch.randn(n, 6, generator=torch.Generator().manual_seed(1))
+    with Monitor(tmp_path / "run", pairwise_every=1, spectrum_every=0, curves_every=0, budget=None) as mon:
+        mon.log(7, a)
+    df = read_run(tmp_path / "run").scalars()
+    rows = F.subsample_rows(n, F.ROW_CAP, seed=7)
+    assert _value(df, 7, "pairwise_rows") == F.ROW_CAP
+    assert _value(df, 7, "uniformity") == pytest.approx(float(F.uniformity(a[rows])), rel=1e-5)
+
+
+def test_batch_of_20000_rows_stays_within_bounded_memory(tmp_path):
+    import resource
+
+    n, d = 20_000, 32
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(n, d, generator=g)
+    b = a + 0.3 * torch.randn(n, d, generator=g)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    cadence = dict(pairwise_every=1, spectrum_every=1, curves_every=1, snapshot_every=0, budget=None)
+    with Monitor(tmp_path / "run", **cadence) as mon:
+        mon.log(0, a, b, temperature=0.1)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    # One 20k × 20k float32 matrix alone is 1.5 GiB; the capped step stays near 5 × 16 MiB.
+    assert grown_mib < 400, grown_mib
+    df = read_run(tmp_path / "run").scalars()
+    assert _value(df, 0, "pairwise_rows") == F.ROW_CAP

@@ -48,10 +48,23 @@ def test_monitor_takes_a_cadence_object_like_its_keywords(tmp_path):
     a = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
     b = a + 0.1
     for name, kwargs in (
-        ("keywords", {"pairwise_every": 3, "spectrum_every": 0, "curves_every": 0, "snapshot_every": 0}),
+        (
+            "keywords",
+            {
+                "pairwise_every": 3,
+                "spectrum_every": 0,
+                "curves_every": 0,
+                "snapshot_every": 0,
+                "budget": None,
+            },
+        ),
         (
             "object",
-            {"cadence": Cadence(pairwise_every=3, spectrum_every=0, curves_every=0, snapshot_every=0)},
+            {
+                "cadence": Cadence(
+                    pairwise_every=3, spectrum_every=0, curves_every=0, snapshot_every=0, budget=None
+                )
+            },
         ),
     ):
         with Monitor(tmp_path / name, **kwargs) as mon:

@@ -21,7 +21,7 @@ from cldiag.figures.scores import (
 )
 from cldiag.figures.series import fig_dual_axis, fig_metric_grid, fig_metric_series
 from cldiag.figures.spectrum import EIGEN_FLOOR, fig_spectrum, fig_spectrum_waterfall, log_eigenvalues
-from cldiag.figures.tables import last_values, runs_table
+from cldiag.figures.tables import column_help, configs_table, last_values, round_significant, runs_table
 from cldiag.figures.temperature import CURVES, fig_temperature_curves
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "HistogramMatrix",
     "MetricInfo",
     "align_uniform_pairs",
+    "column_help",
+    "configs_table",
     "fig_align_uniform_plane",
     "fig_dual_axis",
     "fig_embedding_scatter",
@@ -51,5 +53,6 @@ __all__ = [
     "log_eigenvalues",
     "metric_info",
     "overlap_coefficient",
+    "round_significant",
     "runs_table",
 ]

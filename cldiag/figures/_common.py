@@ -43,6 +43,13 @@ def unique_in_order(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
+TITLE_TOP_PX = 44
+"""Distance of a chart title's middle line from the top of the figure: below plotly's toolbar (the modebar,
+about 30 px high in the top-right corner), so a long title never runs under it."""
+TOP_MARGIN_PX = 72
+"""Top margin of a single-panel chart: room for the toolbar and the title under it."""
+
+
 def finish(
     fig: go.Figure,
     *,
@@ -50,13 +57,24 @@ def finish(
     x_title: str | None = None,
     y_title: str | None = None,
     height: int = 380,
+    top: int = TOP_MARGIN_PX,
 ) -> go.Figure:
-    """Apply the shared title, axis titles, legend and margins, and return the figure."""
+    """Apply the shared title, axis titles, legend and margins, and return the figure.
+
+    The title sits on its own line under the toolbar (see :data:`TITLE_TOP_PX`); ``top`` is the margin above
+    the plot area (larger for charts with panel titles or a legend above the plot).
+    """
     fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
+        title={
+            "text": title,
+            "x": 0.0,
+            "xanchor": "left",
+            "yref": "container",
+            "y": 1.0 - TITLE_TOP_PX / height,
+            "yanchor": "middle",
+        },
         height=height,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        # Plotly's default legend (right of the plot, top-aligned) never collides with the modebar.
+        margin={"l": 60, "r": 20, "t": max(top, TOP_MARGIN_PX), "b": 50},
         hovermode="closest",
     )
     if x_title is not None:
@@ -64,6 +82,20 @@ def finish(
     if y_title is not None:
         fig.update_yaxes(title_text=y_title)
     return fig
+
+
+def legend_on_top(fig: go.Figure, height: int) -> None:
+    """One horizontal legend under the title, above every panel (a grid's legend belongs to all panels)."""
+    fig.update_layout(
+        legend={
+            "orientation": "h",
+            "x": 0.0,
+            "xanchor": "left",
+            "yref": "container",
+            "y": 1.0 - (TITLE_TOP_PX + 28) / height,
+            "yanchor": "middle",
+        },
+    )
 
 
 def bound_axis(info: MetricInfo) -> dict[str, Any]:

@@ -43,8 +43,10 @@ CAPTIONS: dict[str, Caption] = {
         "(Wang & Isola, ICML 2020).",
     ),
     "plane": (
-        "Each run's path through (uniformity, alignment) over training, ○ start, ★ end; "
-        "add runs under “Compare with”.",
+        "Each run's path through (uniformity, alignment) over training, ○ start, ★ end, at the steps that "
+        "log both (uniformity every `pairwise_every` steps); add runs under “Compare with”. The first "
+        "segment is long: the untrained encoder puts everything close together, and the first logged "
+        "steps move it most.",
         "Better representations sit lower-left; Wang & Isola (ICML 2020) found downstream accuracy "
         "rising towards that corner.",
     ),

@@ -43,8 +43,9 @@ def fig_negative_weights(result: AnchorAtTemperature, tau: float) -> go.Figure:
     """The weight the loss puts on each negative at ``τ``, hardest first, with both temperature limits.
 
     Bars are the relative penalties ``softmax(s/τ)`` (left axis); dots are the scores themselves (right
-    axis). The dashed line is the ``τ → ∞`` limit (every negative ``1/K``); the arrow marks where all the
-    weight goes as ``τ → 0`` (the hardest negative, as in a triplet loss).
+    axis) on the full 0..1 range, so the bars grow and flatten as τ moves. The dashed line is the ``τ → ∞``
+    limit (every negative ``1/K``); the arrow gives the hardest negative's share at this τ (all of it as
+    ``τ → 0``, as in a triplet loss).
 
     Args:
         result: :func:`cldiag.concepts.anchor_at_temperature` output (scores descending).
@@ -91,14 +92,17 @@ def fig_negative_weights(result: AnchorAtTemperature, tau: float) -> go.Figure:
         annotation_text=f"τ → ∞: every negative 1/K = {1.0 / k:.3f}",
         annotation_position="top right",
     )
+    # The axis is the whole 0..1 a weight can take, so the bars (and the note on the hardest one) move as
+    # τ moves: a range fitted to the tallest bar would keep the hardest bar, and its note, in one place.
+    top = float(weights[0])
     fig.add_annotation(
         x=1,
-        y=float(weights[0]),
-        text="τ → 0: all weight on the hardest (triplet-like)",
+        y=top,
+        text=f"hardest negative: {top:.0%} of the weight (τ → 0: all of it, triplet-like)",
         showarrow=True,
         arrowhead=2,
-        ax=120,
-        ay=-30,
+        ax=40,
+        ay=-30 if top < 0.8 else 30,
         xanchor="left",
         font={"color": _HIGHLIGHT},
     )
@@ -106,7 +110,7 @@ def fig_negative_weights(result: AnchorAtTemperature, tau: float) -> go.Figure:
     fig.update_layout(
         yaxis={
             "title": {"text": "relative penalty rⱼ"},
-            "range": [0, max(1.0 / k, float(weights.max())) * 1.25],
+            "range": [0, 1.05],
         },
         yaxis2={
             "title": {"text": "cosine score sⱼ"},
@@ -310,7 +314,9 @@ def fig_align_uniform_demo(point: AlignUniform, sweep: pd.DataFrame, uniform_ref
             mode="markers+text",
             name="extremes",
             text=[r[0] for r in refs],
-            textposition=["top left", "top right", "bottom right"],
+            # The ideal's label goes below the axis: "your points" (alignment >= 0) often sit on or just above
+            # the ideal, and the star would cover a label placed above it.
+            textposition=["top left", "bottom right", "bottom right"],
             marker={"size": 11, "symbol": [r[3] for r in refs], "color": _LIMIT_COLOR},
             hovertemplate="%{text}<br>uniformity %{x:.3f}<br>alignment %{y:.3f}<extra></extra>",
         )
@@ -460,7 +466,7 @@ def fig_collapse_scorecard(stats: CollapseStats) -> go.Figure:
     """
     rows = [
         ("effective rank (RankMe)", stats.effective_rank, float(stats.dim)),
-        ("std of L2-normalized", stats.std, stats.std_reference),
+        ("std of L2-normalized embeddings", stats.std, stats.std_reference),
         ("uniformity (t = 2)", stats.uniformity, stats.uniformity_reference),
     ]
     names = [r[0] for r in rows]

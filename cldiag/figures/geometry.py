@@ -57,7 +57,8 @@ def fig_align_uniform_plane(
         title: chart title.
 
     Returns:
-        One line trace per run plus one end-marker trace per run.
+        One line trace per run plus one trace per run marking (and labelling with its step) the start ○, the
+        first logged step after it and the end ★.
     """
     require_columns(pairs, ("step", "alignment", "uniformity"), "alignment/uniformity pairs")
     require_rows(pairs, "alignment/uniformity pairs")
@@ -86,16 +87,28 @@ def fig_align_uniform_plane(
                 ),
             ),
         )
+        # Start, the first logged step after it and the end are labelled with their steps: the first segment
+        # is often long (training moves the geometry most at the start), and the label says how few steps
+        # it spans.
+        marks = sorted({0, min(1, len(steps) - 1), len(steps) - 1})
+        symbols = {0: "circle-open", len(steps) - 1: "star"}
         fig.add_trace(
             go.Scatter(
-                x=values[[0, -1], 0],
-                y=values[[0, -1], 1],
-                mode="markers",
-                name=f"{name} start/end",
+                x=values[marks, 0],
+                y=values[marks, 1],
+                mode="markers+text",
+                name=f"{name} steps",
                 legendgroup=name,
                 showlegend=False,
-                marker={"symbol": ["circle-open", "star"], "size": [10, 14], "color": colors[run]},
-                customdata=steps[[0, -1]],
+                text=[f"step {steps[i]}" for i in marks],
+                textposition="middle right",
+                textfont={"size": 11, "color": colors[run]},
+                marker={
+                    "symbol": [symbols.get(i, "circle") for i in marks],
+                    "size": [14 if i == len(steps) - 1 else 10 if i == 0 else 6 for i in marks],
+                    "color": colors[run],
+                },
+                customdata=steps[marks],
                 hovertemplate=f"{name}<br>step %{{customdata}}<extra></extra>",
             ),
         )

@@ -29,6 +29,7 @@ class MetricInfo:
         unit: what the value measures in (``cosine``, ``distance on the unit sphere``; empty when unitless).
         caption: how to read the metric's own chart over training, in two lines (what it shows; what
             healthy looks like, with the paper); None for metrics drawn only beside others.
+        short: a narrow name for table headers (empty: use ``label``).
     """
 
     name: str
@@ -39,12 +40,22 @@ class MetricInfo:
     source: str
     unit: str = ""
     caption: tuple[str, str] | None = None
+    short: str = ""
+
+    @property
+    def arrow(self) -> str:
+        """`` ↑`` (higher is better), `` ↓`` (lower is better) or nothing."""
+        return {True: " ↑", False: " ↓", None: ""}[self.higher_is_better]
 
     @property
     def axis_title(self) -> str:
         """The label with an arrow saying which way is better (``↑`` higher, ``↓`` lower)."""
-        arrow = {True: " ↑", False: " ↓", None: ""}[self.higher_is_better]
-        return f"{self.label}{arrow}"
+        return f"{self.label}{self.arrow}"
+
+    @property
+    def column_title(self) -> str:
+        """A table header: the short name (the label when there is none) with the arrow."""
+        return f"{self.short or self.label}{self.arrow}"
 
 
 def _info(
@@ -57,9 +68,19 @@ def _info(
     unit: str = "",
     caption: tuple[str, str] | None = None,
 ) -> MetricInfo:
-    return MetricInfo(name, label, higher, lower, upper, source, unit, caption)
+    return MetricInfo(name, label, higher, lower, upper, source, unit, caption, SHORT.get(name, ""))
 
 
+SHORT = {
+    schema.M_POS_SIM: "pos. cos",
+    schema.M_RANK: "rank",
+    schema.M_RETRIEVAL: "retrieval",
+    schema.M_GAP: "gap",
+    schema.M_STD_L2: "std",
+    schema.M_UNIFORMITY: "uniformity",
+}
+"""Narrow names for the Overview's runs table, where eight metric columns must fit beside the run's name at
+1400 px (the table's header tooltips give the full :attr:`MetricInfo.axis_title`)."""
 COSINE = "cosine similarity"
 SPHERE = "distance on the unit sphere"
 
@@ -103,7 +124,7 @@ METRICS: dict[str, MetricInfo] = {
         ),
         _info(
             schema.M_STD_L2,
-            "std of L2-normalized",
+            "std of L2-normalized embeddings",
             True,
             0.0,
             None,

@@ -18,6 +18,7 @@ from cldiag.figures._common import (
     bound_axis,
     color_map,
     finish,
+    legend_on_top,
     require_columns,
     require_rows,
     unique_in_order,
@@ -152,8 +153,8 @@ def fig_metric_grid(
         panel_height: height of one row of panels in pixels.
 
     Returns:
-        A figure with ``len(present metrics)`` panels; each run appears once in the legend and toggling it
-        hides it in every panel.
+        A figure with ``len(present metrics)`` panels; with several runs, each run appears once in a
+        legend above all panels and toggling it hides it in every panel.
     """
     require_columns(df, _SCALAR_COLUMNS, "scalars frame")
     require_rows(df, "scalars frame")
@@ -163,6 +164,10 @@ def fig_metric_grid(
     cols = min(cols, len(chosen))
     rows = -(-len(chosen) // cols)
     infos = [metric_info(m, dim=dim) for m in chosen]
+    runs = _runs(df)
+    # Title, then (several runs) one legend for every panel, then the first row's panel titles.
+    top = 112 if len(runs) > 1 else 84
+    height = top + 20 + panel_height * rows
     fig = make_subplots(
         rows=rows,
         cols=cols,
@@ -171,7 +176,6 @@ def fig_metric_grid(
         # ~80 px between rows, so a panel title never sits on the tick labels of the panel above.
         vertical_spacing=min(0.3, 80 / (panel_height * rows)) if rows > 1 else 0.0,
     )
-    runs = _runs(df)
     colors = color_map(runs)
     shown: set[str | None] = set()
     for k, (metric, info) in enumerate(zip(chosen, infos, strict=True)):
@@ -188,7 +192,7 @@ def fig_metric_grid(
                     mode="lines",
                     name=name,
                     legendgroup=str(run),
-                    showlegend=run is not None and run not in shown,
+                    showlegend=len(runs) > 1 and run not in shown,  # one run: its name heads the page
                     line={"color": colors[run] if run is not None else PALETTE[0], "width": 1.5},
                     hovertemplate=f"{name}<br>{info.label}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>",
                 ),
@@ -200,7 +204,9 @@ def fig_metric_grid(
         axis.pop("title_text")  # the panel title already names the metric
         fig.update_yaxes(row=row, col=col, **axis)
         fig.update_xaxes(row=row, col=col, title_text="training step" if row == rows else None)
-    return finish(fig, title=title, height=80 + panel_height * rows)
+    if len(runs) > 1:
+        legend_on_top(fig, height)
+    return finish(fig, title=title, height=height, top=top)
 
 
 def fig_dual_axis(
@@ -250,4 +256,7 @@ def fig_dual_axis(
             )
         if metrics:
             fig.update_yaxes(secondary_y=bool(secondary), **bound_axis(metric_info(metrics[0], dim=dim)))
+    # The right axis gets round ticks of its own: ticks synced to the left axis's grid land on values like
+    # -0.354, and a second grid would cross the first.
+    fig.update_yaxes(secondary_y=True, tickmode="auto", nticks=6, showgrid=False)
     return finish(fig, title=title, x_title="training step", height=height)

@@ -9,15 +9,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import sequential
 
 from cldiag.figures._common import bucket_reduce, color_map, finish, require_columns, require_rows
 
-__all__ = ["EIGEN_FLOOR", "fig_spectrum", "fig_spectrum_waterfall", "log_eigenvalues"]
+__all__ = ["EIGEN_FLOOR", "WATERFALL_COLORS", "fig_spectrum", "fig_spectrum_waterfall", "log_eigenvalues"]
 
 _SPEC_COLUMNS = ("step", "modality", "index", "eigenvalue")
 
 EIGEN_FLOOR = 1e-12
 """Eigenvalues at or below this (including tiny negative round-off) are drawn at ``log10(EIGEN_FLOOR)``."""
+
+
+WATERFALL_COLORS: list[list[float | str]] = [
+    [i / (len(sequential.Viridis) - 1), c] for i, c in enumerate(sequential.Viridis)
+]
+"""Dark (smallest eigenvalues) to bright (largest), with no pale band at either end: the smallest values
+must look small. Given as a list so the dashboard's theme cannot swap in a scale of its own."""
 
 
 def log_eigenvalues(eigenvalues: np.ndarray | pd.Series) -> np.ndarray:
@@ -107,13 +115,16 @@ def fig_spectrum_waterfall(
     fig = go.Figure(
         go.Heatmap(
             x=columns_shown,
-            y=steps_shown,
+            # One row per logged step, labelled by step: a numeric axis would centre each row on its step
+            # and, with two logged steps 0 and 250, start the axis at -125.
+            y=[str(int(s)) for s in steps_shown],
             z=cols_t.T,
-            colorscale="Magma",
+            colorscale=WATERFALL_COLORS,
             colorbar={"title": {"text": "log₁₀ λ"}},
             hovertemplate="step ≤ %{y}<br>index ≤ %{x}<br>log₁₀ eigenvalue %{z:.2f}<extra></extra>",
         ),
     )
+    fig.update_yaxes(type="category", nticks=12)
     return finish(
         fig, title=title, x_title="eigenvalue index (0 = largest)", y_title="training step", height=420
     )

@@ -63,7 +63,8 @@ def fig_temperature_curves(
         cols=cols,
         subplot_titles=[CURVES.get(c, (c, None, None))[0] for c in curves],
         horizontal_spacing=0.1,
-        vertical_spacing=min(0.15, 0.6 / rows),
+        # Room between rows for the τ axis title and the next row's panel title.
+        vertical_spacing=min(0.25, 110 / (290 * rows)) if rows > 1 else 0.0,
     )
     for k, curve in enumerate(curves):
         row, col = k // cols + 1, k % cols + 1
@@ -102,7 +103,9 @@ def fig_temperature_curves(
         _, lower, upper = CURVES.get(curve, (curve, None, None))
         bounds = {k2: v for k2, v in (("clipmin", lower), ("clipmax", upper)) if v is not None}
         fig.update_yaxes(autorangeoptions=bounds, row=row, col=col)
-        fig.update_xaxes(type="log", row=row, col=col, title_text="temperature τ" if row == rows else None)
+        # One tick per decade (0.01, 0.1, 1, 10): plotly's default adds unlabelled 2 and 5 marks that read
+        # as "0.01 2 5 0.1"; every panel names its axis, not only the bottom row.
+        fig.update_xaxes(type="log", dtick=1, title_text="τ (log scale)", title_standoff=4, row=row, col=col)
     if title is None:
         title = f"Temperature curves at step {int(steps[0])}"
-    return finish(fig, title=title, height=80 + 260 * rows)
+    return finish(fig, title=title, height=60 + 290 * rows, top=84)

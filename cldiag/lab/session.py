@@ -133,8 +133,8 @@ class LabSession:
         """
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
-        settings = PRESETS[name].scaled(steps_scale)
-        first_dir = os.path.join(os.fspath(out_dir), f"{name}-{settings[0][0]}")
+        plan = PRESETS[name].plan(steps_scale)
+        first_dir = os.path.join(os.fspath(out_dir), f"{name}-{plan[0][0]}")
 
         def on_progress(index: int, count: int, p: LabProgress) -> None:
             self._preset_position = (index, count)
@@ -148,9 +148,9 @@ class LabSession:
         with self._lock:
             self._claim(replace)
             self._preset = name
-            self._preset_position = (0, len(settings))
+            self._preset_position = (0, len(plan))
             self._preset_result = None
-            self._launch(work, LabProgress(first_dir, 0, settings[0][1].steps, "running", {}, "starting"))
+            self._launch(work, LabProgress(first_dir, 0, plan[0][1], "running", {}, "starting"))
 
     def _set_progress(self, p: LabProgress) -> None:
         self._progress = p

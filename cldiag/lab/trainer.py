@@ -531,6 +531,7 @@ def _open_monitor(config: LabConfig, run_dir: str, overwrite: bool) -> Monitor:
         snapshot_size=config.snapshot_size,
         flush_every=50,
         flush_secs=1.0,  # a live lab page polls the run; a second of latency keeps it fresh
+        budget=None,  # teaching runs: every configured step's statistics, the same on any machine
         if_exists="overwrite" if overwrite else "error",
     )
 

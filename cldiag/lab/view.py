@@ -271,10 +271,10 @@ def preset_verdict(preset: Preset, result: PresetResult) -> tuple[str, list[str]
     line = f"**Our runs** ({result.seconds:.0f} s): {verdict}. {result.summary}"
     notes = []
     ended = [r for r in result.results if r.status == "finished"]
-    full = [c.steps for c in preset.configs]
-    if len(ended) < len(preset.settings):
+    full = [steps for _, steps in preset.plan()]
+    if len(ended) < len(full):
         notes.append(
-            f"Only {len(ended)} of {len(preset.settings)} runs finished (stopped, or one diverged): "
+            f"Only {len(ended)} of {len(full)} runs finished (stopped, or one diverged): "
             "the check read what exists."
         )
     elif any(r.config.steps < s for r, s in zip(result.results, full, strict=True)):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cldiag.monitor.budget import check_budget
+
 __all__ = ["DEFAULT_TAUS", "MAX_BINS", "MAX_SNAPSHOT", "Cadence"]
 
 DEFAULT_TAUS: tuple[float, ...] = tuple(float(t) for t in np.logspace(-2, 0, 13))
@@ -37,6 +39,11 @@ class Cadence:
         flush_every: logged steps between flushes to disk.
         flush_secs: seconds between flushes, whichever comes first (keeps live dashboards current).
         heartbeat_secs: how often ``meta.json``'s heartbeat is refreshed while the process lives.
+        compact_parts: a table holding more than this many part files is compacted in the background
+            after the flush that passed it (0 = only at close, when ``compact_on_close``).
+        budget: the largest share of wall time the Monitor may take (default 0.03); the pairwise,
+            spectrum and curves cadences above are then minimum spacings, stretched as needed (see
+            :mod:`cldiag.monitor.budget`). ``None`` = fixed cadences.
 
     Example:
         >>> Cadence(pairwise_every=10).pairwise_every
@@ -57,6 +64,8 @@ class Cadence:
     flush_every: int = 500
     flush_secs: float = 30.0
     heartbeat_secs: float = 30.0
+    compact_parts: int = 64
+    budget: float | None = 0.03
 
     def __post_init__(self) -> None:
         for arg in ("pairwise_every", "spectrum_every", "curves_every", "snapshot_every"):
@@ -65,6 +74,10 @@ class Cadence:
                 raise ValueError(f"{arg} must be an int >= 0 (0 turns it off), got {value!r}")
         if not _is_int(self.flush_every) or self.flush_every < 1:
             raise ValueError(f"flush_every must be an int >= 1, got {self.flush_every!r}")
+        if not _is_int(self.compact_parts) or self.compact_parts < 0:
+            raise ValueError(
+                f"compact_parts must be an int >= 0 (0: only at close), got {self.compact_parts!r}"
+            )
         if not _is_int(self.bins) or not 2 <= self.bins <= MAX_BINS:
             raise ValueError(f"bins must be an int in [2, {MAX_BINS}], got {self.bins!r}")
         if not _is_int(self.snapshot_size) or not 1 <= self.snapshot_size <= MAX_SNAPSHOT:
@@ -73,6 +86,12 @@ class Cadence:
         object.__setattr__(self, "taus", _check_taus(self.taus))
         object.__setattr__(self, "flush_secs", float(self.flush_secs))
         object.__setattr__(self, "heartbeat_secs", float(self.heartbeat_secs))
+        if self.budget is not None:
+            object.__setattr__(self, "budget", check_budget(self.budget))
+
+    def every(self) -> dict[str, int]:
+        """The minimum spacing (or fixed cadence) of each heavy kind, by kind name (0 = off)."""
+        return {"pairwise": self.pairwise_every, "spectrum": self.spectrum_every, "curves": self.curves_every}
 
     def taus_tensor(self) -> torch.Tensor:
         """The τ grid as a float32 tensor (on the CPU)."""

@@ -9,6 +9,7 @@ tensors' devices (:class:`~cldiag.host_tables.Pending`) and hands each flush to 
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ import torch
 from cldiag import dist, host_tables, schema
 from cldiag import functional as F
 from cldiag.integrations.outputs import model_outputs
+from cldiag.monitor.budget import KINDS, FixedCadence, OverheadBudget, Schedule
 from cldiag.monitor.config import Cadence
 from cldiag.monitor.inputs import (
     StepNotIncreasing,
@@ -42,6 +44,10 @@ __all__ = ["Monitor"]
 Number = float | int
 TensorOrNumber = torch.Tensor | float | int
 Meta = schema.Meta
+
+M_PAIRWISE_ROWS = "pairwise_rows"
+"""Scalar logged at a step whose O(B²) statistics used a seeded subsample of rows: how many rows (the rows
+are ``functional.subsample_rows(B, n, seed=step)``)."""
 
 _STEP_STATISTICS = {  # key of F.step_statistics → metric name ({a}/{b}: the modality names)
     "alignment": schema.M_ALIGNMENT,
@@ -97,8 +103,18 @@ class Monitor:
         final_snapshot: at close, when the last logged step had no embedding snapshot (or no spectrum),
             snapshot the last logged batch (and take its spectrum) at that step, so a run shorter than
             ``snapshot_every`` shows its trained embeddings. ``False`` keeps to the cadences exactly.
+        budget: the largest share of wall time the Monitor may take (default 0.03 = 3 %): it measures
+            the training's time between :meth:`log` calls and its own time inside them (host clock only,
+            no device sync) and spaces the pairwise, spectrum and curves work so its share stays within
+            it; ``pairwise_every`` / ``spectrum_every`` / ``curves_every`` are then minimum spacings
+            (see :mod:`cldiag.monitor.budget`). ``None`` = fixed cadences. A
+            :class:`~cldiag.monitor.budget.Schedule` (e.g. an ``OverheadBudget`` with its own clock) is
+            used as given.
+        compact_parts: while the run is written, a table holding more than this many part files is
+            compacted in the background (safely under readers, see :mod:`cldiag.maintenance`), so a long
+            live run opens fast; 0 = only at close.
         cadence: all cadence arguments at once, as a :class:`~cldiag.monitor.config.Cadence`; the
-            individual arguments above are then left at their defaults.
+            individual arguments above (and a float ``budget``) are then left at their defaults.
 
     Under ``torch.distributed`` every rank calls :meth:`log` at the same steps (it gathers the global
     batch, as contrastive losses do); only rank 0 computes and writes.
@@ -137,6 +153,8 @@ class Monitor:
         heartbeat_secs: float = 30.0,
         compact_on_close: bool = True,
         final_snapshot: bool = True,
+        budget: float | Schedule | None = 0.03,
+        compact_parts: int = 64,
         cadence: Cadence | None = None,
     ) -> None:
         self.cadence = cadence or Cadence(
@@ -150,7 +168,10 @@ class Monitor:
             flush_every=flush_every,
             flush_secs=flush_secs,
             heartbeat_secs=heartbeat_secs,
+            budget=None if isinstance(budget, Schedule) else budget,
+            compact_parts=compact_parts,
         )
+        self._schedule = _schedule(self.cadence, budget)
         if if_exists not in ("error", "resume", "overwrite"):
             raise ValueError(f"if_exists must be 'error', 'resume' or 'overwrite', got {if_exists!r}")
         self.modalities: tuple[str, str] = _check_modalities(modalities) or ("view1", "view2")
@@ -184,6 +205,8 @@ class Monitor:
         self._dim: int | None = None
         self._lock = threading.Lock()
         self._meta: dict[str, Any] = {}
+        self._writer_cpu_seen = 0.0
+        self._rows_step: int | None = None  # the last step whose pairwise_rows was logged
         c = self.cadence
         self._keep_last_batch = bool(final_snapshot) and bool(c.snapshot_every or c.spectrum_every)
 
@@ -236,6 +259,7 @@ class Monitor:
             heartbeat_secs=self.cadence.heartbeat_secs,
             storage_options=storage_options,
             compact_on_close=compact_on_close,
+            compact_parts=self.cadence.compact_parts,
         )
 
     @property
@@ -319,6 +343,8 @@ class Monitor:
         if self._run_gone:
             return  # reported once when the deletion was found; computing would only waste the step
         pending, sizes = self._pending, self._pending.sizes()
+        self._schedule.begin()
+        self._charge_writer()
         try:
             self._log(step, a, b, labels, temperature, loss, ids, meta)
         except Exception as exc:  # noqa: BLE001 - _reject raises it when strict, else reports it
@@ -327,6 +353,15 @@ class Monitor:
             if self._pending is pending:
                 pending.truncate(sizes)
             self._reject(exc, f"step {step_repr(step)}")
+        finally:
+            self._schedule.end()
+
+    def _charge_writer(self) -> None:
+        """Charge the writer thread's CPU time since the last call to the overhead budget."""
+        if self._writer is not None:
+            spent = self._writer.cpu_seconds
+            self._schedule.charge(spent - self._writer_cpu_seen)
+            self._writer_cpu_seen = spent
 
     def log_scalar(self, step: int, name: str, value: TensorOrNumber) -> None:
         """Log any scalar of your own (tensor or number); it is buffered and written like the others.
@@ -545,8 +580,7 @@ class Monitor:
         self._set_dim(a.shape[1])
         first = len(self._pending.scalar_names)
         self._per_step(step, a, b, loss, temperature)
-        c = self.cadence
-        due = _due(step, c.pairwise_every), _due(step, c.spectrum_every), _due(step, c.curves_every)
+        due = tuple(self._schedule.due(kind, step) for kind in KINDS)
         if any(due):
             self._heavy(step, a, b, labels_t, temperature, *due)
         # The writer's own rows come first in a gathered batch; only they have metadata here.
@@ -600,12 +634,19 @@ class Monitor:
         if rows is None:
             return
         a, b, labels = rows
+        sched = self._schedule
         if pairwise:
+            started = sched.start()
             self._pairwise(step, a, b, labels, temperature)
+            sched.done("pairwise", step, started)
         if spectra:
+            started = sched.start()
             self._spectra(step, a, b)
+            sched.done("spectrum", step, started)
         if curves and b is not None:
+            started = sched.start()
             self._curves(step, a, b, labels)
+            sched.done("curves", step, started)
 
     def _finite_rows(
         self,
@@ -654,33 +695,53 @@ class Monitor:
         labels: torch.Tensor | None,
         temperature: torch.Tensor | float | None,
     ) -> None:
-        """O(B²): uniformity, spread, tolerance, score histograms, negatives, retrieval, hardness at τ."""
-        sides = self._sides(a, b)
-        unif = [F.uniformity(z) for _, z in sides]
-        for (mod, _), u in zip(sides, unif, strict=False):
-            if len(sides) > 1:
-                self._add(step, f"{schema.M_UNIFORMITY}/{mod}", u)
-        if b is not None and not self.two_modality:
-            unif.append(F.uniformity(b))  # Wang & Isola average the two views' uniformity
-        self._add(step, schema.M_UNIFORMITY, torch.stack(unif).mean())
-        self._add(step, schema.M_STD_L2, F.std_of_l2_normalized(a))
-        if labels is not None:
-            self._add(step, schema.M_TOLERANCE, F.tolerance(a, labels))
+        """O(B²): uniformity, spread, tolerance, score histograms, negatives, retrieval, hardness at τ.
+
+        Above :data:`cldiag.functional.ROW_CAP` rows they are those of a seeded subsample (seed = the
+        step), whose size is logged as ``pairwise_rows``.
+        """
         if b is None:
+            self._single_view_pairwise(step, a, labels)
             return
-        h = F.score_histograms(a, b, bins=self.bins)
+        st = F.pairwise_statistics(a, b, labels=labels, temperature=temperature, bins=self.bins, seed=step)
+        if self.two_modality:
+            self._add(step, f"{schema.M_UNIFORMITY}/{self.modalities[0]}", st.uniformity_a)
+            self._add(step, f"{schema.M_UNIFORMITY}/{self.modalities[1]}", st.uniformity_b)
+        # Both sides either way: Wang & Isola average the two views' uniformity.
+        self._add(step, schema.M_UNIFORMITY, torch.stack([st.uniformity_a, st.uniformity_b]).mean())
+        self._add(step, schema.M_STD_L2, st.std_a)
+        if st.tolerance is not None:
+            self._add(step, schema.M_TOLERANCE, st.tolerance)
+        h = st.histograms
         self._pending.hist.append((step, schema.HIST_POS, h.pos, h.edges))
         self._pending.hist.append((step, schema.HIST_NEG, h.neg, h.edges))
         self._pending.hist.append((step, schema.HIST_HARD_NEG, h.hard_neg, h.edges))
-        self._add(step, schema.M_OVERLAP, F.histogram_overlap(h.pos, h.neg))
-        self._add(step, schema.M_NEG_SIM, F.negative_similarity(a, b))
-        self._add(step, schema.M_HARD_NEG_SIM, h.hardest_neg.mean())
-        self._add(step, schema.M_RETRIEVAL, F.retrieval_accuracy(a, b))
-        if temperature is not None:
-            hard = F.hardness(a, b, temperature)
-            self._add(step, schema.M_ENTROPY, hard.entropy)
-            self._add(step, schema.M_EFF_NEG, hard.effective_negatives)
-            self._add(step, schema.M_COUPLING, 1.0 - hard.pos_prob)
+        self._add(step, schema.M_OVERLAP, st.overlap)
+        self._add(step, schema.M_NEG_SIM, st.negative_similarity)
+        self._add(step, schema.M_HARD_NEG_SIM, st.hardest_negative)
+        self._add(step, schema.M_RETRIEVAL, st.retrieval)
+        if st.hardness is not None and st.coupling is not None:
+            self._add(step, schema.M_ENTROPY, st.hardness.entropy)
+            self._add(step, schema.M_EFF_NEG, st.hardness.effective_negatives)
+            self._add(step, schema.M_COUPLING, st.coupling)
+        self._record_rows(step, st.rows)
+
+    def _single_view_pairwise(self, step: int, a: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """Without ``b``: uniformity, spread and tolerance of ``a`` (on the capped rows)."""
+        rows = F.subsample_rows(a.shape[0], F.ROW_CAP, seed=step, device=a.device)
+        if rows is not None:
+            a, labels = a[rows], (labels[rows] if labels is not None else None)
+        self._add(step, schema.M_UNIFORMITY, F.uniformity(a))
+        self._add(step, schema.M_STD_L2, F.std_of_l2_normalized(a))
+        if labels is not None:
+            self._add(step, schema.M_TOLERANCE, F.tolerance(a, labels))
+        self._record_rows(step, rows)
+
+    def _record_rows(self, step: int, rows: torch.Tensor | None) -> None:
+        """Log how many rows a subsampled step used (once per step, for pairwise and curves alike)."""
+        if rows is not None and self._rows_step != step:
+            self._add(step, M_PAIRWISE_ROWS, float(rows.numel()))
+            self._rows_step = step
 
     def _spectra(self, step: int, a: torch.Tensor, b: torch.Tensor | None) -> None:
         """O(B·d² + d³): covariance spectra and effective ranks (of each side and of both together)."""
@@ -694,7 +755,8 @@ class Monitor:
 
     def _curves(self, step: int, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor | None) -> None:
         """O(B²·(d + #τ)): the temperature curves over the τ grid."""
-        c = F.temperature_curves(a, b, self.taus.to(a.device), labels=labels)
+        c = F.temperature_curves(a, b, self.taus.to(a.device), labels=labels, seed=step)
+        self._record_rows(step, c.rows)
         for curve, attr in _CURVES:
             values = getattr(c, attr)
             if values is not None:
@@ -819,6 +881,7 @@ class Monitor:
             return
         writer.release()
         final_error = self._final_snapshot()
+        self._record_overhead()
         try:
             self.flush()
             if not writer.finish(status, timeout, strict=self.strict):
@@ -831,6 +894,16 @@ class Monitor:
         writer.compact_at_close()
         if final_error is not None:
             raise final_error
+
+    def _record_overhead(self) -> None:
+        """Put what the overhead budget measured in ``meta.json`` (written at close)."""
+        if isinstance(self._schedule, OverheadBudget):
+            st = self._schedule.state
+            self._meta["overhead"] = {
+                "budget": self._schedule.fraction,
+                "share": round(st.share, 6),
+                "stretch": st.stretch if math.isfinite(st.stretch) else None,
+            }
 
     def _final_snapshot(self) -> Exception | None:
         """Snapshot and spectrum of the last logged batch at its step, where that step had none.
@@ -875,6 +948,15 @@ def _check_modalities(modalities: Sequence[str] | None) -> tuple[str, str] | Non
     if len(names) != 2 or names[0] == names[1] or not all(names):
         raise ValueError(f"modalities must be two distinct non-empty names, got {names!r}")
     return names  # type: ignore[return-value]
+
+
+def _schedule(cadence: Cadence, budget: float | Schedule | None) -> Schedule:
+    """The Monitor's schedule of heavy work: a given one, an overhead budget, or fixed cadences."""
+    if isinstance(budget, Schedule):
+        return budget
+    if cadence.budget is None:
+        return FixedCadence(cadence.every())
+    return OverheadBudget(cadence.budget, cadence.every())
 
 
 def _due(step: int, every: int) -> bool:

@@ -13,7 +13,8 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +196,10 @@ class RunWriter:
         heartbeat_secs: how often ``meta.json``'s heartbeat is refreshed while nothing is written.
         storage_options: fsspec options, for compaction.
         compact_on_close: merge each table's parts into one at :meth:`compact_at_close`.
+        compact_parts: compact a table in the background as soon as it holds more than this many parts
+            (after the flush that passed it), so a long live run never has thousands; 0 = only at close.
+        cpu_clock: the clock of this thread's CPU time (injected in tests), summed in
+            :attr:`cpu_seconds`.
     """
 
     def __init__(
@@ -205,6 +210,8 @@ class RunWriter:
         heartbeat_secs: float,
         storage_options: dict[str, Any] | None = None,
         compact_on_close: bool = True,
+        compact_parts: int = 0,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.store = opened.store
         self.meta = opened.meta
@@ -218,6 +225,13 @@ class RunWriter:
         self.error: Exception | None = None
         """The first write error not yet raised in the training thread (strict mode raises it)."""
         self.summary: dict[str, Any] | None = None  # summary.json as last written (cldiag.summary)
+        self._compact_parts = compact_parts
+        self._parts = {t: len(self.store.part_files(t)) if opened.resumed else 0 for t in host_tables.TABLES}
+        self.compactions = 0
+        """Rolling compactions done so far (tables compacted while the run was written)."""
+        self._cpu_clock = cpu_clock
+        self.cpu_seconds = 0.0
+        """CPU time this writer's thread spent writing (the Monitor charges it to its overhead budget)."""
         self._failed: list[FlushJob] = []  # jobs hit by a transient error, oldest first
         self._queue: queue.Queue[FlushJob | None] = queue.Queue()
         self._key = _run_key(self.store)
@@ -278,6 +292,7 @@ class RunWriter:
             except queue.Empty:
                 self._write_meta_safely()
                 continue
+            cpu = self._cpu_clock()
             try:
                 if job is not None:
                     failed.append(job)
@@ -293,6 +308,7 @@ class RunWriter:
                 )
                 failed.pop(0)
             finally:
+                self.cpu_seconds += self._cpu_clock() - cpu
                 self._queue.task_done()
             if job is None:
                 if failed:
@@ -356,6 +372,7 @@ class RunWriter:
             rows = job.rows(table)
             if rows is not None:
                 store.write_part(table, host_tables.build(table, rows), self._next_seq())
+                self._parts[table] += 1
                 job.written(table)
         if job.snapshots is not None:
             for step, snapshot in host_tables.snapshot_tables(job.snapshots).items():
@@ -376,7 +393,35 @@ class RunWriter:
 
         Called in the writer thread; an exception here is handled like a write error of the flush.
         """
-        self.summary = summary.after_flush(self.store, self.meta, self.summary)
+        self.summary = summary.after_flush(self.store, self.meta, self.summary)  # before compaction
+        self._roll_compaction()
+
+    def _roll_compaction(self) -> None:
+        """Compact each table that holds more than ``compact_parts`` parts; a failure is reported.
+
+        Through :func:`cldiag.maintenance.compact_run`, so readers never see a row twice or miss one.
+        """
+        crowded = [t for t, n in self._parts.items() if self._compact_parts and n > self._compact_parts]
+        if not crowded:
+            return
+        from cldiag.maintenance import compact_run
+
+        try:
+            result = compact_run(self.store.uri, storage_options=self._storage_options, tables=crowded)
+        except Exception as exc:  # noqa: BLE001 - the run is whole without it; the next flush tries again
+            self._reporter.report(
+                f"could not compact the run while writing it ({type(exc).__name__}: {exc})",
+                key=f"rolling compaction {type(exc).__name__}",
+            )
+            return
+        self.compactions += 1
+        for table in crowded:
+            self._parts[table] = len(self.store.part_files(table))
+        self._seq += 1  # a merged part takes the seq after its newest original: new parts sort after it
+        if result.problems:
+            self._reporter.report(
+                f"compaction left parts alone: {result.problems[0]}", key="compaction problems"
+            )
 
     # ---------------------------------------------------------------------------------------------------
     # closing

@@ -103,6 +103,9 @@ def test_page_renders_titled_labelled_downloadable_charts(run_root, monkeypatch,
     if page == "pages/5_modality_gap.py" and run == "simclr":
         assert not specs and "no modality gap" in texts(at.info)
         return
+    if page == "pages/8_compare.py":  # "Compare with" starts empty: the page says what to pick
+        assert not specs and "Compare with" in texts(at.info)
+        return
     assert specs, f"no chart on {page} for {run}"
     for spec in specs:
         layout = spec["layout"]
@@ -119,6 +122,15 @@ def test_scores_overlay_defaults_to_the_newest_step(run_root, monkeypatch):
     assert titles[0].startswith("Score distributions at step 55")  # pairwise_every=5 over steps 0..59
     at.select_slider(key="scores_step").set_value(20).run()
     assert chart_specs(at)[0]["layout"]["title"]["text"].startswith("Score distributions at step 20")
+
+
+def test_compare_with_starts_empty(run_root, monkeypatch):
+    # Pre-filled comparison runs mixed unrelated experiments into the first charts a new user saw.
+    at = open_app(run_root, monkeypatch, "simclr")
+    assert not at.exception
+    assert at.multiselect(key="_cldiag_compare").value == []
+    legend = {t.get("name") for t in chart_specs(at)[0]["data"] if t.get("showlegend", True)}
+    assert "clip" not in legend
 
 
 def test_step_range_limits_every_chart(run_root, monkeypatch):

@@ -377,7 +377,143 @@ def test_last_values_and_runs_table():
     )
     assert table["run"].tolist() == ["r1", "r2"]
     assert table.loc[0, "modalities"] == "image / text"
-    assert table.loc[0, "config.sched"] == '{"warmup": 5}'
-    assert table.loc[1, "config.tau"] == 0.5 and math.isnan(table.loc[1, "a"])
+    assert math.isnan(table.loc[1, "a"])
+    configs = F.configs_table(
+        [
+            {"name": "r1", "dim": 8, "config": {"tau": 0.1, "sched": {"warmup": 5}}},
+            {"name": "r2", "config": {"tau": 0.5}},
+        ]
+    )
+    assert configs.loc[0, "dim"] == 8
+    assert configs.loc[0, "sched"] == '{"warmup": 5}'
+    assert configs["tau"].tolist() == [0.1, 0.5]
     with pytest.raises(ValueError, match="name"):
         F.runs_table([{"status": "x"}])
+    with pytest.raises(ValueError, match="name"):
+        F.configs_table([{"config": {}}])
+
+
+def test_runs_table_has_words_for_headers_and_rounds_values():
+    # What a new user saw: snake_case headers and values like 22.0007 and 0.00005123.
+    summary = {
+        "name": "r",
+        "last_step": 9,
+        "last": {schema.M_LOSS: 22.0007, schema.M_POS_SIM: 0.00005123, schema.M_STD_L2: 0.12345},
+    }
+    table = F.runs_table([summary], metrics=[schema.M_LOSS, schema.M_POS_SIM, schema.M_STD_L2, schema.M_RANK])
+    assert list(table.columns) == [
+        "run",
+        "status",
+        "last step",
+        "modalities",
+        "loss ↓",
+        "pos. cos ↑",
+        "std ↑",
+        "rank ↑",
+    ]
+    assert table.loc[0, "loss ↓"] == 22.0
+    assert table.loc[0, "pos. cos ↑"] == 5.12e-05
+    assert table.loc[0, "std ↑"] == 0.123
+    assert F.column_help([schema.M_STD_L2])["std ↑"] == "std of L2-normalized embeddings ↑"
+    assert all("_" not in c for c in table.columns)
+    assert F.round_significant(float("nan")) != F.round_significant(float("nan"))  # NaN stays NaN
+    assert F.round_significant(-1234.5, 2) == -1200.0
+    with pytest.raises(ValueError, match="digits"):
+        F.round_significant(1.0, 0)
+
+
+# -- what a new user tripped on (issue 17) ---------------------------------------------------------------
+def _luminance(hex_color: str) -> float:
+    r, g, b = (int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_titles_sit_below_the_plot_toolbar():
+    # The modebar takes the top ~30 px at the right; a title in the top margin's middle ran under it.
+    figs = [
+        F.fig_metric_series(scalars_frame(["loss"], range(5)), title="t"),
+        F.fig_metric_grid(scalars_frame(["loss", "alignment"], range(5), run="a"), ["loss"], title="t"),
+        F.fig_spectrum(spectra_frame([1])),
+    ]
+    for fig in figs:
+        title = fig.layout.title
+        from_top = (1 - title.y) * fig.layout.height
+        assert title.yref == "container" and title.yanchor == "middle"
+        assert from_top >= 40, from_top
+        assert fig.layout.margin.t >= from_top + 20  # the plot area starts below the title
+
+
+def test_grid_of_several_runs_has_one_legend_above_all_panels():
+    df = pd.concat([scalars_frame(["loss", "alignment", "uniformity"], range(5), run=r) for r in "ab"])
+    fig = F.fig_metric_grid(df, ["loss", "alignment", "uniformity"], title="t")
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.yref == "container"
+    assert sorted(t.name for t in fig.data if t.showlegend) == ["a", "b"]
+    legend_from_top = (1 - fig.layout.legend.y) * fig.layout.height
+    assert (1 - fig.layout.title.y) * fig.layout.height < legend_from_top < fig.layout.margin.t
+
+
+def test_dual_axis_right_ticks_are_its_own():
+    df = scalars_frame([schema.M_RANK, schema.M_UNIFORMITY], range(5))
+    fig = F.fig_dual_axis(df, [schema.M_RANK], [schema.M_UNIFORMITY], title="t")
+    assert fig.layout.yaxis2.tickmode == "auto" and fig.layout.yaxis2.showgrid is False
+
+
+def test_waterfall_rows_are_steps_and_small_eigenvalues_look_dark():
+    fig = F.fig_spectrum_waterfall(spectra_frame([0, 250]), "view1")
+    heatmap = fig.data[0]
+    # Two logged steps: two rows named by step, not a numeric axis starting at -125.
+    assert list(heatmap.y) == ["0", "250"] and fig.layout.yaxis.type == "category"
+    lum = [_luminance(c) for _, c in heatmap.colorscale]
+    assert lum == sorted(lum)  # dark (small) to bright (large), no pale band at either end
+    assert lum[0] < 0.15
+
+
+def test_temperature_axes_tick_once_per_decade_and_name_tau():
+    taus = np.logspace(-2, 0, 7)
+    curves = pd.DataFrame(
+        [(5, t, c, float(i) * t) for i, c in enumerate(F.CURVES) for t in taus],
+        columns=["step", "tau", "curve", "value"],
+    )
+    fig = F.fig_temperature_curves(curves, run_tau=0.2)
+    axes = [fig.layout[f"xaxis{name[1:]}"] for name in {t.xaxis for t in fig.data}]
+    assert len(axes) == len(F.CURVES)
+    assert all(ax.type == "log" and ax.dtick == 1 and "τ" in ax.title.text for ax in axes)
+
+
+def test_plane_labels_start_first_logged_step_and_end_with_their_steps():
+    pairs = pd.DataFrame(
+        {"step": [0, 10, 20, 30], "alignment": [0.3, 1.1, 1.0, 0.9], "uniformity": [-0.8, -2.9, -3.0, -3.1]}
+    )
+    fig = F.fig_align_uniform_plane(pairs)
+    marks = fig.data[1]
+    assert list(marks.text) == ["step 0", "step 10", "step 30"] and list(marks.customdata) == [0, 10, 30]
+
+
+def test_concepts_hardest_negative_note_follows_the_temperature():
+    from cldiag import concepts as C
+    from cldiag.figures import concepts as FC
+
+    neg = C.negative_scores(32)
+    notes = []
+    for tau in (0.05, 0.2, 1.0):
+        fig = FC.fig_negative_weights(C.anchor_at_temperature(0.8, neg, tau), tau)
+        assert list(fig.layout.yaxis.range) == [0, 1.05]  # fixed, so the bars themselves move
+        (note,) = [a for a in fig.layout.annotations if "hardest negative" in a.text]
+        notes.append((note.y, note.text))
+    heights = [y for y, _ in notes]
+    assert heights == sorted(heights, reverse=True) and heights[0] > 2 * heights[-1]
+    assert len({text for _, text in notes}) == 3  # the share in the text changes with τ
+
+
+def test_concepts_plane_star_never_covers_the_ideal_label():
+    from cldiag import concepts as C
+    from cldiag.figures import concepts as FC
+
+    views = C.clustered_views(dim=2, clusters=4, concentration=20.0, view_noise=0.2)
+    point = C.align_uniform(views)
+    sweep = C.align_uniform_sweep([0.0, 20.0, float("inf")], dim=2, clusters=4, view_noise=0.2)
+    fig = FC.fig_align_uniform_demo(point, sweep, C.uniform_sphere_uniformity(2))
+    extremes = next(t for t in fig.data if t.name == "extremes")
+    ideal = next(i for i, text in enumerate(extremes.text) if text.startswith("ideal"))
+    # The star (alignment >= 0) sits on or above the ideal point at alignment 0: the label goes below.
+    assert extremes.textposition[ideal].startswith("bottom") and point.alignment >= 0

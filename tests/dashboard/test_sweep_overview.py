@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from cldiag import figures as F
 from cldiag import schema, summary, ui, views
 from cldiag.reader import read_run
 from cldiag.store import RunStore
@@ -28,8 +29,9 @@ def _sweep(root: Path) -> None:
     (root / "run-4" / summary.SUMMARY_FILE).write_text("{not json")
 
 
-def _table(at: AppTest):
-    frames = [d.value for d in at.dataframe if "run" in d.value.columns]
+def _table(at: AppTest, column: str = "status"):
+    """The runs table (``status`` column) or the configurations table (``created`` column)."""
+    frames = [d.value for d in at.dataframe if column in d.value.columns]
     assert len(frames) == 1
     return frames[0]
 
@@ -50,7 +52,8 @@ def test_overview_table_comes_from_summaries_and_computes_the_missing_in_backgro
     for i in range(5):
         expected = summary.summarize_run(read_run(tmp_path / f"run-{i}"))["metrics"]
         for metric in (schema.M_LOSS, schema.M_ALIGNMENT, schema.M_UNIFORMITY):
-            assert table.loc[f"run-{i}", metric] == expected[metric]["value"]
+            shown = table.loc[f"run-{i}", F.metric_info(metric).column_title]
+            assert shown == F.round_significant(expected[metric]["value"], 3)
     assert (tmp_path / "run-3" / ".cldiag_cache" / "summary.json").is_file()  # cached for the next start
     assert (tmp_path / "run-4" / summary.SUMMARY_FILE).read_text() == "{not json"  # never rewritten
 
@@ -86,6 +89,6 @@ def test_runs_table_caps_config_columns(tmp_path, monkeypatch):
     monkeypatch.setenv(ui.ENV_ROOT, str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception
-    columns = [c for c in _table(at).columns if c.startswith("config.")]
+    columns = [c for c in _table(at, "created").columns if c.startswith("key")]
     assert len(columns) == views.MAX_CONFIG_KEYS
     assert not any("overlaid at most" in str(m.value) for m in at.markdown)  # no stray string shown (magic)

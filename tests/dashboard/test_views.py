@@ -270,3 +270,81 @@ def test_modality_gap_view_of_one_modality_says_so(clip, monkeypatch):
     one = info["modality"] == info["modality"].iloc[0]
     monkeypatch.setattr(clip, "embedding_matrix", lambda s: (matrix[one.to_numpy()], info.loc[one]))
     assert "no 2-D gap view" in views.modality_gap_view(clip, step)
+
+
+def test_a_fixed_tau_gets_no_flat_panel_but_its_value_in_the_title(simclr):
+    # A constant τ drawn as a flat line on a 0-1 axis says less than its number.
+    series = simclr.series([schema.M_TEMPERATURE]).full
+    assert views.fixed_value(series, schema.M_TEMPERATURE) == pytest.approx(0.2)
+    fig = views.temperature_trend(simclr).build()
+    titles = [a.text for a in fig.layout.annotations]
+    assert "temperature τ" not in titles and titles  # the other panels stay
+    assert "τ fixed at 0.2" in fig.layout.title.text
+
+
+def test_fixed_value_is_none_for_a_changing_or_missing_metric():
+    import pandas as pd
+
+    frame = pd.DataFrame({"step": [0, 1], "metric": ["temperature", "temperature"], "value": [0.1, 0.2]})
+    assert views.fixed_value(frame, "temperature") is None
+    assert views.fixed_value(frame, "loss") is None
+    assert views.fixed_value(frame.assign(value=[float("nan")] * 2), "temperature") is None
+
+
+# -- table access helpers (the dashboard's cached loaders are thin wrappers over these) -------------------
+def _scalars(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["step", "metric", "value"])
+
+
+def test_split_by_metric_keeps_step_order_and_caps_with_preferred_names_first():
+    df = _scalars([(0, "b", 1.0), (0, "a", 2.0), (1, "b", 3.0), (1, "user/x", 4.0), (2, "a", 5.0)])
+    parts, total = views.split_by_metric(df)
+    assert total == 3 and list(parts) == ["a", "b", "user/x"]
+    assert parts["a"]["value"].tolist() == [2.0, 5.0] and parts["b"]["step"].tolist() == [0, 1]
+    assert parts["a"].index.tolist() == [0, 1]
+    capped, total = views.split_by_metric(df, limit=2, first=lambda m: "/" not in m)
+    assert total == 3 and list(capped) == ["a", "b"]
+    capped, _ = views.split_by_metric(df, limit=1, first=lambda m: m.startswith("user"))
+    assert list(capped) == ["user/x"]
+    with pytest.raises(ValueError, match="limit"):
+        views.split_by_metric(df, limit=-1)
+
+
+def test_rows_in_range_at_step_steps_and_value_at_step():
+    df = _scalars([(0, "a", 1.0), (5, "a", 2.0), (5, "a", 3.0), (9, "a", 4.0)])
+    assert views.rows_in_range(df, 5, None)["value"].tolist() == [2.0, 3.0, 4.0]
+    assert views.rows_in_range(df, None, 5)["value"].tolist() == [1.0, 2.0, 3.0]
+    assert views.rows_at_step(df, 5)["value"].tolist() == [2.0, 3.0]
+    assert views.rows_at_step(df, 6).empty
+    assert views.unique_steps(df) == (0, 5, 9)
+    assert views.value_at_step(df, 7) == 3.0 and views.value_at_step(df, -1) is None
+    assert views.value_at_step(None, 7) is None
+
+
+def test_series_in_range_orders_cuts_and_downsamples():
+    df = _scalars([(s, m, float(s)) for s in range(100) for m in ("a", "b")])
+    parts, _ = views.split_by_metric(df)
+    series = views.series_in_range(parts, ["b", "zzz", "a"], (10, 59), 20, df)
+    assert series.full["metric"].unique().tolist() == ["b", "a"]
+    assert series.full["step"].min() == 10 and series.full["step"].max() == 59 and len(series.full) == 100
+    assert len(series.plot) <= 2 * 20 and series.downsampled
+    empty = views.series_in_range(parts, ["zzz"], (0, None), 20, df)
+    assert empty.full.empty and list(empty.full.columns) == ["step", "metric", "value"]
+
+
+def test_follow_range_keeps_following_the_newest_step():
+    assert views.follow_range(None, 100) == (0, 100)
+    assert views.follow_range((10, 100, 100), 150) == (10, 150)  # ended at the newest: follows
+    assert views.follow_range((10, 50, 100), 150) == (10, 50)  # the user's end stays
+    assert views.follow_range((120, 130, 150), 100) == (100, 100)  # clipped to a smaller top
+
+
+def test_followed_step_moves_only_a_slider_left_on_the_newest_step():
+    assert views.followed_step(None, None, [0, 10]) == 10
+    assert views.followed_step(10, 10, [0, 10, 20]) == 20
+    assert views.followed_step(0, 10, [0, 10, 20]) is None  # the user looked back
+    assert views.followed_step(5, 10, [0, 10, 20]) == 20  # no longer offered
+    with pytest.raises(ValueError, match="at least one"):
+        views.followed_step(None, None, [])

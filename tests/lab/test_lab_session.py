@@ -96,3 +96,41 @@ def test_session_runs_a_preset(tmp_path):
     assert {p[1] for p in positions} == {2}
     with pytest.raises(ValueError, match="unknown preset"):
         session.start_preset("nope", str(tmp_path))
+
+
+def _sentence_result(run_dir: str, steps: int, status: str = "finished"):
+    """A SentenceRunResult as the MiniLM runner returns it (numbers arbitrary: the wiring is tested)."""
+    from cldiag.lab import sentence_preset as sp
+
+    m = sp.HeldOutMeasures(0.08, 0.09, 0.13, -3.5, 1.0, 250.0, 0.85, 0.6, (0.05, 0.15, 0.05))
+    config = sp.SentenceConfig().scaled(steps / sp.SentenceConfig().steps)
+    return sp.SentenceRunResult(run_dir, config, status, steps, 1.0, {"loss": 1.0}, "done", m, m)
+
+
+def test_session_runs_the_real_model_preset_through_its_runner(tmp_path, monkeypatch):
+    # No MiniLM here: a stand-in runner with the real one's signature shows the session drives it (one run,
+    # named by the preset's plan, its progress and result); the fine-tune is tested in test_sentence_preset.
+    import dataclasses
+
+    from cldiag.lab import sentence_preset as sp
+    from cldiag.lab.presets import PRESETS
+    from cldiag.lab.trainer import LabProgress
+
+    release = threading.Event()
+
+    def runner(out_dir, *, steps_scale, progress, stop_event):
+        run_dir = f"{out_dir}/{sp.NAME}-minilm"
+        progress(0, 1, LabProgress(run_dir, 1, 4, "running", {"loss": 1.0}))
+        release.wait(30)
+        return (_sentence_result(run_dir, 4),), True, "summary", 0.1
+
+    monkeypatch.setitem(PRESETS, sp.NAME, dataclasses.replace(PRESETS[sp.NAME], runner=runner))
+    session = LabSession()
+    session.start_preset(sp.NAME, str(tmp_path), steps_scale=0.1)
+    first = session.progress
+    assert first.run_dir == f"{tmp_path}/{sp.NAME}-minilm" and first.total == 4  # 40 steps × 0.1
+    assert session.preset_position == (0, 1)
+    release.set()
+    assert session.join(timeout=60) and session.error is None
+    result = session.preset_result
+    assert result.name == sp.NAME and result.passed and result.results[0].steps_done == 4

@@ -122,3 +122,24 @@ def test_lab_modules_import_each_other_without_a_cycle():
 
     cycles = [m for m in graph if reaches(m, m, {m})]
     assert not cycles, graph
+
+
+def test_preset_verdict_of_the_real_model_preset_counts_its_one_run():
+    from cldiag.lab import sentence_preset as sp
+    from cldiag.lab.presets import PRESETS, PresetResult
+
+    preset = PRESETS[sp.NAME]
+    m = sp.HeldOutMeasures(0.08, 0.09, 0.13, -3.5, 1.0, 250.0, 0.85, 0.6, (0.05, 0.15, 0.05))
+
+    def result(steps: int, status: str) -> PresetResult:
+        config = sp.SentenceConfig(steps=steps)
+        run = sp.SentenceRunResult("/r/sentence-embeddings-minilm", config, status, steps, 1.0, {}, "", m, m)
+        return PresetResult(sp.NAME, (run,), True, "the check's sentence", 3.0)
+
+    line, notes = view.preset_verdict(preset, result(4, "finished"))
+    assert line == "**Our runs** (3 s): :green[reproduced]. the check's sentence"
+    assert notes[0].startswith("Shortened runs") and "`sentence-embeddings-minilm`" in notes[1]
+    _, notes = view.preset_verdict(preset, result(sp.SentenceConfig().steps, "finished"))
+    assert not notes[0].startswith("Shortened")
+    _, notes = view.preset_verdict(preset, result(4, "stopped"))
+    assert notes[0].startswith("Only 0 of 1 runs finished")

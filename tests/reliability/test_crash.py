@@ -32,7 +32,7 @@ CHILD = textwrap.dedent(
 
     torch.set_num_threads(1)
     mon = Monitor(sys.argv[1], flush_every=3, flush_secs=1e9, heartbeat_secs=0.2, pairwise_every=2,
-                  spectrum_every=5, curves_every=5, snapshot_every=10, snapshot_size=20)
+                  spectrum_every=5, curves_every=5, snapshot_every=10, snapshot_size=20, budget=None)
     step = 0
     while True:
         a, b, y = batch(step)

@@ -57,15 +57,15 @@ def test_bad_batch_strict_raises(tmp_path):
 
 
 def test_exception_inside_diagnostics_is_reported_once(tmp_path, monkeypatch):
-    real = F.uniformity
+    real = F.pairwise_statistics  # the Monitor's one call for a step's O(B²) statistics
     gpu = {"flaky": False}
 
-    def flaky_uniformity(*args, **kwargs):
+    def flaky_pairwise(*args, **kwargs):
         if gpu["flaky"]:
             raise RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED")  # what a failing GPU kernel looks like
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(F, "uniformity", flaky_uniformity)
+    monkeypatch.setattr(F, "pairwise_statistics", flaky_pairwise)
     mon = Monitor(tmp_path / "run", pairwise_every=1, spectrum_every=0, curves_every=0, snapshot_every=0)
     with pytest.warns(RuntimeWarning, match="CUBLAS") as record:
         for step in range(10):

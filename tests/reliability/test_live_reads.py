@@ -20,7 +20,7 @@ WRITER = textwrap.dedent(
 
     torch.set_num_threads(1)
     mon = Monitor(sys.argv[1], flush_every=2, flush_secs=0.2, pairwise_every=2, spectrum_every=0,
-                  curves_every=0, snapshot_every=0, bins=20)
+                  curves_every=0, snapshot_every=0, bins=20, budget=None)
     g = torch.Generator().manual_seed(0)
     step, end = 0, time.monotonic() + float(sys.argv[2])
     while time.monotonic() < end:

@@ -262,7 +262,7 @@ CHILD = """
 import sys, time, torch
 from cldiag import Monitor
 mon = Monitor(sys.argv[1], flush_every=1, heartbeat_secs=0.2, pairwise_every=1, snapshot_every=5,
-              snapshot_size=8)
+              snapshot_size=8, budget=None)
 step = 0
 while True:
     g = torch.Generator().manual_seed(step)
