@@ -8,9 +8,10 @@ On top of the Monitor's diagnostics it logs
   every ``eval_every`` steps;
 - ``knn_acc_raw``: the same probe on raw inputs, once at step 0 -- the bar a trained encoder has to clear;
 - an embedding snapshot of the held-out set every ``snapshot_every`` steps and at the end;
-- the literature diagnostics of issue 15 on training batches every :data:`LITERATURE_EVERY` steps under their
-  :mod:`cldiag.schema` names (ranks, ordering violations, false negatives, per-sample τ quantiles, per-pair
-  gaps and Symile's MIP), computed with :mod:`cldiag.functional` until the Monitor logs them itself;
+- the literature diagnostics of issue 15 the Monitor does not log itself, on training batches every
+  :data:`LITERATURE_EVERY` steps under their :mod:`cldiag.schema` names (per-sample τ quantiles, per-pair
+  gaps and Symile's MIP), computed with :mod:`cldiag.functional` (ranks, ordering violations and false
+  negatives come from the Monitor's pairwise step);
 - ``tau_frequent`` / ``tau_rare`` (iSogCLR on long-tailed data): mean learned τ of the training samples of
   frequent and of rare classes, and ``zeroshot_acc`` (three modalities): held-out accuracy of picking the
   right ``c`` among all ``2^bits`` patterns given ``(a, b)``, with the run's own scoring.
@@ -545,12 +546,11 @@ def log_literature(
     labels: Tensor | None,
     tau: Tensor | float,
 ) -> None:
-    """Log the issue-15 diagnostics of one batch under their :mod:`cldiag.schema` names.
+    """Log the issue-15 diagnostics the Monitor does not log itself, under their :mod:`cldiag.schema` names.
 
-    Ranks of the positives (MRR, recall@1/5/10) and ordering violations always; with labels, the share of
-    false negatives and their share of the penalty at ``tau``; for a per-sample ``tau`` vector its
-    quantiles; with a third modality ``zc``, every pair's gap and retrieval and Symile's MIP of matched
-    against mismatched triples. The lab calls this until the Monitor logs these diagnostics itself.
+    For a per-sample ``tau`` vector its quantiles; with a third modality ``zc``, every pair's gap and
+    retrieval and Symile's MIP of matched against mismatched triples. Ranks (MRR, recall@1/5/10),
+    ordering violations and the false-negative shares are logged by the Monitor's pairwise step.
 
     Args:
         step: The training step.
@@ -561,16 +561,6 @@ def log_literature(
         labels: (B,) labels or None.
         tau: The loss's τ: a number, a scalar tensor, or one τ per row (B,).
     """
-    summary = F.rank_summary(F.positive_ranks(za, zb))
-    mon.log_scalar(step, schema.M_MRR, summary.mrr)
-    mon.log_scalar(step, schema.M_RECALL_AT_1, summary.recall_at_1)
-    mon.log_scalar(step, schema.M_RECALL_AT_5, summary.recall_at_5)
-    mon.log_scalar(step, schema.M_RECALL_AT_10, summary.recall_at_10)
-    mon.log_scalar(step, schema.M_ORDERING_VIOLATIONS, F.ordering_violations(za, zb))
-    if labels is not None:
-        fn = F.false_negative_share(za, zb, labels, tau)
-        mon.log_scalar(step, schema.M_FALSE_NEG_SHARE, fn.count_share)
-        mon.log_scalar(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
     if isinstance(tau, Tensor) and tau.numel() > 1:
         dist = F.temperature_distribution(tau.float(), probs=list(schema.TAU_QUANTILES.values()))
         for name, value in zip(schema.TAU_QUANTILES, dist.quantiles, strict=True):

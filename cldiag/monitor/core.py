@@ -725,6 +725,34 @@ class Monitor:
             self._add(step, schema.M_EFF_NEG, st.hardness.effective_negatives)
             self._add(step, schema.M_COUPLING, st.coupling)
         self._record_rows(step, st.rows)
+        self._ranks(step, a, b, labels, temperature, st.rows)
+
+    def _ranks(
+        self,
+        step: int,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        labels: torch.Tensor | None,
+        temperature: torch.Tensor | float | None,
+        rows: torch.Tensor | None,
+    ) -> None:
+        """O(B²·d): ranks of the positives (MRR, R@1/5/10), ordering violations, false-negative shares.
+
+        On the same (possibly row-capped) pairs as :meth:`_pairwise`; the shares need labels and a τ.
+        """
+        if rows is not None:
+            a, b = a[rows], b[rows]
+            labels = labels[rows] if labels is not None else None
+        summary = F.rank_summary(F.positive_ranks(a, b))
+        self._add(step, schema.M_MRR, summary.mrr)
+        self._add(step, schema.M_RECALL_AT_1, summary.recall_at_1)
+        self._add(step, schema.M_RECALL_AT_5, summary.recall_at_5)
+        self._add(step, schema.M_RECALL_AT_10, summary.recall_at_10)
+        self._add(step, schema.M_ORDERING_VIOLATIONS, F.ordering_violations(a, b))
+        if labels is not None and temperature is not None:
+            fn = F.false_negative_share(a, b, labels, temperature)
+            self._add(step, schema.M_FALSE_NEG_SHARE, fn.count_share)
+            self._add(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
 
     def _single_view_pairwise(self, step: int, a: torch.Tensor, labels: torch.Tensor | None) -> None:
         """Without ``b``: uniformity, spread and tolerance of ``a`` (on the capped rows)."""

@@ -1,0 +1,83 @@
+"""The issue-15 diagnostics the Monitor logs itself at pairwise steps: ranks, ordering, false negatives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cldiag import Monitor, read_run, schema
+from cldiag import functional as F
+
+RANK_NAMES = (
+    schema.M_MRR,
+    schema.M_RECALL_AT_1,
+    schema.M_RECALL_AT_5,
+    schema.M_RECALL_AT_10,
+    schema.M_ORDERING_VIOLATIONS,
+)
+FALSE_NEG_NAMES = (schema.M_FALSE_NEG_SHARE, schema.M_FALSE_NEG_PENALTY_SHARE)
+
+
+def _batch(seed: int, n: int = 40, d: int = 8, classes: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g)
+    b = a + 0.8 * torch.randn(n, d, generator=g)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    return a, b, labels
+
+
+def _values(path) -> dict[tuple[int, str], float]:
+    df = read_run(path).scalars()
+    assert not df.duplicated(["step", "metric"]).any()
+    return {(int(s), str(m)): float(v) for s, m, v in zip(df.step, df.metric, df.value, strict=True)}
+
+
+def _expected(a, b, labels, tau) -> dict[str, float]:
+    s = F.rank_summary(F.positive_ranks(a, b))
+    fn = F.false_negative_share(a, b, labels, tau)
+    return {
+        schema.M_MRR: float(s.mrr),
+        schema.M_RECALL_AT_1: float(s.recall_at_1),
+        schema.M_RECALL_AT_5: float(s.recall_at_5),
+        schema.M_RECALL_AT_10: float(s.recall_at_10),
+        schema.M_ORDERING_VIOLATIONS: float(F.ordering_violations(a, b)),
+        schema.M_FALSE_NEG_SHARE: float(fn.count_share),
+        schema.M_FALSE_NEG_PENALTY_SHARE: float(fn.penalty_share),
+    }
+
+
+def test_pairwise_steps_log_ranks_and_false_negatives_equal_to_functional(tmp_path):
+    tau = 0.2
+    batches = {step: _batch(step) for step in range(4)}
+    with Monitor(tmp_path / "r", pairwise_every=2, spectrum_every=0, curves_every=0, budget=None) as mon:
+        for step, (a, b, y) in batches.items():
+            mon.log(step, a, b, labels=y, temperature=tau)
+    got = _values(tmp_path / "r")
+    for step in (0, 2):
+        for name, want in _expected(*batches[step], tau).items():
+            assert got[(step, name)] == pytest.approx(want, abs=1e-6), (step, name)
+    for step in (1, 3):  # pairwise-step only: the per-step cost is unchanged
+        assert not any((step, name) in got for name in RANK_NAMES + FALSE_NEG_NAMES)
+
+
+def test_false_negative_shares_need_labels_and_a_temperature(tmp_path):
+    a, b, y = _batch(7)
+    with Monitor(tmp_path / "r", pairwise_every=1, spectrum_every=0, curves_every=0, budget=None) as mon:
+        mon.log(0, a, b, labels=y)  # no τ
+        mon.log(1, a, b, temperature=0.1)  # no labels
+    got = _values(tmp_path / "r")
+    for step in (0, 1):
+        assert all((step, name) in got for name in RANK_NAMES)
+        assert not any((step, name) in got for name in FALSE_NEG_NAMES)
+
+
+def test_ranks_use_the_same_capped_rows_as_the_pairwise_statistics(tmp_path):
+    n = F.ROW_CAP + 60
+    a, b, y = _batch(3, n=n, d=4, classes=50)
+    with Monitor(tmp_path / "r", pairwise_every=1, spectrum_every=0, curves_every=0, budget=None) as mon:
+        mon.log(0, a, b, labels=y, temperature=0.5)
+    got = _values(tmp_path / "r")
+    rows = F.subsample_rows(n, F.ROW_CAP, seed=0, device=a.device)
+    assert rows is not None and got[(0, "pairwise_rows")] == rows.numel()
+    for name, want in _expected(a[rows], b[rows], y[rows], 0.5).items():
+        assert got[(0, name)] == pytest.approx(want, abs=1e-6), name
