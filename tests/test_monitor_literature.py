@@ -81,3 +81,69 @@ def test_ranks_use_the_same_capped_rows_as_the_pairwise_statistics(tmp_path):
     assert rows is not None and got[(0, "pairwise_rows")] == rows.numel()
     for name, want in _expected(a[rows], b[rows], y[rows], 0.5).items():
         assert got[(0, name)] == pytest.approx(want, abs=1e-6), name
+
+
+# --- per-sample temperature --------------------------------------------------------------------------
+
+
+def test_per_sample_temperature_logs_mean_every_step_and_quantiles_at_pairwise_steps(tmp_path):
+    batches = {step: _batch(step) for step in range(3)}
+    taus = {
+        step: torch.linspace(0.05, 0.5, 40)[torch.randperm(40, generator=torch.Generator().manual_seed(step))]
+        for step in range(3)
+    }
+    with Monitor(tmp_path / "r", pairwise_every=2, spectrum_every=0, curves_every=0, budget=None) as mon:
+        for step, (a, b, y) in batches.items():
+            mon.log(step, a, b, labels=y, temperature=taus[step])
+    got = _values(tmp_path / "r")
+    probs = torch.tensor(list(schema.TAU_QUANTILES.values()))
+    for step in range(3):
+        assert got[(step, schema.M_TEMPERATURE)] == pytest.approx(float(taus[step].mean()), abs=1e-6)
+    for step in (0, 2):
+        want = torch.quantile(taus[step], probs)
+        for name, q in zip(schema.TAU_QUANTILES, want, strict=True):
+            assert got[(step, name)] == pytest.approx(float(q), abs=1e-6), (step, name)
+        # each anchor's own τ in the false-negative penalty share
+        fn = F.false_negative_share(*batches[step], taus[step])
+        assert got[(step, schema.M_FALSE_NEG_PENALTY_SHARE)] == pytest.approx(
+            float(fn.penalty_share), abs=1e-6
+        )
+    assert not any((1, name) in got for name in schema.TAU_QUANTILES)
+
+
+@pytest.mark.parametrize(
+    ("tau", "error", "match"),
+    [
+        (torch.full((39,), 0.1), ValueError, r"shape \(40,\)"),
+        (torch.full((40, 1), 0.1), ValueError, r"shape \(40,\)"),
+        (torch.ones(40, dtype=torch.long), TypeError, "floating point"),
+        (torch.full((40,), 0.1, device="meta"), ValueError, "meta"),
+    ],
+)
+def test_per_sample_temperature_is_checked_at_call_time(tmp_path, tau, error, match):
+    a, b, _ = _batch(1)
+    with Monitor(tmp_path / "r", pairwise_every=0, strict=True) as mon, pytest.raises(error, match=match):
+        mon.log(0, a, b, temperature=tau)
+
+
+def test_bad_per_sample_temperature_values_are_caught_at_pairwise_steps(tmp_path):
+    a, b, _ = _batch(2)
+    tau = torch.full((40,), 0.1)
+    tau[5] = -1.0
+    with Monitor(tmp_path / "r", pairwise_every=2, spectrum_every=0, curves_every=0, strict=True) as mon:
+        mon.log(1, a, b, temperature=tau)  # not a pairwise step: values are not read (no host sync)
+        with pytest.raises(ValueError, match="per-sample temperature must be positive"):
+            mon.log(2, a, b, temperature=tau)
+
+
+def test_per_sample_temperature_follows_dropped_nonfinite_rows(tmp_path):
+    a, b, y = _batch(4)
+    a[3] = float("nan")
+    tau = torch.linspace(0.05, 0.5, 40)
+    with Monitor(tmp_path / "r", pairwise_every=1, spectrum_every=0, curves_every=0, budget=None) as mon:
+        mon.log(0, a, b, labels=y, temperature=tau)
+    got = _values(tmp_path / "r")
+    keep = torch.arange(40) != 3
+    assert got[(0, schema.M_TAU_Q50)] == pytest.approx(float(tau[keep].median()), abs=1e-6)
+    fn = F.false_negative_share(a[keep], b[keep], y[keep], tau[keep])
+    assert got[(0, schema.M_FALSE_NEG_PENALTY_SHARE)] == pytest.approx(float(fn.penalty_share), abs=1e-6)

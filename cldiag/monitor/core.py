@@ -70,6 +70,31 @@ _CURVES = (
 )
 
 
+def _is_tau_vector(value: object) -> bool:
+    """Whether ``temperature`` is meant as a per-sample τ: a tensor of more than one value."""
+    return isinstance(value, torch.Tensor) and value.numel() > 1
+
+
+def _check_tau_vector(tau: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """A per-sample τ ``(n,)`` detached as float32, after checking dtype, shape and device (no host sync).
+
+    Its values are checked where the step already reads back from the device (at pairwise/spectrum steps).
+    """
+    if not tau.dtype.is_floating_point:
+        raise keyed(
+            TypeError(f"temperature must be floating point, got dtype {tau.dtype}"), "temperature type"
+        )
+    if tau.shape != (n,):
+        message = (
+            f"a per-sample temperature must have shape ({n},) to match the batch, got {tuple(tau.shape)}"
+        )
+        raise keyed(ValueError(message), "temperature shape")
+    refuse_meta("temperature", tau)
+    if tau.device != device:
+        raise ValueError(f"temperature is on {tau.device} but the embeddings are on {device}")
+    return tau.detach().float()
+
+
 class Monitor:
     """Log contrastive-learning diagnostics of a training run to a cldiag run directory.
 
@@ -329,7 +354,10 @@ class Monitor:
             b: embeddings ``(B, d)``; ``a[i]`` and ``b[i]`` are a positive pair. ``None`` logs single-view
                 statistics only (uniformity, spectrum, snapshot).
             labels: class labels ``(B,)`` (integers) for tolerance and same-class curves.
-            temperature: the loss's τ (float or tensor, e.g. a learnable one).
+            temperature: the loss's τ (float or tensor, e.g. a learnable one), or one τ per row, a
+                ``(B,)`` floating-point tensor on ``a``'s device (per-sample temperatures as in iSogCLR):
+                the step's ``temperature`` is then their mean and pairwise steps also log the quantiles
+                ``schema.TAU_QUANTILES`` and use each anchor's own τ for the false-negative penalty share.
             loss: the step's loss (float or tensor).
             ids: sample ids ``(B,)`` stored with snapshot rows (default: a running counter).
             meta: what each sample is, kept with snapshot rows only (host data, read at snapshot steps): one
@@ -513,7 +541,10 @@ class Monitor:
             ids_t = check_vector("ids", ids, n)
             schema.check_meta(meta, n)
             loss = scalar(loss, "loss") if loss is not None else None
-            temperature = check_temperature(temperature) if temperature is not None else None
+            if _is_tau_vector(temperature):
+                temperature = _check_tau_vector(temperature, n, a.device)
+            elif temperature is not None:
+                temperature = check_temperature(temperature)
         except (TypeError, ValueError, KeyError) as exc:
             local_error = exc
         if dist.is_distributed() and not dist.all_true(local_error is None):
@@ -529,6 +560,8 @@ class Monitor:
             b = dist.gather_rows(b) if b is not None else None
             labels_t = dist.gather_rows(labels_t) if labels_t is not None else None
             ids_t = dist.gather_rows(ids_t.to(a.device)) if ids_t is not None else None
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                temperature = dist.gather_rows(temperature)
         return step, a, b, labels_t, ids_t, loss, temperature
 
     # ---------------------------------------------------------------------------------------------------
@@ -615,7 +648,9 @@ class Monitor:
                     self._add(step, metric.format(a=mod_a, b=mod_b), stats[key])
         if loss is not None:
             self._add(step, schema.M_LOSS, loss)
-        if temperature is not None:
+        if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+            self._add(step, schema.M_TEMPERATURE, temperature.mean())  # per-sample τ: no host sync
+        elif temperature is not None:
             self._add(step, schema.M_TEMPERATURE, temperature)
 
     def _heavy(
@@ -633,11 +668,13 @@ class Monitor:
         rows = self._finite_rows(step, a, b, labels, temperature)
         if rows is None:
             return
-        a, b, labels = rows
+        a, b, labels, temperature = rows
         sched = self._schedule
         if pairwise:
             started = sched.start()
             self._pairwise(step, a, b, labels, temperature)
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                self._tau_quantiles(step, temperature)
             sched.done("pairwise", step, started)
         if spectra:
             started = sched.start()
@@ -655,32 +692,40 @@ class Monitor:
         b: torch.Tensor | None,
         labels: torch.Tensor | None,
         temperature: torch.Tensor | float | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None:
-        """The batch's finite rows, and τ checked, in one host sync; None when fewer than 2 rows are left."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | float | None] | None:
+        """The batch's finite rows (and their τ), τ checked, in one host sync; None when < 2 rows are left.
+
+        A per-sample τ ``(B,)`` must be positive and finite in every row (a row's τ belongs to the loss,
+        not to its embedding, so a bad one is an error, not a dropped row).
+        """
         finite = torch.isfinite(a).all(dim=1)
         if b is not None:
             finite &= torch.isfinite(b).all(dim=1)
         checks = [finite.all()]
         if isinstance(temperature, torch.Tensor):
             # τ's value is checked in the one host sync this step already makes (none is added).
-            checks.append((torch.isfinite(temperature) & (temperature > 0)).to(finite.device))
+            ok = torch.isfinite(temperature) & (temperature > 0)
+            checks.append(ok.all().to(finite.device) if temperature.ndim == 1 else ok.to(finite.device))
         all_finite, *tau_ok = torch.stack(checks).tolist()
         if tau_ok and not tau_ok[0]:
-            tau = float(temperature)  # type: ignore[arg-type]
-            raise keyed(
-                ValueError(f"temperature must be positive and finite, got {tau:.6g}"), "bad temperature"
-            )
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                message = "every per-sample temperature must be positive and finite"
+            else:
+                message = f"temperature must be positive and finite, got {float(temperature):.6g}"  # type: ignore[arg-type]
+            raise keyed(ValueError(message), "bad temperature")
         if not all_finite:
             a = a[finite]
             b = b[finite] if b is not None else None
             labels = labels[finite] if labels is not None else None
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                temperature = temperature[finite]
         if a.shape[0] < 2:
             self._report(
                 f"step {step}: fewer than 2 finite rows; pairwise statistics need at least 2",
                 key="fewer than 2 finite rows",
             )
             return None
-        return a, b, labels
+        return a, b, labels, temperature
 
     def _sides(self, a: torch.Tensor, b: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
         """The modalities whose own statistics are logged: both for a two-modality run, else view 1."""
@@ -703,7 +748,9 @@ class Monitor:
         if b is None:
             self._single_view_pairwise(step, a, labels)
             return
-        st = F.pairwise_statistics(a, b, labels=labels, temperature=temperature, bins=self.bins, seed=step)
+        per_sample = isinstance(temperature, torch.Tensor) and temperature.ndim == 1
+        tau_mean = temperature.mean() if per_sample else temperature  # type: ignore[union-attr]
+        st = F.pairwise_statistics(a, b, labels=labels, temperature=tau_mean, bins=self.bins, seed=step)
         if self.two_modality:
             self._add(step, f"{schema.M_UNIFORMITY}/{self.modalities[0]}", st.uniformity_a)
             self._add(step, f"{schema.M_UNIFORMITY}/{self.modalities[1]}", st.uniformity_b)
@@ -743,6 +790,8 @@ class Monitor:
         if rows is not None:
             a, b = a[rows], b[rows]
             labels = labels[rows] if labels is not None else None
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                temperature = temperature[rows]
         summary = F.rank_summary(F.positive_ranks(a, b))
         self._add(step, schema.M_MRR, summary.mrr)
         self._add(step, schema.M_RECALL_AT_1, summary.recall_at_1)
@@ -753,6 +802,12 @@ class Monitor:
             fn = F.false_negative_share(a, b, labels, temperature)
             self._add(step, schema.M_FALSE_NEG_SHARE, fn.count_share)
             self._add(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
+
+    def _tau_quantiles(self, step: int, tau: torch.Tensor) -> None:
+        """O(B log B): quantiles ``schema.TAU_QUANTILES`` of a per-sample τ (its finite rows, all of them)."""
+        dist_ = F.temperature_distribution(tau, probs=list(schema.TAU_QUANTILES.values()))
+        for name, value in zip(schema.TAU_QUANTILES, dist_.quantiles, strict=True):
+            self._add(step, name, value)
 
     def _single_view_pairwise(self, step: int, a: torch.Tensor, labels: torch.Tensor | None) -> None:
         """Without ``b``: uniformity, spread and tolerance of ``a`` (on the capped rows)."""
