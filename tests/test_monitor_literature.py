@@ -147,3 +147,61 @@ def test_per_sample_temperature_follows_dropped_nonfinite_rows(tmp_path):
     assert got[(0, schema.M_TAU_Q50)] == pytest.approx(float(tau[keep].median()), abs=1e-6)
     fn = F.false_negative_share(a[keep], b[keep], y[keep], tau[keep])
     assert got[(0, schema.M_FALSE_NEG_PENALTY_SHARE)] == pytest.approx(float(fn.penalty_share), abs=1e-6)
+
+
+# --- N modalities --------------------------------------------------------------------------------------
+
+
+def _three(seed: int, n: int = 30, d: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, d, generator=g)
+    return {m: z + 0.7 * torch.randn(n, d, generator=g) for m in ("image", "text", "audio")}
+
+
+def test_mapping_of_modalities_logs_every_pair_at_pairwise_steps(tmp_path):
+    batches = {step: _three(step) for step in range(3)}
+    with Monitor(tmp_path / "r", pairwise_every=2, spectrum_every=0, curves_every=0, budget=None) as mon:
+        for step, mods in batches.items():
+            mon.log(step, mods)
+    got = _values(tmp_path / "r")
+    for step in (0, 2):
+        gm = F.modality_gap_matrix(batches[step])
+        for p, first in enumerate(gm.names):
+            for q, second in enumerate(gm.names):
+                if p < q:
+                    name = schema.pair_metric(schema.M_PAIR_GAP, first, second)
+                    assert got[(step, name)] == pytest.approx(float(gm.gap[p, q]), abs=1e-6)
+                if p != q:
+                    name = schema.pair_metric(schema.M_PAIR_RETRIEVAL, first, second)
+                    assert got[(step, name)] == pytest.approx(float(gm.retrieval[p, q]), abs=1e-6)
+        # the first two modalities are a and b of every other statistic
+        mrr = F.rank_summary(F.positive_ranks(batches[step]["image"], batches[step]["text"])).mrr
+        assert got[(step, schema.M_MRR)] == pytest.approx(float(mrr), abs=1e-6)
+    assert not any(key[0] == 1 and key[1].startswith("gap/") for key in got)
+    meta = read_run(tmp_path / "r").meta
+    assert meta["modalities"] == ["image", "text"] and meta["two_modality"]
+
+
+def test_mapping_of_modalities_drops_rows_non_finite_in_any_modality(tmp_path):
+    mods = _three(9)
+    mods["audio"][4] = float("nan")
+    with Monitor(tmp_path / "r", pairwise_every=1, spectrum_every=0, curves_every=0, budget=None) as mon:
+        mon.log(0, mods)
+    got = _values(tmp_path / "r")
+    keep = torch.arange(30) != 4
+    gm = F.modality_gap_matrix({m: z[keep] for m, z in mods.items()})
+    assert got[(0, "gap/text-audio")] == pytest.approx(float(gm.gap[1, 2]), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("mods", "match"),
+    [
+        ({"image": torch.randn(5, 3)}, "at least 2"),
+        ({"image": torch.randn(5, 3), "text": torch.randn(4, 3)}, "row i of every modality"),
+        ({"image": torch.randn(5, 3), "a-b": torch.randn(5, 3)}, "no '/' or '-'"),
+    ],
+)
+def test_bad_mapping_of_modalities_is_refused(tmp_path, mods, match):
+    mon = Monitor(tmp_path / "r", pairwise_every=0, strict=True)
+    with mon, pytest.raises(ValueError, match=match):
+        mon.log(0, mods)

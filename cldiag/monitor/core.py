@@ -20,7 +20,7 @@ import torch
 
 from cldiag import dist, host_tables, schema
 from cldiag import functional as F
-from cldiag.integrations.outputs import model_outputs
+from cldiag.integrations.outputs import HF_CLIP_KEYS, OPENCLIP_KEYS, model_outputs
 from cldiag.monitor.budget import KINDS, FixedCadence, OverheadBudget, Schedule
 from cldiag.monitor.config import Cadence
 from cldiag.monitor.inputs import (
@@ -68,6 +68,30 @@ _CURVES = (
     (schema.CURVE_UNIFORMITY, "uniformity"),
     (schema.CURVE_SAME_CLASS_PENALTY, "same_class_penalty"),
 )
+
+
+def _is_modality_mapping(value: Mapping[str, Any]) -> bool:
+    """Whether a mapping passed as ``a`` is ``{modality: embeddings}`` rather than a model's output dict."""
+    known = set(OPENCLIP_KEYS) | set(HF_CLIP_KEYS)
+    return not any(k in value for k in known) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _check_modality_mapping(mapping: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """``{modality: (B, d) embeddings}`` checked: ≥ 2 names valid for pair metrics, one shape, one device."""
+    if len(mapping) < 2:
+        raise ValueError(f"a mapping of modalities needs at least 2, got {list(mapping)}")
+    out: dict[str, torch.Tensor] = {}
+    for name, z in mapping.items():
+        schema.pair_metric(schema.M_PAIR_GAP, name, name)  # raises for names a pair metric cannot hold
+        out[name] = check_embedding(f"modality {name!r}", z)
+    first, *rest = out.items()
+    for name, z in rest:
+        if z.shape != first[1].shape or z.device != first[1].device:
+            raise ValueError(
+                f"modality {name!r} has shape {tuple(z.shape)} on {z.device}, but {first[0]!r} has "
+                f"{tuple(first[1].shape)} on {first[1].device}; row i of every modality is one sample",
+            )
+    return out
 
 
 def _is_tau_vector(value: object) -> bool:
@@ -350,7 +374,10 @@ class Monitor:
                 ``image_features``, ``text_features`` and optionally ``logit_scale`` (already exponentiated,
                 as open_clip returns it; τ = 1/logit_scale), or a transformers CLIP / SigLIP output
                 (``image_embeds``, ``text_embeds``; τ fitted to ``logits_per_text``), see
-                :mod:`cldiag.integrations.outputs`.
+                :mod:`cldiag.integrations.outputs`, or a mapping of ``N >= 2`` modalities
+                ``{"image": zi, "text": zt, "audio": za}`` (each ``(B, d)``, row i one sample): the first
+                two are ``a`` and ``b`` for every other statistic, and pairwise steps add every pair's gap
+                and retrieval (``schema.pair_metric`` names, :func:`cldiag.functional.modality_gap_matrix`).
             b: embeddings ``(B, d)``; ``a[i]`` and ``b[i]`` are a positive pair. ``None`` logs single-view
                 statistics only (uniformity, spectrum, snapshot).
             labels: class labels ``(B,)`` (integers) for tolerance and same-class curves.
@@ -495,7 +522,19 @@ class Monitor:
         a: torch.Tensor | Mapping[str, Any],
         b: torch.Tensor | None,
         temperature: TensorOrNumber | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, TensorOrNumber | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, TensorOrNumber | None, dict[str, torch.Tensor] | None]:
+        if isinstance(a, Mapping) and _is_modality_mapping(a):
+            if b is not None:
+                raise ValueError("pass either a mapping of modalities or two tensors, not both")
+            mods = _check_modality_mapping(a)
+            names = list(mods)
+            if not self.two_modality and not self._modalities_explicit:
+                self.two_modality = True
+                self.modalities = (names[0], names[1])
+                self._meta.update(modalities=list(self.modalities), two_modality=True)
+            a, b = mods[names[0]], mods[names[1]]
+            refuse_meta("a", a)
+            return a, b, temperature, mods
         if isinstance(a, Mapping):
             out = model_outputs(a)  # open_clip dict or transformers CLIP/SigLIP output
             if b is not None:
@@ -518,7 +557,7 @@ class Monitor:
             if a.device != b.device:
                 raise ValueError(f"a and b are on different devices ({a.device} and {b.device})")
         refuse_meta("a", a)
-        return a, b, temperature
+        return a, b, temperature, None
 
     def _checked(
         self,
@@ -530,12 +569,12 @@ class Monitor:
         loss: TensorOrNumber | None,
         ids: torch.Tensor | Sequence[int] | None,
         meta: Meta | None = None,
-    ) -> tuple[int, torch.Tensor, torch.Tensor | None, Any, Any, Any, Any]:
+    ) -> tuple[int, torch.Tensor, torch.Tensor | None, Any, Any, Any, Any, dict[str, torch.Tensor] | None]:
         """``log``'s arguments checked on every rank together, then gathered (the global batch)."""
         local_error: Exception | None = None
         try:
             step = check_step(step)
-            a, b, temperature = self._unpack(a, b, temperature)
+            a, b, temperature, mods = self._unpack(a, b, temperature)
             n = a.shape[0]
             labels_t = check_vector("labels", labels, n)
             ids_t = check_vector("ids", ids, n)
@@ -562,7 +601,9 @@ class Monitor:
             ids_t = dist.gather_rows(ids_t.to(a.device)) if ids_t is not None else None
             if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
                 temperature = dist.gather_rows(temperature)
-        return step, a, b, labels_t, ids_t, loss, temperature
+            if mods is not None:
+                mods = {name: dist.gather_rows(z) for name, z in mods.items()}
+        return step, a, b, labels_t, ids_t, loss, temperature, mods
 
     # ---------------------------------------------------------------------------------------------------
     # the step
@@ -601,7 +642,7 @@ class Monitor:
         ids: torch.Tensor | Sequence[int] | None,
         meta: Meta | None = None,
     ) -> None:
-        step, a, b, labels_t, ids_t, loss, temperature = self._checked(
+        step, a, b, labels_t, ids_t, loss, temperature, mods = self._checked(
             step, a, b, labels, temperature, loss, ids, meta
         )
         if not self._is_writer or self._skip(step):
@@ -615,7 +656,7 @@ class Monitor:
         self._per_step(step, a, b, loss, temperature)
         due = tuple(self._schedule.due(kind, step) for kind in KINDS)
         if any(due):
-            self._heavy(step, a, b, labels_t, temperature, *due)
+            self._heavy(step, a, b, labels_t, temperature, *due, mods=mods)
         # The writer's own rows come first in a gathered batch; only they have metadata here.
         meta_rows = schema.meta_length(meta)
         self._collect_snapshot(step, a, b, labels_t, ids_t, meta, meta_rows)
@@ -663,8 +704,14 @@ class Monitor:
         pairwise: bool,
         spectra: bool,
         curves: bool,
+        mods: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """O(B²) and O(d³) statistics on the finite rows (one host sync to drop non-finite rows)."""
+        if mods is not None and pairwise:
+            finite = torch.stack([torch.isfinite(z).all(dim=1) for z in mods.values()]).all(dim=0)
+            # A row non-finite in a third modality is dropped from every statistic of the step.
+            a = torch.where(finite[:, None], a, float("nan"))
+            mods = {name: z[finite] for name, z in mods.items()}
         rows = self._finite_rows(step, a, b, labels, temperature)
         if rows is None:
             return
@@ -675,6 +722,8 @@ class Monitor:
             self._pairwise(step, a, b, labels, temperature)
             if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
                 self._tau_quantiles(step, temperature)
+            if mods is not None:
+                self._modality_pairs(step, mods)
             sched.done("pairwise", step, started)
         if spectra:
             started = sched.start()
@@ -802,6 +851,21 @@ class Monitor:
             fn = F.false_negative_share(a, b, labels, temperature)
             self._add(step, schema.M_FALSE_NEG_SHARE, fn.count_share)
             self._add(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
+
+    def _modality_pairs(self, step: int, mods: dict[str, torch.Tensor]) -> None:
+        """O(N²·B²·d): every pair's gap and cross-modal retrieval of N modalities (on the capped rows)."""
+        n = next(iter(mods.values())).shape[0]
+        rows = F.subsample_rows(n, F.ROW_CAP, seed=step, device=next(iter(mods.values())).device)
+        if rows is not None:
+            mods = {name: z[rows] for name, z in mods.items()}
+        gm = F.modality_gap_matrix(mods)
+        for p, first in enumerate(gm.names):
+            for q, second in enumerate(gm.names):
+                if p < q:
+                    self._add(step, schema.pair_metric(schema.M_PAIR_GAP, first, second), gm.gap[p, q])
+                if p != q:
+                    name = schema.pair_metric(schema.M_PAIR_RETRIEVAL, first, second)
+                    self._add(step, name, gm.retrieval[p, q])
 
     def _tau_quantiles(self, step: int, tau: torch.Tensor) -> None:
         """O(B log B): quantiles ``schema.TAU_QUANTILES`` of a per-sample τ (its finite rows, all of them)."""
