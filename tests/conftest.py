@@ -27,3 +27,17 @@ def _fixed_monitor_cadences(monkeypatch):
     from cldiag.monitor import Monitor
 
     monkeypatch.setitem(Monitor.__init__.__kwdefaults__, "budget", None)
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Undo AppTest's swap of ``sys.modules["__main__"]`` for the script it ran (app.py or a page).
+
+    Left in place, every later ``torch.multiprocessing.spawn`` child (the DDP tests) re-imports that
+    Streamlit script as its main module and dies in bare mode.
+    """
+    import sys
+
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
