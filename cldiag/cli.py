@@ -213,24 +213,19 @@ def _port(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``cldiag`` command (one subparser per command)."""
-    parser = argparse.ArgumentParser(
-        prog="cldiag",
-        description="Diagnose contrastive-learning runs: dashboard, health report, sample runs, lab presets.",
-        epilog="Run 'cldiag COMMAND --help' for the options of a command.",
-    )
-    parser.add_argument("--version", action="version", version=f"cldiag {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _command(
+    sub: Any, name: str, func: Callable[[argparse.Namespace], int], help_: str, desc: str
+) -> argparse.ArgumentParser:
+    """A subcommand ``name`` that runs ``func``."""
+    p = sub.add_parser(name, help=help_, description=desc)
+    p.set_defaults(func=func)
+    return p
 
-    def add(
-        name: str, func: Callable[[argparse.Namespace], int], help_: str, desc: str
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=desc)
-        p.set_defaults(func=func)
-        return p
 
-    p = add(
+def _add_serve(sub: Any) -> None:
+    """The ``serve`` command's arguments."""
+    p = _command(
+        sub,
         "serve",
         _serve,
         "open the dashboard on a directory of runs",
@@ -247,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to bind (default: %(default)s; 0.0.0.0 exposes the dashboard to the network)",
     )
 
-    p = add(
+
+def _add_report(sub: Any) -> None:
+    """The ``report`` command's arguments."""
+    p = _command(
+        sub,
         "report",
         _report,
         "print health verdicts of a run",
@@ -271,7 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         "positive and hardest negatives (metadata as plain text)",
     )
 
-    p = add(
+
+def _add_demo(sub: Any) -> None:
+    """The ``demo`` command's arguments."""
+    p = _command(
+        sub,
         "demo",
         _demo,
         "write the sample runs",
@@ -288,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also rebuild minilm-stdlib-pairs (needs pip install 'cldiag[st]'; about 2 more CPU-minutes)",
     )
 
-    p = add(
+
+def _add_lab(sub: Any) -> None:
+    """The ``lab`` command's arguments."""
+    p = _command(
+        sub,
         "lab",
         _lab,
         "run a lab preset headless",
@@ -305,7 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="multiply every training length by X (e.g. 0.2 for a quick check; default: %(default)s)",
     )
 
-    p = add(
+
+def _add_compact(sub: Any) -> None:
+    """The ``compact`` command's arguments."""
+    p = _command(
+        sub,
         "compact",
         _compact,
         "merge a run's small part files",
@@ -313,6 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
         "while the run is being written and read.",
     )
     p.add_argument("run", metavar="RUN", help="run directory or URI")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cldiag`` command (one subparser per command)."""
+    parser = argparse.ArgumentParser(
+        prog="cldiag",
+        description="Diagnose contrastive-learning runs: dashboard, health report, sample runs, lab presets.",
+        epilog="Run 'cldiag COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"cldiag {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_serve, _add_report, _add_demo, _add_lab, _add_compact):
+        add(sub)
     return parser
 
 

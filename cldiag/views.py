@@ -118,6 +118,15 @@ COMPARE_METRICS = [
 """What the Compare page overlays until the user picks other metrics."""
 SCORE_MEANS = [schema.M_POS_SIM, schema.M_NEG_SIM, schema.M_HARD_NEG_SIM]
 TEMPERATURE_TREND = [schema.M_TEMPERATURE, schema.M_ENTROPY, schema.M_EFF_NEG, schema.M_COUPLING]
+RANK_METRICS = [schema.M_MRR, schema.M_RECALL_AT_1, schema.M_RECALL_AT_5, schema.M_RECALL_AT_10]
+FALSE_NEGATIVES = [schema.M_FALSE_NEG_SHARE, schema.M_FALSE_NEG_PENALTY_SHARE]
+TAU_QUANTILE_METRICS = list(schema.TAU_QUANTILES)
+TAU_QUANTILES_CAPTION = (
+    "Quantiles (10 %, 50 %, 90 %) of the batch's per-sample τ at pairwise steps, when the loss learns one "
+    "τ per sample.",
+    "A band that stays at zero width means every sample kept the same τ; iSogCLR (Qiu et al., 2023) "
+    "learns individual temperatures, so the band should open as samples differ.",
+)
 CONFIG_KEYS = ("temperature", "tau", "temp", "t")
 """Configuration keys read as the run's τ when no temperature was logged."""
 
@@ -481,6 +490,48 @@ def metric_panel(
     )
 
 
+def metrics_panel(
+    view: RunLike,
+    metrics: Sequence[str],
+    *,
+    key: str,
+    title: str,
+    file_name: str,
+    y_title: str | None = None,
+    caption_text: tuple[str, str] | None = None,
+    references: Sequence[tuple[float, str]] = (),
+) -> Panel | None:
+    """Several scalar metrics over training on one axis, captioned from the first one's MetricInfo.
+
+    Args:
+        view: the run.
+        metrics: the series to draw, in order; absent ones are skipped.
+        key: the chart's name on its page.
+        title: the chart title.
+        file_name: CSV file name (without the run name and extension).
+        y_title: the y axis title (default: none).
+        caption_text: the caption; default the first metric's :class:`~cldiag.figures.MetricInfo` caption.
+        references: horizontal reference lines ``(value, label)`` (chance levels).
+
+    Returns:
+        The panel, or None when none of ``metrics`` has points in the step range.
+    """
+    series = view.series(list(metrics))
+    if series.full.empty:
+        return None
+    info = metric_info(metrics[0], dim=view.dim)
+    return Panel(
+        key=key,
+        build=lambda: F.fig_metric_series(
+            series.plot, list(metrics), title=title, y_title=y_title, references=references
+        ),
+        data=series.full,
+        caption=caption_text or info.caption or (info.label, info.source),
+        file_name=f"{view.name}-{file_name}",
+        note=series.note,
+    )
+
+
 def _series_panel(
     view: RunLike,
     metrics: Sequence[str],
@@ -631,6 +682,36 @@ def overlap(view: RunLike) -> Panel | None:
     return panel if isinstance(panel, Panel) else None
 
 
+def rank_metrics(view: RunLike) -> Panel | None:
+    """MRR and recall@1/5/10 of the positives among the batch's candidates over training (GroCo)."""
+    title = "Rank of the positive: MRR and recall@k"
+    return metrics_panel(view, RANK_METRICS, key="ranks", title=title, file_name="ranks", y_title="share")
+
+
+def ordering_violations(view: RunLike) -> Panel | None:
+    """Share of (positive, negative) pairs ordered wrongly (1 − AUROC) over training; 0.5 = chance."""
+    return metrics_panel(
+        view,
+        [schema.M_ORDERING_VIOLATIONS],
+        key="ordering",
+        title="Ordering violations (1 − AUROC)",
+        file_name="ordering-violations",
+        references=[(0.5, "chance")],
+    )
+
+
+def false_negatives(view: RunLike) -> Panel | None:
+    """Share of same-label negatives and their share of the negative penalty over training (labels)."""
+    return metrics_panel(
+        view,
+        [schema.M_FALSE_NEG_PENALTY_SHARE, schema.M_FALSE_NEG_SHARE],
+        key="false_negatives",
+        title="False negatives: share of negatives and of the penalty",
+        file_name="false-negatives",
+        y_title="share",
+    )
+
+
 # -- Geometry ---------------------------------------------------------------------------------------------
 def uniformity_metric(metrics: Sequence[str]) -> str | None:
     """The uniformity series to plot: the joint one, else the first per-modality one, else None."""
@@ -766,6 +847,19 @@ def temperature_trend(view: RunLike) -> Panel | None:
         return F.fig_metric_grid(s.plot, shown, title=title)
 
     return _series_panel(view, TEMPERATURE_TREND, "trend", "temperature-trend", build, chart="tau_trend")
+
+
+def tau_quantiles(view: RunLike) -> Panel | None:
+    """Quantiles of a per-sample τ over training (iSogCLR); None for a run with one τ per step."""
+    return metrics_panel(
+        view,
+        TAU_QUANTILE_METRICS,
+        key="tau_quantiles",
+        title="Per-sample temperature: quantiles over training",
+        file_name="tau-quantiles",
+        y_title="τ",
+        caption_text=TAU_QUANTILES_CAPTION,
+    )
 
 
 # -- Modality gap -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Scores: positive and negative score distributions at a step, over training, and the hardest negatives."""
+"""Scores: score distributions at a step and over training, hardest negatives, ranks and false negatives."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ def render(view: ui.RunView) -> None:
     ui.show(views.hard_negative_quantiles(view), view)
     ui.show(views.score_means(view), view)
     ui.show(views.overlap(view), view)
+    ui.show(views.rank_metrics(view), view)
+    ui.show(views.ordering_violations(view), view)
+    ui.show(views.false_negatives(view), view)
 
 
 ui.run_page(

@@ -15,6 +15,7 @@ def render(view: ui.RunView) -> None:
         step = ui.step_picker(steps, "Step of the curves", key="temperature_step")
         ui.show(views.temperature_curves(view, step), view)
     ui.show(views.temperature_trend(view), view)
+    ui.show(views.tau_quantiles(view), view)
 
 
 ui.run_page(

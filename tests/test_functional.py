@@ -450,6 +450,11 @@ ALL_CALLS = {
     "ordering_violations": lambda a, b, y: F.ordering_violations(a, b, per_anchor=True),
     "false_negative_share": lambda a, b, y: F.false_negative_share(a, b, y, 0.2),
     "temperature_distribution": lambda a, b, y: F.temperature_distribution(F.normalize(a)[:, 0].abs() + 0.05),
+    # examples (issue 16); their own tests are in test_functional_examples.py
+    "nearest_neighbours": lambda a, b, y: list(F.nearest_neighbours(a, [0], min(2, a.shape[0] - 1))),
+    "pair_ranks": lambda a, b, y: F.pair_ranks(a, b),
+    "hardest_negatives": lambda a, b, y: list(F.hardest_negatives(a, b, min(2, a.shape[0] - 1))),
+    "positive_similarity": lambda a, b, y: F.positive_similarity(a, b),
     "pairwise_statistics": lambda a, b, y: F.pairwise_statistics(
         a, b, labels=y, temperature=0.2, bins=8
     ).scalars(),

@@ -8,9 +8,10 @@ On top of the Monitor's diagnostics it logs
   every ``eval_every`` steps;
 - ``knn_acc_raw``: the same probe on raw inputs, once at step 0 -- the bar a trained encoder has to clear;
 - an embedding snapshot of the held-out set every ``snapshot_every`` steps and at the end;
-- the literature diagnostics of issue 15 on training batches every :data:`LITERATURE_EVERY` steps under their
-  :mod:`cldiag.schema` names (ranks, ordering violations, false negatives, per-sample τ quantiles, per-pair
-  gaps and Symile's MIP), computed with :mod:`cldiag.functional` until the Monitor logs them itself;
+- the literature diagnostics of issue 15 the Monitor does not log itself, on training batches of three
+  modalities every :data:`LITERATURE_EVERY` steps under their :mod:`cldiag.schema` names (per-pair gaps
+  and retrieval, Symile's MIP); ranks, ordering violations, false negatives and a per-sample τ's quantiles
+  come from the Monitor's pairwise step;
 - ``tau_frequent`` / ``tau_rare`` (iSogCLR on long-tailed data): mean learned τ of the training samples of
   frequent and of rare classes, and ``zeroshot_acc`` (three modalities): held-out accuracy of picking the
   right ``c`` among all ``2^bits`` patterns given ``(a, b)``, with the run's own scoring.
@@ -536,57 +537,29 @@ def _open_monitor(config: LabConfig, run_dir: str, overwrite: bool) -> Monitor:
     )
 
 
-def log_literature(
-    step: int,
-    mon: Monitor,
-    za: Tensor,
-    zb: Tensor,
-    zc: Tensor | None,
-    labels: Tensor | None,
-    tau: Tensor | float,
-) -> None:
-    """Log the issue-15 diagnostics of one batch under their :mod:`cldiag.schema` names.
+def log_literature(step: int, mon: Monitor, za: Tensor, zb: Tensor, zc: Tensor) -> None:
+    """Log the issue-15 diagnostics of three modalities, which the Monitor does not log itself.
 
-    Ranks of the positives (MRR, recall@1/5/10) and ordering violations always; with labels, the share of
-    false negatives and their share of the penalty at ``tau``; for a per-sample ``tau`` vector its
-    quantiles; with a third modality ``zc``, every pair's gap and retrieval and Symile's MIP of matched
-    against mismatched triples. The lab calls this until the Monitor logs these diagnostics itself.
+    Every pair's gap and retrieval and Symile's MIP of matched against mismatched triples, under their
+    :mod:`cldiag.schema` names. Ranks (MRR, recall@1/5/10), ordering violations, the false-negative shares
+    and a per-sample τ's quantiles come from the Monitor's pairwise step.
 
     Args:
         step: The training step.
         mon: The run's Monitor.
-        za: First view / modality (B, d), detached.
-        zb: Second view / modality (B, d), detached; row i is the positive of ``za[i]``.
-        zc: Third modality (B, d) or None.
-        labels: (B,) labels or None.
-        tau: The loss's τ: a number, a scalar tensor, or one τ per row (B,).
+        za: First modality (B, d), detached.
+        zb: Second modality (B, d), detached; row i is the positive of ``za[i]``.
+        zc: Third modality (B, d), detached.
     """
-    summary = F.rank_summary(F.positive_ranks(za, zb))
-    mon.log_scalar(step, schema.M_MRR, summary.mrr)
-    mon.log_scalar(step, schema.M_RECALL_AT_1, summary.recall_at_1)
-    mon.log_scalar(step, schema.M_RECALL_AT_5, summary.recall_at_5)
-    mon.log_scalar(step, schema.M_RECALL_AT_10, summary.recall_at_10)
-    mon.log_scalar(step, schema.M_ORDERING_VIOLATIONS, F.ordering_violations(za, zb))
-    if labels is not None:
-        fn = F.false_negative_share(za, zb, labels, tau)
-        mon.log_scalar(step, schema.M_FALSE_NEG_SHARE, fn.count_share)
-        mon.log_scalar(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
-    if isinstance(tau, Tensor) and tau.numel() > 1:
-        dist = F.temperature_distribution(tau.float(), probs=list(schema.TAU_QUANTILES.values()))
-        for name, value in zip(schema.TAU_QUANTILES, dist.quantiles, strict=True):
-            mon.log_scalar(step, name, value)
-    if zc is not None:
-        gm = F.modality_gap_matrix({"a": za, "b": zb, "c": zc})
-        for p, q in itertools.permutations(range(len(gm.names)), 2):
-            first, second = gm.names[p], gm.names[q]
-            if p < q:
-                mon.log_scalar(step, schema.pair_metric(schema.M_PAIR_GAP, first, second), gm.gap[p, q])
-            mon.log_scalar(
-                step, schema.pair_metric(schema.M_PAIR_RETRIEVAL, first, second), gm.retrieval[p, q]
-            )
-        mip = F.multilinear_scores(za, zb, zc)
-        mon.log_scalar(step, schema.M_MIP_POS, mip.pos.mean())
-        mon.log_scalar(step, schema.M_MIP_NEG, mip.neg.mean())
+    gm = F.modality_gap_matrix({"a": za, "b": zb, "c": zc})
+    for p, q in itertools.permutations(range(len(gm.names)), 2):
+        first, second = gm.names[p], gm.names[q]
+        if p < q:
+            mon.log_scalar(step, schema.pair_metric(schema.M_PAIR_GAP, first, second), gm.gap[p, q])
+        mon.log_scalar(step, schema.pair_metric(schema.M_PAIR_RETRIEVAL, first, second), gm.retrieval[p, q])
+    mip = F.multilinear_scores(za, zb, zc)
+    mon.log_scalar(step, schema.M_MIP_POS, mip.pos.mean())
+    mon.log_scalar(step, schema.M_MIP_NEG, mip.neg.mean())
 
 
 class _Training:
@@ -677,13 +650,11 @@ class _Training:
             tau = self.isogclr.temperatures(batch.index)
         else:
             loss = contrastive_loss(config, za, zb, batch.labels, tau, self.mix_generator)
-        # The Monitor takes one τ; a per-sample τ vector is summarized by its mean (and its quantiles below).
-        mon_tau = tau.detach().mean() if isinstance(tau, Tensor) else tau
+        # A per-sample τ (B,) goes to the Monitor as it is: the mean every step, quantiles at pairwise steps.
+        mon_tau = tau.detach() if isinstance(tau, Tensor) else tau
         mon.log(step, za.detach(), zb.detach(), labels=batch.labels, temperature=mon_tau, loss=loss.detach())
-        if step % LITERATURE_EVERY == 0:
-            detached = None if zc is None else zc.detach()
-            tau_d = tau.detach() if isinstance(tau, Tensor) else tau
-            log_literature(step, mon, za.detach(), zb.detach(), detached, batch.labels, tau_d)
+        if zc is not None and step % LITERATURE_EVERY == 0:
+            log_literature(step, mon, za.detach(), zb.detach(), zc.detach())
         value = float(loss.detach())
         self.metrics["loss"] = value
         if math.isfinite(value):

@@ -12,19 +12,23 @@ the machine and the step: negligible on a 300 ms GPU step, +14 % on a 6 ms CPU s
 
 and decides at each step which heavy kinds are due:
 
-1. **Stretched cadences.** The configured ``*_every`` are minimum spacings. With ``c_k`` the measured cost
-   of kind ``k``, ``T`` the training's time per step and ``c_0`` the per-step base cost, the money per
-   step is ``r·T − c_0`` with ``r = budget / (1 − budget)`` (own ≤ budget × (own + training) ⇔
-   own ≤ r × training); the demand at the configured cadences is ``Σ c_k / every_k``. Every spacing is
-   stretched by one common factor ``s = max(1, demand / money)``, so the kinds keep their configured
-   proportions.
-2. **A debt bound.** A running account ``debt += own − r·training`` (floored at minus the cost of one
-   heavy step, so idle time cannot be saved up for a burst) must be ≤ 0 for any heavy kind to start, so
-   over any window the share exceeds the budget by at most one heavy computation's cost.
+The budget bounds the work it can schedule: the heavy kinds and the writer thread. The per-step statistics
+(the base cost ``c_0``, a fraction of a millisecond at B = 256) cannot be scheduled and come on top; they
+are measured and reported in ``share`` but do not eat the heavy kinds' allowance. (A first version let
+them: on a small CPU step they alone exceeded 3 %, and a 1,500-step quick-start loop then got one pairwise
+point, at step 0.)
 
-The first computation of each kind comes at its first due step (its cost is unknown until then). When the
-per-step statistics alone cost more than the budget, heavy kinds stop after their first computation: the
-budget wins over the cadence. ``budget=None`` in the Monitor keeps fixed cadences (:class:`FixedCadence`).
+1. **Stretched cadences.** The configured ``*_every`` are minimum spacings. With ``c_k`` the measured cost
+   of kind ``k`` and ``T`` the training's time per step, the money per step is ``r·T`` with
+   ``r = budget / (1 − budget)`` (scheduled ≤ budget × (scheduled + training) ⇔ scheduled ≤ r × training);
+   the demand at the configured cadences is ``Σ c_k / every_k``. Every spacing is stretched by one common
+   factor ``s = max(1, demand / money)``, so the kinds keep their configured proportions.
+2. **A debt bound.** A running account ``debt += scheduled − r·training`` (floored at minus the cost of one
+   heavy step, so idle time cannot be saved up for a burst) must be ≤ 0 for any heavy kind to start, so
+   over any window the scheduled share exceeds the budget by at most one heavy computation's cost.
+
+The first computation of each kind comes at its first due step (its cost is unknown until then).
+``budget=None`` in the Monitor keeps fixed cadences (:class:`FixedCadence`).
 
 On an accelerator the statistics' kernels run asynchronously: the host time measured is their launch time
 plus the one host sync of a heavy step (which also waits for the training's queued kernels), so the
@@ -93,7 +97,8 @@ class BudgetState:
         train: the training's time per step outside the Monitor (moving average); None before two calls.
         base: the Monitor's per-step cost outside heavy work (moving average).
         cost: each heavy kind's cost (moving average); a kind never computed is absent.
-        debt: own time minus ``r`` × training time, floored at minus one heavy cost.
+        debt: scheduled time (heavy work, writer CPU) minus ``r`` × training time, floored at minus one
+            heavy cost.
         own_total: the Monitor's total time (calls and writer CPU).
         train_total: the training's total time between calls.
         stretch: the factor the minimum spacings were last stretched by (1 = the configured cadence).
@@ -190,7 +195,7 @@ class OverheadBudget(Schedule):
             base = st.base + _EMA_STEP * (min(base, 4.0 * st.base) - st.base)
         st.base = base
         st.own_total += own
-        self._pay(own)
+        self._pay(self._heavy)  # the per-step base cost is not schedulable: it does not use the allowance
         self._left = now
 
     def charge(self, seconds: float) -> None:  # noqa: D102 - see Schedule
@@ -211,7 +216,7 @@ class OverheadBudget(Schedule):
         demand = sum(st.cost[k] / e for k, e in self.every.items() if e > 0 and k in st.cost)
         if st.train is None or demand == 0:
             return 1.0
-        money = self._ratio * st.train - st.base
+        money = self._ratio * st.train
         if money <= 0:
             return math.inf
         return max(1.0, demand / money)

@@ -20,7 +20,7 @@ import torch
 
 from cldiag import dist, host_tables, schema
 from cldiag import functional as F
-from cldiag.integrations.outputs import model_outputs
+from cldiag.integrations.outputs import HF_CLIP_KEYS, OPENCLIP_KEYS, model_outputs
 from cldiag.monitor.budget import KINDS, FixedCadence, OverheadBudget, Schedule
 from cldiag.monitor.config import Cadence
 from cldiag.monitor.inputs import (
@@ -68,6 +68,55 @@ _CURVES = (
     (schema.CURVE_UNIFORMITY, "uniformity"),
     (schema.CURVE_SAME_CLASS_PENALTY, "same_class_penalty"),
 )
+
+
+def _is_modality_mapping(value: Mapping[str, Any]) -> bool:
+    """Whether a mapping passed as ``a`` is ``{modality: embeddings}`` rather than a model's output dict."""
+    known = set(OPENCLIP_KEYS) | set(HF_CLIP_KEYS)
+    return not any(k in value for k in known) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _check_modality_mapping(mapping: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """``{modality: (B, d) embeddings}`` checked: ≥ 2 names valid for pair metrics, one shape, one device."""
+    if len(mapping) < 2:
+        raise ValueError(f"a mapping of modalities needs at least 2, got {list(mapping)}")
+    out: dict[str, torch.Tensor] = {}
+    for name, z in mapping.items():
+        schema.pair_metric(schema.M_PAIR_GAP, name, name)  # raises for names a pair metric cannot hold
+        out[name] = check_embedding(f"modality {name!r}", z)
+    first, *rest = out.items()
+    for name, z in rest:
+        if z.shape != first[1].shape or z.device != first[1].device:
+            raise ValueError(
+                f"modality {name!r} has shape {tuple(z.shape)} on {z.device}, but {first[0]!r} has "
+                f"{tuple(first[1].shape)} on {first[1].device}; row i of every modality is one sample",
+            )
+    return out
+
+
+def _is_tau_vector(value: object) -> bool:
+    """Whether ``temperature`` is meant as a per-sample τ: a tensor of more than one value."""
+    return isinstance(value, torch.Tensor) and value.numel() > 1
+
+
+def _check_tau_vector(tau: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """A per-sample τ ``(n,)`` detached as float32, after checking dtype, shape and device (no host sync).
+
+    Its values are checked where the step already reads back from the device (at pairwise/spectrum steps).
+    """
+    if not tau.dtype.is_floating_point:
+        raise keyed(
+            TypeError(f"temperature must be floating point, got dtype {tau.dtype}"), "temperature type"
+        )
+    if tau.shape != (n,):
+        message = (
+            f"a per-sample temperature must have shape ({n},) to match the batch, got {tuple(tau.shape)}"
+        )
+        raise keyed(ValueError(message), "temperature shape")
+    refuse_meta("temperature", tau)
+    if tau.device != device:
+        raise ValueError(f"temperature is on {tau.device} but the embeddings are on {device}")
+    return tau.detach().float()
 
 
 class Monitor:
@@ -325,11 +374,17 @@ class Monitor:
                 ``image_features``, ``text_features`` and optionally ``logit_scale`` (already exponentiated,
                 as open_clip returns it; τ = 1/logit_scale), or a transformers CLIP / SigLIP output
                 (``image_embeds``, ``text_embeds``; τ fitted to ``logits_per_text``), see
-                :mod:`cldiag.integrations.outputs`.
+                :mod:`cldiag.integrations.outputs`, or a mapping of ``N >= 2`` modalities
+                ``{"image": zi, "text": zt, "audio": za}`` (each ``(B, d)``, row i one sample): the first
+                two are ``a`` and ``b`` for every other statistic, and pairwise steps add every pair's gap
+                and retrieval (``schema.pair_metric`` names, :func:`cldiag.functional.modality_gap_matrix`).
             b: embeddings ``(B, d)``; ``a[i]`` and ``b[i]`` are a positive pair. ``None`` logs single-view
                 statistics only (uniformity, spectrum, snapshot).
             labels: class labels ``(B,)`` (integers) for tolerance and same-class curves.
-            temperature: the loss's τ (float or tensor, e.g. a learnable one).
+            temperature: the loss's τ (float or tensor, e.g. a learnable one), or one τ per row, a
+                ``(B,)`` floating-point tensor on ``a``'s device (per-sample temperatures as in iSogCLR):
+                the step's ``temperature`` is then their mean and pairwise steps also log the quantiles
+                ``schema.TAU_QUANTILES`` and use each anchor's own τ for the false-negative penalty share.
             loss: the step's loss (float or tensor).
             ids: sample ids ``(B,)`` stored with snapshot rows (default: a running counter).
             meta: what each sample is, kept with snapshot rows only (host data, read at snapshot steps): one
@@ -467,7 +522,19 @@ class Monitor:
         a: torch.Tensor | Mapping[str, Any],
         b: torch.Tensor | None,
         temperature: TensorOrNumber | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, TensorOrNumber | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, TensorOrNumber | None, dict[str, torch.Tensor] | None]:
+        if isinstance(a, Mapping) and _is_modality_mapping(a):
+            if b is not None:
+                raise ValueError("pass either a mapping of modalities or two tensors, not both")
+            mods = _check_modality_mapping(a)
+            names = list(mods)
+            if not self.two_modality and not self._modalities_explicit:
+                self.two_modality = True
+                self.modalities = (names[0], names[1])
+                self._meta.update(modalities=list(self.modalities), two_modality=True)
+            a, b = mods[names[0]], mods[names[1]]
+            refuse_meta("a", a)
+            return a, b, temperature, mods
         if isinstance(a, Mapping):
             out = model_outputs(a)  # open_clip dict or transformers CLIP/SigLIP output
             if b is not None:
@@ -490,7 +557,7 @@ class Monitor:
             if a.device != b.device:
                 raise ValueError(f"a and b are on different devices ({a.device} and {b.device})")
         refuse_meta("a", a)
-        return a, b, temperature
+        return a, b, temperature, None
 
     def _checked(
         self,
@@ -502,18 +569,21 @@ class Monitor:
         loss: TensorOrNumber | None,
         ids: torch.Tensor | Sequence[int] | None,
         meta: Meta | None = None,
-    ) -> tuple[int, torch.Tensor, torch.Tensor | None, Any, Any, Any, Any]:
+    ) -> tuple[int, torch.Tensor, torch.Tensor | None, Any, Any, Any, Any, dict[str, torch.Tensor] | None]:
         """``log``'s arguments checked on every rank together, then gathered (the global batch)."""
         local_error: Exception | None = None
         try:
             step = check_step(step)
-            a, b, temperature = self._unpack(a, b, temperature)
+            a, b, temperature, mods = self._unpack(a, b, temperature)
             n = a.shape[0]
             labels_t = check_vector("labels", labels, n)
             ids_t = check_vector("ids", ids, n)
             schema.check_meta(meta, n)
             loss = scalar(loss, "loss") if loss is not None else None
-            temperature = check_temperature(temperature) if temperature is not None else None
+            if _is_tau_vector(temperature):
+                temperature = _check_tau_vector(temperature, n, a.device)
+            elif temperature is not None:
+                temperature = check_temperature(temperature)
         except (TypeError, ValueError, KeyError) as exc:
             local_error = exc
         if dist.is_distributed() and not dist.all_true(local_error is None):
@@ -529,7 +599,11 @@ class Monitor:
             b = dist.gather_rows(b) if b is not None else None
             labels_t = dist.gather_rows(labels_t) if labels_t is not None else None
             ids_t = dist.gather_rows(ids_t.to(a.device)) if ids_t is not None else None
-        return step, a, b, labels_t, ids_t, loss, temperature
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                temperature = dist.gather_rows(temperature)
+            if mods is not None:
+                mods = {name: dist.gather_rows(z) for name, z in mods.items()}
+        return step, a, b, labels_t, ids_t, loss, temperature, mods
 
     # ---------------------------------------------------------------------------------------------------
     # the step
@@ -568,7 +642,7 @@ class Monitor:
         ids: torch.Tensor | Sequence[int] | None,
         meta: Meta | None = None,
     ) -> None:
-        step, a, b, labels_t, ids_t, loss, temperature = self._checked(
+        step, a, b, labels_t, ids_t, loss, temperature, mods = self._checked(
             step, a, b, labels, temperature, loss, ids, meta
         )
         if not self._is_writer or self._skip(step):
@@ -582,7 +656,7 @@ class Monitor:
         self._per_step(step, a, b, loss, temperature)
         due = tuple(self._schedule.due(kind, step) for kind in KINDS)
         if any(due):
-            self._heavy(step, a, b, labels_t, temperature, *due)
+            self._heavy(step, a, b, labels_t, temperature, *due, mods=mods)
         # The writer's own rows come first in a gathered batch; only they have metadata here.
         meta_rows = schema.meta_length(meta)
         self._collect_snapshot(step, a, b, labels_t, ids_t, meta, meta_rows)
@@ -615,7 +689,9 @@ class Monitor:
                     self._add(step, metric.format(a=mod_a, b=mod_b), stats[key])
         if loss is not None:
             self._add(step, schema.M_LOSS, loss)
-        if temperature is not None:
+        if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+            self._add(step, schema.M_TEMPERATURE, temperature.mean())  # per-sample τ: no host sync
+        elif temperature is not None:
             self._add(step, schema.M_TEMPERATURE, temperature)
 
     def _heavy(
@@ -628,16 +704,26 @@ class Monitor:
         pairwise: bool,
         spectra: bool,
         curves: bool,
+        mods: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """O(B²) and O(d³) statistics on the finite rows (one host sync to drop non-finite rows)."""
+        if mods is not None and pairwise:
+            finite = torch.stack([torch.isfinite(z).all(dim=1) for z in mods.values()]).all(dim=0)
+            # A row non-finite in a third modality is dropped from every statistic of the step.
+            a = torch.where(finite[:, None], a, float("nan"))
+            mods = {name: z[finite] for name, z in mods.items()}
         rows = self._finite_rows(step, a, b, labels, temperature)
         if rows is None:
             return
-        a, b, labels = rows
+        a, b, labels, temperature = rows
         sched = self._schedule
         if pairwise:
             started = sched.start()
             self._pairwise(step, a, b, labels, temperature)
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                self._tau_quantiles(step, temperature)
+            if mods is not None:
+                self._modality_pairs(step, mods)
             sched.done("pairwise", step, started)
         if spectra:
             started = sched.start()
@@ -655,32 +741,40 @@ class Monitor:
         b: torch.Tensor | None,
         labels: torch.Tensor | None,
         temperature: torch.Tensor | float | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None:
-        """The batch's finite rows, and τ checked, in one host sync; None when fewer than 2 rows are left."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | float | None] | None:
+        """The batch's finite rows (and their τ), τ checked, in one host sync; None when < 2 rows are left.
+
+        A per-sample τ ``(B,)`` must be positive and finite in every row (a row's τ belongs to the loss,
+        not to its embedding, so a bad one is an error, not a dropped row).
+        """
         finite = torch.isfinite(a).all(dim=1)
         if b is not None:
             finite &= torch.isfinite(b).all(dim=1)
         checks = [finite.all()]
         if isinstance(temperature, torch.Tensor):
             # τ's value is checked in the one host sync this step already makes (none is added).
-            checks.append((torch.isfinite(temperature) & (temperature > 0)).to(finite.device))
+            ok = torch.isfinite(temperature) & (temperature > 0)
+            checks.append(ok.all().to(finite.device) if temperature.ndim == 1 else ok.to(finite.device))
         all_finite, *tau_ok = torch.stack(checks).tolist()
         if tau_ok and not tau_ok[0]:
-            tau = float(temperature)  # type: ignore[arg-type]
-            raise keyed(
-                ValueError(f"temperature must be positive and finite, got {tau:.6g}"), "bad temperature"
-            )
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                message = "every per-sample temperature must be positive and finite"
+            else:
+                message = f"temperature must be positive and finite, got {float(temperature):.6g}"  # type: ignore[arg-type]
+            raise keyed(ValueError(message), "bad temperature")
         if not all_finite:
             a = a[finite]
             b = b[finite] if b is not None else None
             labels = labels[finite] if labels is not None else None
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                temperature = temperature[finite]
         if a.shape[0] < 2:
             self._report(
                 f"step {step}: fewer than 2 finite rows; pairwise statistics need at least 2",
                 key="fewer than 2 finite rows",
             )
             return None
-        return a, b, labels
+        return a, b, labels, temperature
 
     def _sides(self, a: torch.Tensor, b: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
         """The modalities whose own statistics are logged: both for a two-modality run, else view 1."""
@@ -703,7 +797,9 @@ class Monitor:
         if b is None:
             self._single_view_pairwise(step, a, labels)
             return
-        st = F.pairwise_statistics(a, b, labels=labels, temperature=temperature, bins=self.bins, seed=step)
+        per_sample = isinstance(temperature, torch.Tensor) and temperature.ndim == 1
+        tau_mean = temperature.mean() if per_sample else temperature  # type: ignore[union-attr]
+        st = F.pairwise_statistics(a, b, labels=labels, temperature=tau_mean, bins=self.bins, seed=step)
         if self.two_modality:
             self._add(step, f"{schema.M_UNIFORMITY}/{self.modalities[0]}", st.uniformity_a)
             self._add(step, f"{schema.M_UNIFORMITY}/{self.modalities[1]}", st.uniformity_b)
@@ -725,6 +821,57 @@ class Monitor:
             self._add(step, schema.M_EFF_NEG, st.hardness.effective_negatives)
             self._add(step, schema.M_COUPLING, st.coupling)
         self._record_rows(step, st.rows)
+        self._ranks(step, a, b, labels, temperature, st.rows)
+
+    def _ranks(
+        self,
+        step: int,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        labels: torch.Tensor | None,
+        temperature: torch.Tensor | float | None,
+        rows: torch.Tensor | None,
+    ) -> None:
+        """O(B²·d): ranks of the positives (MRR, R@1/5/10), ordering violations, false-negative shares.
+
+        On the same (possibly row-capped) pairs as :meth:`_pairwise`; the shares need labels and a τ.
+        """
+        if rows is not None:
+            a, b = a[rows], b[rows]
+            labels = labels[rows] if labels is not None else None
+            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
+                temperature = temperature[rows]
+        summary = F.rank_summary(F.positive_ranks(a, b))
+        self._add(step, schema.M_MRR, summary.mrr)
+        self._add(step, schema.M_RECALL_AT_1, summary.recall_at_1)
+        self._add(step, schema.M_RECALL_AT_5, summary.recall_at_5)
+        self._add(step, schema.M_RECALL_AT_10, summary.recall_at_10)
+        self._add(step, schema.M_ORDERING_VIOLATIONS, F.ordering_violations(a, b))
+        if labels is not None and temperature is not None:
+            fn = F.false_negative_share(a, b, labels, temperature)
+            self._add(step, schema.M_FALSE_NEG_SHARE, fn.count_share)
+            self._add(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
+
+    def _modality_pairs(self, step: int, mods: dict[str, torch.Tensor]) -> None:
+        """O(N²·B²·d): every pair's gap and cross-modal retrieval of N modalities (on the capped rows)."""
+        n = next(iter(mods.values())).shape[0]
+        rows = F.subsample_rows(n, F.ROW_CAP, seed=step, device=next(iter(mods.values())).device)
+        if rows is not None:
+            mods = {name: z[rows] for name, z in mods.items()}
+        gm = F.modality_gap_matrix(mods)
+        for p, first in enumerate(gm.names):
+            for q, second in enumerate(gm.names):
+                if p < q:
+                    self._add(step, schema.pair_metric(schema.M_PAIR_GAP, first, second), gm.gap[p, q])
+                if p != q:
+                    name = schema.pair_metric(schema.M_PAIR_RETRIEVAL, first, second)
+                    self._add(step, name, gm.retrieval[p, q])
+
+    def _tau_quantiles(self, step: int, tau: torch.Tensor) -> None:
+        """O(B log B): quantiles ``schema.TAU_QUANTILES`` of a per-sample τ (its finite rows, all of them)."""
+        dist_ = F.temperature_distribution(tau, probs=list(schema.TAU_QUANTILES.values()))
+        for name, value in zip(schema.TAU_QUANTILES, dist_.quantiles, strict=True):
+            self._add(step, name, value)
 
     def _single_view_pairwise(self, step: int, a: torch.Tensor, labels: torch.Tensor | None) -> None:
         """Without ``b``: uniformity, spread and tolerance of ``a`` (on the capped rows)."""

@@ -138,6 +138,9 @@ def test_start_rerun_and_stop_a_training_then_open_its_run(tmp_path, monkeypatch
     assert [r.path for r in list_runs(tmp_path / "lab")] == [run_dir]
     assert list_runs(tmp_path / "root") == []
     assert "lab" in texts(at.caption) and str(tmp_path / "lab") in texts(at.caption)
+    # The run list is cached for 5 s (ui._discover): a user sees the new run within that; the test does not
+    # wait, it drops the cache (on a loaded machine the run finished inside the 5 s and the list was stale).
+    ui._discover.clear()
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not fresh.exception, fresh.exception
     assert run_dir in [path for _, path in fresh.session_state["_cldiag_selection"].runs]

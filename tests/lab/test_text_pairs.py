@@ -18,9 +18,26 @@ from cldiag.lab.text_pairs import STDLIB_MODULES, TextPair, split_pairs, stdlib_
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _fresh_process_pairs(hash_seed: str = "0") -> list[TextPair]:
+    """The pairs as a fresh interpreter builds them (as `python -m cldiag.lab.sentence_preset` does).
+
+    Not this test process: objects of the standard library that earlier tests' imports patched (torch
+    replaces ``inspect.getfile``; others change signatures) would change the pool.
+    """
+    code = (
+        "import json; from cldiag.lab.text_pairs import stdlib_pairs;"
+        "print(json.dumps([[p.query, p.code, p.module] for p in stdlib_pairs()]))"
+    )
+    env = dict(os.environ, PYTHONHASHSEED=hash_seed, PYTHONPATH=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True
+    )
+    return [TextPair(*row) for row in json.loads(done.stdout)]
+
+
 @pytest.fixture(scope="module")
 def pairs() -> list[TextPair]:
-    return stdlib_pairs()
+    return _fresh_process_pairs()
 
 
 def test_default_size_and_no_duplicates(pairs):
@@ -65,21 +82,9 @@ def test_same_result_twice_and_seed_changes_the_draw(pairs):
 
 
 def test_same_result_in_processes_with_different_hash_seeds(pairs):
-    code = (
-        "import json; from cldiag.lab.text_pairs import stdlib_pairs, split_pairs;"
-        "train, held = split_pairs(stdlib_pairs());"
-        "print(json.dumps([[p.code for p in held], train[0].code]))"
-    )
-    outputs = []
     for hash_seed in ("1", "12345"):
-        env = dict(os.environ, PYTHONHASHSEED=hash_seed, PYTHONPATH=REPO)
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True
-        )
-        outputs.append(json.loads(done.stdout))
-    assert outputs[0] == outputs[1]
-    train, held = split_pairs(pairs)
-    assert outputs[0] == [[p.code for p in held], train[0].code]
+        assert _fresh_process_pairs(hash_seed) == pairs
+    assert split_pairs(_fresh_process_pairs("7")) == split_pairs(pairs)
 
 
 def test_split_is_disjoint_complete_and_seeded(pairs):
