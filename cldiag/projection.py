@@ -265,27 +265,34 @@ def _cache_umap_jit() -> int:
     """Let numba keep umap-learn's compiled functions on disk, as pynndescent already does its own.
 
     umap-learn jit-compiles its layout and graph code in every process without ``cache=True``; numba's
-    ``Dispatcher.enable_caching`` stores each compiled function where numba keeps pynndescent's (beside
-    the source when writable, else numba's per-user cache directory, or ``$NUMBA_CACHE_DIR``), keyed on
-    the source file, so a later process loads it instead of compiling. Functions numba cannot cache are
-    compiled as before.
+    ``Dispatcher.enable_caching`` stores each compiled function on disk, keyed on the source file, so a
+    later process loads it instead of compiling. The files go to ``$NUMBA_CACHE_DIR`` when the user set
+    it, else to cldiag's own cache directory (``<cache>/cldiag/numba``), never beside umap's source in
+    site-packages. Functions numba cannot cache are compiled as before.
 
     Returns:
         How many dispatchers were switched.
     """
+    from numba.core import config as numba_config
     from numba.core.dispatcher import Dispatcher
 
     switched = 0
-    for name, module in list(sys.modules.items()):
-        if not (name == "umap" or name.startswith("umap.")) or module is None:
-            continue
-        for obj in list(vars(module).values()):
-            if isinstance(obj, Dispatcher) and obj._cache.__class__.__name__ == "NullCache":
-                try:
-                    obj.enable_caching()
-                    switched += 1
-                except Exception:  # noqa: BLE001 - a function numba cannot cache compiles as usual
-                    continue
+    user_dir = numba_config.CACHE_DIR
+    # numba picks a cache's directory when caching is enabled: point it at a directory cldiag owns.
+    numba_config.CACHE_DIR = user_dir or str(_user_cache_dir().parent / "numba")
+    try:
+        for name, module in list(sys.modules.items()):
+            if not (name == "umap" or name.startswith("umap.")) or module is None:
+                continue
+            for obj in list(vars(module).values()):
+                if isinstance(obj, Dispatcher) and obj._cache.__class__.__name__ == "NullCache":
+                    try:
+                        obj.enable_caching()
+                        switched += 1
+                    except Exception:  # noqa: BLE001 - a function numba cannot cache compiles as usual
+                        continue
+    finally:
+        numba_config.CACHE_DIR = user_dir
     return switched
 
 
