@@ -1143,7 +1143,7 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         name="false_negatives",
         title="False negatives in the penalty",
-        needs="false_neg_penalty_share (labels; the lab logs it)",
+        needs="false_neg_penalty_share (Monitor.log with labels=… and temperature=…)",
         alarm=(),
         warn=(
             Condition(
@@ -1153,7 +1153,7 @@ RULES: Final[tuple[Rule, ...]] = (
             ),
         ),
         source="Wang & Liu 2021 (same-class penalty), DebCSE 2023 (false negatives); the cut-off is a "
-        "documented heuristic (same-label negatives outweighing all other negatives together)",
+        "documented heuristic (same-label negatives carrying four times the penalty of all others together)",
         cite="Wang & Liu 2021; DebCSE 2023; cut-off a heuristic",
         actions={
             "ok": NOTHING_TO_DO,

@@ -442,11 +442,11 @@ def test_false_negatives_threshold(share, expected):
 
 def test_false_negatives_reads_the_recent_window_and_needs_the_metric():
     # One early spike far above the cut-off, a recent window below it: ok.
-    spike = [0.9] + [0.2] * (N - 1)
+    spike = [0.95] + [0.2] * (N - 1)
     assert level("false_negatives", tables({schema.M_FALSE_NEG_PENALTY_SHARE: spike})) == "ok"
     # Rising into the cut-off over the recent window: warn, even without the count share.
-    rising = [0.1] * (N - 3) + [0.6, 0.7, 0.8]
+    rising = [0.1] * (N - 3) + [0.85, 0.9, 0.95]
     v = verdict("false_negatives", tables({schema.M_FALSE_NEG_PENALTY_SHARE: rising}))
     assert v.level == "warn" and "count_share" not in v.evidence
     assert verdict("false_negatives", tables({schema.M_FALSE_NEG_SHARE: 0.5})) is None
-    assert "50 %" in RULE_BY_NAME["false_negatives"].threshold
+    assert "80 %" in RULE_BY_NAME["false_negatives"].threshold
