@@ -491,11 +491,13 @@ def _typed_run(root: str) -> str | None:
     return extra
 
 
+_LINK_WARNING = "_cldiag_link_warning"
+
+
 def _focus(sel: Selection, paths: list[str], extra: str | None) -> str:
     """The "Run" picker: a newly typed path or a changed ``?run=`` link moves it once; the URL follows it."""
     wanted, warning = _query_focus(sel.runs)
-    if warning:
-        st.sidebar.warning(warning)
+    slot = st.sidebar.empty()  # the warning about a bad ?run= link, filled once the focus is known
     if extra is not None and st.session_state.get("_cldiag_opened") != extra:
         # A newly typed path becomes the focus once; the picker decides afterwards.
         st.session_state["_cldiag_run"] = st.session_state["_cldiag_opened"] = extra
@@ -509,6 +511,15 @@ def _focus(sel: Selection, paths: list[str], extra: str | None) -> str:
     if focus != extra:
         st.query_params["run"] = posixpath.basename(focus.rstrip("/"))
     st.session_state["_cldiag_linked"] = st.query_params.get("run")
+    # The URL now names the run shown, so later reruns no longer see the bad link: keep its warning until
+    # the user picks another run.
+    if warning:
+        st.session_state[_LINK_WARNING] = (warning, focus)
+    kept = st.session_state.get(_LINK_WARNING)
+    if kept is not None and kept[1] == focus:
+        slot.warning(kept[0])
+    else:
+        st.session_state.pop(_LINK_WARNING, None)
     return focus
 
 
