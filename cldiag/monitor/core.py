@@ -706,16 +706,22 @@ class Monitor:
         curves: bool,
         mods: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        """O(B²) and O(d³) statistics on the finite rows (one host sync to drop non-finite rows)."""
+        """O(B²) and O(d³) statistics on the finite rows.
+
+        On a GPU the host waits for the device once to drop non-finite rows, and once per eigen-solve
+        (spectrum, effective rank: PyTorch's solvers check their status on the host); a per-sample τ's
+        quantiles and the pairwise, curves and modality statistics add none (``tests/test_cuda_sync.py``).
+        """
         if mods is not None and pairwise:
             finite = torch.stack([torch.isfinite(z).all(dim=1) for z in mods.values()]).all(dim=0)
             # A row non-finite in a third modality is dropped from every statistic of the step.
             a = torch.where(finite[:, None], a, float("nan"))
-            mods = {name: z[finite] for name, z in mods.items()}
         rows = self._finite_rows(step, a, b, labels, temperature)
         if rows is None:
             return
-        a, b, labels, temperature = rows
+        a, b, labels, temperature, kept = rows
+        if mods is not None and pairwise and kept is not None:
+            mods = {name: z[kept] for name, z in mods.items()}
         sched = self._schedule
         if pairwise:
             started = sched.start()
@@ -741,8 +747,19 @@ class Monitor:
         b: torch.Tensor | None,
         labels: torch.Tensor | None,
         temperature: torch.Tensor | float | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | float | None] | None:
+    ) -> (
+        tuple[
+            torch.Tensor,
+            torch.Tensor | None,
+            torch.Tensor | None,
+            torch.Tensor | float | None,
+            torch.Tensor | None,
+        ]
+        | None
+    ):
         """The batch's finite rows (and their τ), τ checked, in one host sync; None when < 2 rows are left.
+
+        The last item is the boolean mask of the rows kept, or None when every row is finite.
 
         A per-sample τ ``(B,)`` must be positive and finite in every row (a row's τ belongs to the loss,
         not to its embedding, so a bad one is an error, not a dropped row).
@@ -762,7 +779,9 @@ class Monitor:
             else:
                 message = f"temperature must be positive and finite, got {float(temperature):.6g}"  # type: ignore[arg-type]
             raise keyed(ValueError(message), "bad temperature")
+        kept = None
         if not all_finite:
+            kept = finite
             a = a[finite]
             b = b[finite] if b is not None else None
             labels = labels[finite] if labels is not None else None
@@ -774,7 +793,7 @@ class Monitor:
                 key="fewer than 2 finite rows",
             )
             return None
-        return a, b, labels, temperature
+        return a, b, labels, temperature, kept
 
     def _sides(self, a: torch.Tensor, b: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
         """The modalities whose own statistics are logged: both for a two-modality run, else view 1."""
@@ -902,7 +921,8 @@ class Monitor:
 
     def _curves(self, step: int, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor | None) -> None:
         """O(B²·(d + #τ)): the temperature curves over the τ grid."""
-        c = F.temperature_curves(a, b, self.taus.to(a.device), labels=labels, seed=step)
+        taus = self.taus.to(a.device, non_blocking=True)  # a blocking copy would wait for the GPU
+        c = F.temperature_curves(a, b, taus, labels=labels, seed=step)
         self._record_rows(step, c.rows)
         for curve, attr in _CURVES:
             values = getattr(c, attr)
