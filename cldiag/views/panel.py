@@ -46,6 +46,48 @@ class Panel:
         return self.data() if callable(self.data) else self.data
 
 
+def series_panel(
+    view: RunLike,
+    metrics: Sequence[str],
+    key: str,
+    file_name: str,
+    build: Callable[[Series], go.Figure],
+    chart: str | None = None,
+    *,
+    caption_text: tuple[str, str] | None = None,
+) -> Panel | None:
+    """A panel of scalar series: ``build`` draws them, the CSV holds every point.
+
+    Args:
+        view: the run.
+        metrics: the series to draw.
+        key: the chart's name on its page.
+        file_name: CSV file name (without the run name and extension).
+        build: makes the figure from the (downsampled) series.
+        chart: the :data:`~cldiag.figures.captions.CAPTIONS` entry of the caption (default ``key``).
+        caption_text: the caption itself, instead of a ``CAPTIONS`` entry.
+
+    Returns:
+        The panel, or None when none of ``metrics`` has points in the step range.
+    """
+    series = view.series(list(metrics))
+    if series.full.empty:
+        return None
+    return Panel(
+        key=key,
+        build=lambda: build(series),
+        data=series.full,
+        caption=caption_text or caption(chart or key),
+        file_name=f"{view.name}-{file_name}",
+        note=series.note,
+    )
+
+
+def _info_caption(view: RunLike, metric: str) -> tuple[str, str]:
+    info = metric_info(metric, dim=view.dim)
+    return info.caption or (info.label, info.source)
+
+
 def metric_panel(
     view: RunLike,
     metric: str,
@@ -60,19 +102,13 @@ def metric_panel(
     Returns:
         The panel, or a message when the metric has no points in the step range.
     """
-    series = view.series([metric])
-    if series.full.empty:
-        return f"No `{metric}` logged in the selected steps."
-    info = metric_info(metric, dim=view.dim)
     dim = view.dim if references else None
-    return Panel(
-        key=key,
-        build=lambda: F.fig_metric_series(series.plot, title=title, dim=dim, references=references),
-        data=series.full,
-        caption=info.caption or (info.label, info.source),
-        file_name=f"{view.name}-{file_name}",
-        note=series.note,
-    )
+
+    def build(series: Series) -> go.Figure:
+        return F.fig_metric_series(series.plot, title=title, dim=dim, references=references)
+
+    panel = series_panel(view, [metric], key, file_name, build, caption_text=_info_caption(view, metric))
+    return panel or f"No `{metric}` logged in the selected steps."
 
 
 def metrics_panel(
@@ -101,39 +137,11 @@ def metrics_panel(
     Returns:
         The panel, or None when none of ``metrics`` has points in the step range.
     """
-    series = view.series(list(metrics))
-    if series.full.empty:
-        return None
-    info = metric_info(metrics[0], dim=view.dim)
-    return Panel(
-        key=key,
-        build=lambda: F.fig_metric_series(
+
+    def build(series: Series) -> go.Figure:
+        return F.fig_metric_series(
             series.plot, list(metrics), title=title, y_title=y_title, references=references
-        ),
-        data=series.full,
-        caption=caption_text or info.caption or (info.label, info.source),
-        file_name=f"{view.name}-{file_name}",
-        note=series.note,
-    )
+        )
 
-
-def series_panel(
-    view: RunLike,
-    metrics: Sequence[str],
-    key: str,
-    file_name: str,
-    build: Callable[[Series], go.Figure],
-    chart: str | None = None,
-) -> Panel | None:
-    """A panel of scalar series captioned from :data:`CAPTIONS` (``chart``, default ``key``)."""
-    series = view.series(metrics)
-    if series.full.empty:
-        return None
-    return Panel(
-        key=key,
-        build=lambda: build(series),
-        data=series.full,
-        caption=caption(chart or key),
-        file_name=f"{view.name}-{file_name}",
-        note=series.note,
-    )
+    text = caption_text or _info_caption(view, metrics[0])
+    return series_panel(view, metrics, key, file_name, build, caption_text=text)
