@@ -384,7 +384,9 @@ class Monitor:
             temperature: the loss's τ (float or tensor, e.g. a learnable one), or one τ per row, a
                 ``(B,)`` floating-point tensor on ``a``'s device (per-sample temperatures as in iSogCLR):
                 the step's ``temperature`` is then their mean and pairwise steps also log the quantiles
-                ``schema.TAU_QUANTILES`` and use each anchor's own τ for the false-negative penalty share.
+                ``schema.TAU_QUANTILES`` and use each anchor's own τ for the false-negative penalty share;
+                with ``labels``, also each class's mean τ and rows (``tau_class/<label>``,
+                ``tau_class_count/<label>``, at most ``schema.MAX_TAU_CLASSES`` classes, the most frequent).
             loss: the step's loss (float or tensor).
             ids: sample ids ``(B,)`` stored with snapshot rows (default: a running counter).
             meta: what each sample is, kept with snapshot rows only (host data, read at snapshot steps): one
