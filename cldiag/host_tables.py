@@ -80,13 +80,18 @@ class Pending:
     snapshots: list[tuple[int, str, torch.Tensor, torch.Tensor | None, torch.Tensor, Texts | None]] = field(
         default_factory=list,
     )
+    # (step, labels, τ): a pairwise step's rows of a per-sample τ, reduced per class on the host at the flush
+    # (a per-class reduction on the device would need the classes' count, a host sync).
+    tau_rows: list[tuple[int, torch.Tensor, torch.Tensor]] = field(default_factory=list)
     n_steps: int = 0
 
     def empty(self) -> bool:
         """Whether nothing was logged since the last flush."""
-        return not (self.scalar_values or self.hist or self.spectra or self.curves or self.snapshots)
+        return not (
+            self.scalar_values or self.hist or self.spectra or self.curves or self.snapshots or self.tau_rows
+        )
 
-    def sizes(self) -> tuple[int, int, int, int, int]:
+    def sizes(self) -> tuple[int, ...]:
         """Lengths of the buffers, to :meth:`truncate` back to if a step fails half-way."""
         return (
             len(self.scalar_values),
@@ -94,13 +99,15 @@ class Pending:
             len(self.spectra),
             len(self.curves),
             len(self.snapshots),
+            len(self.tau_rows),
         )
 
-    def truncate(self, sizes: tuple[int, int, int, int, int]) -> None:
+    def truncate(self, sizes: tuple[int, ...]) -> None:
         """Drop what was added after :meth:`sizes` returned ``sizes``."""
-        n, hist, spectra, curves, snapshots = sizes
+        n, hist, spectra, curves, snapshots, tau_rows = sizes
         del self.scalar_steps[n:], self.scalar_names[n:], self.scalar_values[n:]
         del self.hist[hist:], self.spectra[spectra:], self.curves[curves:], self.snapshots[snapshots:]
+        del self.tau_rows[tau_rows:]
 
 
 def to_host(p: Pending, dim: int | None) -> FlushJob:
@@ -109,7 +116,8 @@ def to_host(p: Pending, dim: int | None) -> FlushJob:
     One bad value loses its own step, never the flush: a value that cannot be copied (a tensor without
     data, a failing device) and a temperature that is zero or negative (a tensor τ's value is first seen
     here, at steps without a host sync of their own) drop every row of their step from every table.
-    ``job.dropped`` maps each dropped step to the reason.
+    ``job.dropped`` maps each dropped step to the reason. The buffered (labels, τ) rows of a per-sample τ
+    become the per-class scalars of :func:`tau_class_scalars` here, after the copy.
     """
     dropped: dict[int, str] = {}
     steps = np.asarray(p.scalar_steps, np.int64)
@@ -133,11 +141,18 @@ def to_host(p: Pending, dim: int | None) -> FlushJob:
         ),
         dropped,
     )
+    tau_rows = _copy_rows(p.tau_rows, lambda s, y, t: (s, y.cpu().numpy(), t.float().cpu().numpy()), dropped)
     if dropped:
         keep = ~np.isin(steps, np.fromiter(dropped, np.int64, len(dropped)))
         steps, names, values = steps[keep], names[keep], values[keep]
-        hist, spectra, curves, snapshots = (
-            [row for row in rows if row[0] not in dropped] for rows in (hist, spectra, curves, snapshots)
+        hist, spectra, curves, snapshots, tau_rows = (
+            [row for row in rows if row[0] not in dropped]
+            for rows in (hist, spectra, curves, snapshots, tau_rows)
+        )
+    if tau_rows:
+        by_class = tau_class_scalars(tau_rows)
+        steps, names, values = (
+            np.concatenate(pair) for pair in zip((steps, names, values), by_class, strict=True)
         )
     all_steps = [*steps.tolist(), *(s for s, *_ in snapshots)]
     return FlushJob(
@@ -150,6 +165,59 @@ def to_host(p: Pending, dim: int | None) -> FlushJob:
         dim=dim,
         dropped=dropped,
     )
+
+
+def tau_by_class(
+    labels: np.ndarray, tau: np.ndarray, cap: int = schema.MAX_TAU_CLASSES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean τ and row count of each class among one step's rows, the ``cap`` most frequent classes.
+
+    Args:
+        labels: ``(n,)`` integer class labels.
+        tau: ``(n,)`` per-sample temperatures of the same rows.
+        cap: most classes kept: the most frequent, ties to the smaller label.
+
+    Returns:
+        ``(classes, mean τ (float64), counts)``, most frequent class first.
+
+    Raises:
+        ValueError: ``labels`` and ``tau`` are not 1-D of one length, or ``cap < 1``.
+
+    Example:
+        >>> tau_by_class(np.array([2, 0, 2, 1]), np.array([0.1, 0.5, 0.3, 0.2]), cap=2)
+        (array([2, 0]), array([0.2, 0.5]), array([2, 1]))
+    """
+    if labels.ndim != 1 or labels.shape != tau.shape:
+        raise ValueError(f"labels and tau must be 1-D of one length, got {labels.shape} and {tau.shape}")
+    if cap < 1:
+        raise ValueError(f"cap must be >= 1, got {cap}")
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=tau.astype(np.float64), minlength=len(classes))
+    order = np.lexsort((classes, -counts))[:cap]
+    return classes[order], sums[order] / counts[order], counts[order]
+
+
+def tau_class_scalars(rows: list[tuple[int, np.ndarray, np.ndarray]]) -> ScalarRows:
+    """``[(step, labels, τ)]`` → scalar rows ``tau_class/<label>`` (mean τ) and ``tau_class_count/<label>``.
+
+    At most :data:`cldiag.schema.MAX_TAU_CLASSES` classes per step (:func:`tau_by_class`).
+    """
+    steps: list[np.ndarray] = []
+    names: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for step, labels, tau in rows:
+        classes, means, counts = tau_by_class(labels, tau)
+        k = len(classes)
+        steps.append(np.full(2 * k, step, np.int64))
+        names.append(
+            np.array(
+                [f"{schema.TAU_CLASS_PREFIX}{c}" for c in classes.tolist()]
+                + [f"{schema.TAU_CLASS_COUNT_PREFIX}{c}" for c in classes.tolist()],
+                object,
+            )
+        )
+        values.append(np.concatenate([means, counts.astype(np.float64)]))
+    return np.concatenate(steps), np.concatenate(names), np.concatenate(values)
 
 
 def _scalar_values(p: Pending, dropped: dict[int, str]) -> np.ndarray:

@@ -253,6 +253,14 @@ M_TAU_Q50: Final[str] = "tau_q50"  # median
 M_TAU_Q90: Final[str] = "tau_q90"  # 90 % quantile
 TAU_QUANTILES: Final[dict[str, float]] = {M_TAU_Q10: 0.1, M_TAU_Q50: 0.5, M_TAU_Q90: 0.9}
 """The per-sample τ quantiles that are logged, name → level."""
+# Per-sample τ with labels (iSogCLR's frequent vs rare semantics), at pairwise steps, one pair of scalars per
+# class present in the batch: "tau_class/<label>" = mean τ of the class's rows, "tau_class_count/<label>" =
+# how many rows that mean is over. Not "M_" names: they sort after cldiag's own metrics in listings (a run
+# may have hundreds of classes), like user metrics.
+TAU_CLASS_PREFIX: Final[str] = "tau_class/"
+TAU_CLASS_COUNT_PREFIX: Final[str] = "tau_class_count/"
+MAX_TAU_CLASSES: Final[int] = 64
+"""Most classes whose τ is written per step: the most frequent in the batch, ties to the smaller label."""
 
 
 def pair_metric(base: str, first: str, second: str) -> str:

@@ -1,4 +1,5 @@
-"""Temperature: how the loss would weigh negatives at each τ on one step's batch; the run's τ marked."""
+"""Temperature: how the loss would weigh negatives at each τ on one step's batch; the run's τ marked; a
+per-sample τ's quantiles and, with labels, its mean per class over training and against class frequency."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ def render(view: ui.RunView) -> None:
         ui.show(views.temperature_curves(view, step), view)
     ui.show(views.temperature_trend(view), view)
     ui.show(views.tau_quantiles(view), view)
+    ui.show(views.tau_by_class(view), view)
+    ui.show(views.tau_vs_class_frequency(view), view)
 
 
 ui.run_page(

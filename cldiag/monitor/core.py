@@ -384,7 +384,9 @@ class Monitor:
             temperature: the loss's τ (float or tensor, e.g. a learnable one), or one τ per row, a
                 ``(B,)`` floating-point tensor on ``a``'s device (per-sample temperatures as in iSogCLR):
                 the step's ``temperature`` is then their mean and pairwise steps also log the quantiles
-                ``schema.TAU_QUANTILES`` and use each anchor's own τ for the false-negative penalty share.
+                ``schema.TAU_QUANTILES`` and use each anchor's own τ for the false-negative penalty share;
+                with ``labels``, also each class's mean τ and rows (``tau_class/<label>``,
+                ``tau_class_count/<label>``, at most ``schema.MAX_TAU_CLASSES`` classes, the most frequent).
             loss: the step's loss (float or tensor).
             ids: sample ids ``(B,)`` stored with snapshot rows (default: a running counter).
             meta: what each sample is, kept with snapshot rows only (host data, read at snapshot steps): one
@@ -728,6 +730,7 @@ class Monitor:
             self._pairwise(step, a, b, labels, temperature)
             if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
                 self._tau_quantiles(step, temperature)
+                self._tau_by_class(step, labels, temperature)
             if mods is not None:
                 self._modality_pairs(step, mods)
             sched.done("pairwise", step, started)
@@ -891,6 +894,17 @@ class Monitor:
         dist_ = F.temperature_distribution(tau, probs=list(schema.TAU_QUANTILES.values()))
         for name, value in zip(schema.TAU_QUANTILES, dist_.quantiles, strict=True):
             self._add(step, name, value)
+
+    def _tau_by_class(self, step: int, labels: torch.Tensor | None, tau: torch.Tensor) -> None:
+        """Keep the step's (labels, τ) rows for the per-class τ scalars, made on the host at the flush.
+
+        ``tau_class/<label>`` (mean τ) and ``tau_class_count/<label>`` (rows) of at most
+        ``schema.MAX_TAU_CLASSES`` classes, the most frequent of the step (``host_tables.tau_by_class``). The
+        rows are the step's finite rows, all of them; copies, so a τ parameter updated in place by the
+        optimizer, or a reused label buffer, is buffered as it was at this step. Nothing without labels.
+        """
+        if labels is not None:
+            self._pending.tau_rows.append((step, labels.clone(), tau.clone()))
 
     def _single_view_pairwise(self, step: int, a: torch.Tensor, labels: torch.Tensor | None) -> None:
         """Without ``b``: uniformity, spread and tolerance of ``a`` (on the capped rows)."""

@@ -1,4 +1,4 @@
-"""The Temperature page's views: the run's τ, temperature curves and their trend, per-sample τ."""
+"""The Temperature page's views: the run's τ, temperature curves and their trend, per-sample τ (by class)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 from cldiag import figures as F
 from cldiag import schema
+from cldiag.figures import temperature as FT
 from cldiag.figures.captions import caption
 from cldiag.views.data import RunLike, Series
 from cldiag.views.panel import Panel, metrics_panel, series_panel
@@ -20,6 +21,21 @@ TAU_QUANTILES_CAPTION = (
     "A band that stays at zero width means every sample kept the same τ; iSogCLR (Qiu et al., 2023) "
     "learns individual temperatures, so the band should open as samples differ.",
 )
+TAU_CLASS_CAPTION = (
+    "Mean per-sample τ of each class's rows at pairwise steps (at most "
+    f"{schema.MAX_TAU_CLASSES} classes per step, the batch's most frequent); a class's share of all rows is "
+    "in the legend or row label, its rows at each point in the hover.",
+    "iSogCLR (Qiu et al., 2023) finds that samples of frequent semantics learn larger τ and rare ones "
+    "smaller; the classes' curves should fan out in that order. A class seen in few rows is a noisy mean.",
+)
+TAU_FREQUENCY_CAPTION = (
+    "One point per class: its share of the rows of the logged batches (log scale) against its mean τ over "
+    "the latest quarter of the logged steps shown (row-weighted); Spearman ρ is their rank correlation.",
+    "iSogCLR's claim is a rising cloud (ρ > 0): frequent classes at larger τ. ρ near 0 means τ does not "
+    "follow class frequency; with few classes ρ is coarse.",
+)
+TAU_CLASS_LINES = 8
+"""Up to this many classes the per-class τ chart draws a line each; more get a heatmap class × step."""
 CONFIG_KEYS = ("temperature", "tau", "temp", "t")
 """Configuration keys read as the run's τ when no temperature was logged."""
 
@@ -92,4 +108,81 @@ def tau_quantiles(view: RunLike) -> Panel | None:
         file_name="tau-quantiles",
         y_title="τ",
         caption_text=TAU_QUANTILES_CAPTION,
+    )
+
+
+def _class_of(metric: str, prefix: str) -> int | None:
+    """The label of a per-class τ metric name (``tau_class/3`` → 3), None for another name."""
+    if not metric.startswith(prefix):
+        return None
+    try:
+        return int(metric[len(prefix) :])
+    except ValueError:  # a user metric that happens to share the prefix
+        return None
+
+
+def tau_class_frame(view: RunLike) -> pd.DataFrame:
+    """The per-class τ of a per-sample τ with labels in the step range: ``step, label, tau, count``.
+
+    Read from the scalars ``tau_class/<label>`` (mean τ) and ``tau_class_count/<label>`` (rows) that the
+    Monitor logs at pairwise steps; a mean without its count gets count 1.
+    """
+    means, counts = {}, {}
+    for metric in view.metrics():
+        if (label := _class_of(metric, schema.TAU_CLASS_PREFIX)) is not None:
+            means[metric] = label
+        elif (label := _class_of(metric, schema.TAU_CLASS_COUNT_PREFIX)) is not None:
+            counts[metric] = label
+    columns = list(FT.TAU_CLASS_COLUMNS)
+    if not means:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=np.int64 if c in ("step", "label") else np.float64) for c in columns}
+        )
+    full = view.series([*means, *counts]).full
+    label = full["metric"].map({**means, **counts})
+    is_mean = full["metric"].isin(list(means))
+    tau = pd.DataFrame({"step": full["step"], "label": label, "tau": full["value"]})[is_mean]
+    rows = pd.DataFrame({"step": full["step"], "label": label, "count": full["value"]})[~is_mean]
+    frame = tau.merge(rows, on=["step", "label"], how="left")
+    frame["count"] = frame["count"].fillna(1.0)
+    frame = frame.astype({"step": np.int64, "label": np.int64, "tau": np.float64, "count": np.float64})
+    return frame.sort_values(["step", "label"], kind="stable").reset_index(drop=True)[columns]
+
+
+def tau_by_class(view: RunLike) -> Panel | None:
+    """Each class's mean per-sample τ over training (lines, or a heatmap for many classes).
+
+    Returns:
+        The panel, or None when the run logged no per-class τ (no per-sample τ, or no labels).
+    """
+    frame = view.cached("tau_class_frame", lambda: tau_class_frame(view), view.step_range)
+    if frame.empty:
+        return None
+    return Panel(
+        key="tau_by_class",
+        build=lambda: FT.fig_tau_by_class(frame, max_lines=TAU_CLASS_LINES),
+        data=frame,
+        caption=TAU_CLASS_CAPTION,
+        file_name=f"{view.name}-tau-by-class",
+    )
+
+
+def tau_vs_class_frequency(view: RunLike) -> Panel | None:
+    """Each class's mean τ over the latest quarter of the logged steps against its share of the rows.
+
+    Returns:
+        The panel, or None without per-class τ or with a single class.
+    """
+    frame = view.cached("tau_class_frame", lambda: tau_class_frame(view), view.step_range)
+    if frame.empty or frame["label"].nunique() < 2:
+        return None
+    steps = np.unique(frame["step"].to_numpy(np.int64))
+    since = int(steps[-max(1, steps.size // 4)])
+    return Panel(
+        key="tau_vs_class_frequency",
+        build=lambda: FT.fig_tau_vs_class_frequency(frame, since_step=since),
+        data=lambda: FT.tau_against_share(frame, since_step=since),
+        caption=TAU_FREQUENCY_CAPTION,
+        file_name=f"{view.name}-tau-vs-class-frequency",
+        params=(since,),
     )
