@@ -65,10 +65,23 @@ def cones(view: RunLike) -> Panel | None:
 
 
 def modality_gap_view(view: RunLike, step: int) -> Panel | str:
-    """PCA of both modalities' snapshot embeddings at ``step``, centroids and matched pairs drawn."""
+    """PCA of both modalities' snapshot embeddings at ``step``, centroids and matched pairs drawn.
+
+    A snapshot of more than two modalities (the Lab's three-modality probe) is drawn for the run's two
+    named modalities (``meta.json``'s ``a`` and ``b``), and the panel's note says so.
+    """
     matrix, info = view.embedding_matrix(step)
-    if info["modality"].nunique() < 2:
-        return f"The snapshot at step {step} holds only {sorted(info['modality'].unique())}; no 2-D gap view."
+    held = sorted(info["modality"].unique())
+    if len(held) < 2:
+        return f"The snapshot at step {step} holds only {held}; no 2-D gap view."
+    note = None
+    if len(held) > 2:
+        shown = [m for m in view.run.modalities[:2] if m in held]
+        if len(shown) < 2:
+            return f"The snapshot at step {step} holds {held}, not both of {view.run.modalities[:2]}."
+        keep = info["modality"].isin(shown).to_numpy()
+        matrix, info = matrix[keep], info.loc[keep].reset_index(drop=True)
+        note = f"The snapshot holds {', '.join(held)}; the 2-D view shows {shown[0]} and {shown[1]}."
 
     def pca() -> projection.Projection:
         strata = info["modality"].to_numpy()
@@ -93,6 +106,7 @@ def modality_gap_view(view: RunLike, step: int) -> Panel | str:
         data=data,
         caption=caption("gap_view"),
         file_name=f"{view.name}-gap-view-step{step}",
+        note=note,
         params=("gap_view", step),
     )
 

@@ -48,10 +48,13 @@ def root(tmp_path_factory):
         for step in STEPS:
             z = _batch(step)
             mon.log(step, z["image"], z["text"])
-    with _monitor(root / "lab", modalities=("a", "b")) as mon:
+    with _monitor(root / "lab", modalities=("a", "b"), final_snapshot=False) as mon:
         for step in STEPS:
             z = _batch(step)
             mon.log(step, z["image"], z["text"])
+            if step == STEPS[-1]:  # the Lab's probe snapshot: all three modalities under shared ids
+                for name, rows in zip("abc", z.values(), strict=True):
+                    mon.log_embeddings(step, rows, modality=name, ids=list(range(len(rows))))
             gm = F.modality_gap_matrix(dict(zip("abc", z.values(), strict=True)))
             for p, first in enumerate(gm.names):
                 for q, second in enumerate(gm.names):
@@ -142,6 +145,14 @@ def test_runs_without_pairs_get_no_matrix(root):
     assert isinstance(message, str) and "step 1" in message
     with pytest.raises(ValueError, match="base must be one of"):
         views.modality_matrix(_view(root, "three"), 2, "gap_matrix")
+
+
+def test_gap_view_of_a_three_modality_snapshot_draws_the_runs_two(root):
+    panel = views.modality_gap_view(_view(root, "lab"), 4)
+    assert isinstance(panel, views.Panel)
+    assert set(panel.frame()["modality"]) == {"a", "b"} and len(panel.frame()) == 40
+    assert panel.note is not None and "a, b, c" in panel.note
+    assert {t.name for t in panel.build().data} >= {"a", "b"}
 
 
 # --- the page -------------------------------------------------------------------------------------------
