@@ -87,12 +87,14 @@ CAPTIONS: dict[str, Caption] = {
     "pair_retrieval_matrix": (
         "Top-1 cross-modal retrieval: share of the query modality's rows whose matched row of the "
         "candidate modality is its nearest candidate (in-batch, chance 1/B).",
-        "Healthy pairwise training lifts every off-diagonal cell; a row or column stuck near chance is a "
-        "modality that is not aligned with the others.",
+        "Healthy training lifts every off-diagonal cell above chance (cross-modal retrieval as in CLIP, "
+        "Radford et al. 2021); a row or column stuck near chance is a modality the others do not find, or "
+        "one whose information sits only in the whole tuple (Saporta et al. 2024).",
     ),
     "pair_series": (
         "One line per pair of modalities over training (retrieval: query-candidate, both directions).",
-        "Pairs should move together; a pair left behind shows which modality lags.",
+        "Pairs should move together; a pair left behind shows which modality lags (the gap per pair: "
+        "Liang et al., NeurIPS 2022).",
     ),
     "mip_overlay": (
         "Densities of Symile's multilinear inner product Σ_k Π_m z_m,k for matched tuples and for tuples "
