@@ -50,6 +50,7 @@ __all__ = [
     "Hardness",
     "ModalityGap",
     "ModalityGapMatrix",
+    "MultilinearHistograms",
     "MultilinearScores",
     "Neighbours",
     "PairwiseStatistics",
@@ -66,6 +67,7 @@ __all__ = [
     "histogram_overlap",
     "modality_gap",
     "modality_gap_matrix",
+    "multilinear_histograms",
     "multilinear_scores",
     "nearest_neighbours",
     "negative_similarity",
@@ -1489,6 +1491,20 @@ class MultilinearScores(NamedTuple):
     neg: Tensor
 
 
+class MultilinearHistograms(NamedTuple):
+    """Fixed-bin histograms of Symile's multilinear inner product, matched against mismatched tuples.
+
+    Attributes:
+        edges: ``(bins + 1,)`` float32 bin edges, as in :class:`ScoreHistograms`.
+        pos: ``(bins,)`` int64 counts of the ``B`` matched-tuple scores.
+        neg: ``(bins,)`` int64 counts of the ``M·B·(B-1)`` mismatched-tuple scores.
+    """
+
+    edges: Tensor
+    pos: Tensor
+    neg: Tensor
+
+
 class RankSummary(NamedTuple):
     """Retrieval summary of positive ranks (all 0-d float32).
 
@@ -1701,6 +1717,55 @@ def multilinear_scores(*zs: Tensor) -> MultilinearScores:
         others = torch.cat([units[:m], units[m + 1 :]]).prod(dim=0)
         negs.append(_offdiag(others @ units[m].T))
     return MultilinearScores(pos, torch.stack(negs))
+
+
+@torch.no_grad()
+def multilinear_histograms(*zs: Tensor, bins: int | Tensor = 50) -> MultilinearHistograms:
+    r"""Histograms of :func:`multilinear_scores`: matched tuples (``pos``) against mismatched ones (``neg``).
+
+    The same scores as :func:`multilinear_scores` (``pos``: ``B`` matched tuples; ``neg``: for each
+    modality ``m`` and anchor ``i``, modality ``m``'s row replaced by every other row, ``M·B·(B-1)``
+    scores), counted on fixed edges so that steps and runs stack. The negatives are counted one modality
+    at a time, so at most one ``B × B`` score matrix exists at once instead of the ``M·B·(B-1)`` tensor.
+
+    Range and reading: scores lie in ``[-1, 1]``. Symile training moves ``pos`` right of ``neg``; two
+    histograms that coincide (overlap coefficient, :func:`histogram_overlap`, near 1) mean the tuple's
+    joint information is not captured, which pairwise CLIP training of three modalities can leave
+    behind (Saporta et al., "Contrasting with Symile", NeurIPS 2024).
+
+    Counts are of finite scores only (see the module's non-finite policy); rounding just beyond ``±1``
+    counts in the end bins.
+
+    Args:
+        *zs: ``M >= 2`` tensors ``(B, d)`` with matched rows, same shape and device.
+        bins: as in :func:`score_histograms` (equal bins on ``[-1, 1]``, or a tensor of edges).
+
+    Returns:
+        :class:`MultilinearHistograms` with counts summing to ``B`` (``pos``) and ``M·B·(B-1)`` (``neg``)
+        for finite inputs.
+
+    Raises:
+        TypeError: non-floating inputs or a bad ``bins``.
+        ValueError: fewer than 2 tensors, shapes or devices that differ, ``B < 2`` or a bad ``bins``.
+
+    Example:
+        >>> e = torch.eye(2)
+        >>> h = multilinear_histograms(e, e, e, bins=4)  # pos 1, neg 0: the bins [0.5, 1] and [0, 0.5)
+        >>> h.pos, h.neg
+        (tensor([0, 0, 0, 2]), tensor([0, 0, 6, 0]))
+    """
+    checked = _check_tuple(zs)
+    _check_rows(checked[0], "zs[0]", 2, "negatives are the other rows of the batch")
+    edges = _edges(bins, checked[0].device)
+    units = torch.stack([_unit(z) for z in checked])  # (M, B, d)
+    pos_hist = _fast_histogram(units.prod(dim=0).sum(dim=1), bins, edges)
+    neg_hist = torch.zeros_like(pos_hist)
+    for m in range(units.shape[0]):
+        s = torch.cat([units[:m], units[m + 1 :]]).prod(dim=0) @ units[m].T
+        # The diagonal is the matched tuple: counting it from the same matrix keeps every bin >= 0.
+        diagonal = torch.diagonal(s).contiguous()
+        neg_hist += _fast_histogram(s, bins, edges) - _fast_histogram(diagonal, bins, edges)
+    return MultilinearHistograms(edges, pos_hist, neg_hist)
 
 
 def _cosine_scores(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

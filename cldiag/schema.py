@@ -202,6 +202,9 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
 HIST_POS: Final[str] = "pos"
 HIST_NEG: Final[str] = "neg"
 HIST_HARD_NEG: Final[str] = "hard_neg"
+# N >= 3 modalities (Symile): multilinear inner product of matched tuples and of mismatched ones.
+HIST_MIP_POS: Final[str] = "mip_pos"
+HIST_MIP_NEG: Final[str] = "mip_neg"
 
 CURVE_ENTROPY: Final[str] = "entropy"  # normalized entropy of the negative weighting, [0, 1]
 CURVE_EFFECTIVE_NEGATIVES: Final[str] = "effective_negatives"  # exp(entropy), [1, #negatives]
@@ -248,6 +251,7 @@ M_PAIR_GAP: Final[str] = "gap"  # N modalities: "gap/<m1>-<m2>", see pair_metric
 M_PAIR_RETRIEVAL: Final[str] = "retrieval"  # "retrieval/<m1>-<m2>": top-1 of m2's row i from m1's row i
 M_MIP_POS: Final[str] = "mip_pos"  # N >= 3: mean multilinear inner product of matched tuples (Symile)
 M_MIP_NEG: Final[str] = "mip_neg"  # N >= 3: mean MIP of tuples with one modality's row swapped
+M_MIP_OVERLAP: Final[str] = "mip_overlap"  # N >= 3: overlap coefficient of the mip_pos/mip_neg histograms
 M_TAU_Q10: Final[str] = "tau_q10"  # per-sample τ (iSogCLR): 10 % quantile of the batch's τ
 M_TAU_Q50: Final[str] = "tau_q50"  # median
 M_TAU_Q90: Final[str] = "tau_q90"  # 90 % quantile

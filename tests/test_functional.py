@@ -444,6 +444,7 @@ ALL_CALLS = {
     "modality_gap_matrix": lambda a, b, y: [  # the retrieval diagonal is NaN by convention
         x.nan_to_num(-1.0) for x in F.modality_gap_matrix({"a": a, "b": b, "c": b.flip(0)})[1:]
     ],
+    "multilinear_histograms": lambda a, b, y: F.multilinear_histograms(a, b, b.flip(0)),
     "multilinear_scores": lambda a, b, y: F.multilinear_scores(a, b, b.flip(0)),
     "positive_ranks": lambda a, b, y: F.positive_ranks(a, b),
     "rank_summary": lambda a, b, y: F.rank_summary(F.positive_ranks(a, b)),

@@ -78,6 +78,30 @@ CAPTIONS: dict[str, Caption] = {
         "Two clouds apart, joined by parallel pair lines, is the modality gap "
         "(Liang et al., NeurIPS 2022); one mixed cloud means the modalities share the sphere.",
     ),
+    "pair_gap_matrix": (
+        "Gap ‖mean(â) − mean(b̂)‖ between each pair of modalities' centroids at the chosen step "
+        "(symmetric; the diagonal is blank).",
+        "Every pair starts apart from random init and low τ keeps the gaps large (Liang et al., NeurIPS "
+        "2022); one pair far above the others is the modality the rest do not reach.",
+    ),
+    "pair_retrieval_matrix": (
+        "Top-1 cross-modal retrieval: share of the query modality's rows whose matched row of the "
+        "candidate modality is its nearest candidate (in-batch, chance 1/B).",
+        "Healthy training lifts every off-diagonal cell above chance (cross-modal retrieval as in CLIP, "
+        "Radford et al. 2021); a row or column stuck near chance is a modality the others do not find, or "
+        "one whose information sits only in the whole tuple (Saporta et al. 2024).",
+    ),
+    "pair_series": (
+        "One line per pair of modalities over training (retrieval: query-candidate, both directions).",
+        "Pairs should move together; a pair left behind shows which modality lags (the gap per pair: "
+        "Liang et al., NeurIPS 2022).",
+    ),
+    "mip_overlay": (
+        "Densities of Symile's multilinear inner product Σ_k Π_m z_m,k for matched tuples and for tuples "
+        "with one modality's row swapped (all M·B·(B−1) of them); the title gives their overlap.",
+        "Symile training separates them; pairwise CLIP can leave them overlapping when only the whole "
+        "tuple carries the information (Saporta et al., NeurIPS 2024).",
+    ),
     "spectrum": (
         "Eigenvalues of the covariance of unit, centered embeddings, largest first, on a log scale.",
         "A cliff where the tail drops to the float floor is dimensional collapse "

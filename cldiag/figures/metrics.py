@@ -215,6 +215,20 @@ METRICS: dict[str, MetricInfo] = {
             ),
         ),
         _info(schema.M_MIP_NEG, "mismatched-tuple MIP", False, -1.0, 1.0, "Symile, Saporta et al. 2024"),
+        _info(
+            schema.M_MIP_OVERLAP,
+            "matched/mismatched MIP overlap",
+            False,
+            0.0,
+            1.0,
+            "Symile, Saporta et al. 2024",
+            caption=(
+                "Overlap coefficient Σ min(p, q) of the matched- and mismatched-tuple MIP histograms: "
+                "1 = identical, 0 = disjoint.",
+                "Symile training drives it down; pairwise CLIP can leave it near 1 when only the whole "
+                "tuple carries the information (Saporta et al., NeurIPS 2024).",
+            ),
+        ),
         *(
             _info(name, f"τ {round(100 * q)} % quantile", None, 0.0, None, "iSogCLR, Qiu et al. 2023")
             for name, q in schema.TAU_QUANTILES.items()

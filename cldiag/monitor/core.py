@@ -875,7 +875,10 @@ class Monitor:
             self._add(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
 
     def _modality_pairs(self, step: int, mods: dict[str, torch.Tensor]) -> None:
-        """O(N²·B²·d): every pair's gap and cross-modal retrieval of N modalities (on the capped rows)."""
+        """O(N²·B²·d): every pair's gap and cross-modal retrieval of N modalities (on the capped rows).
+
+        With three or more, also Symile's MIP distributions (:meth:`_multilinear`).
+        """
         n = next(iter(mods.values())).shape[0]
         rows = F.subsample_rows(n, F.ROW_CAP, seed=step, device=next(iter(mods.values())).device)
         if rows is not None:
@@ -888,6 +891,19 @@ class Monitor:
                 if p != q:
                     name = schema.pair_metric(schema.M_PAIR_RETRIEVAL, first, second)
                     self._add(step, name, gm.retrieval[p, q])
+        if len(mods) >= 3:
+            self._multilinear(step, mods)
+
+    def _multilinear(self, step: int, mods: dict[str, torch.Tensor]) -> None:
+        """O(N·B²·d), N >= 3: Symile's MIP of matched vs mismatched tuples, histograms and their overlap.
+
+        On the rows :meth:`_modality_pairs` uses. For two modalities the MIP is the cosine, already in
+        the score histograms.
+        """
+        h = F.multilinear_histograms(*mods.values(), bins=self.bins)
+        self._pending.hist.append((step, schema.HIST_MIP_POS, h.pos, h.edges))
+        self._pending.hist.append((step, schema.HIST_MIP_NEG, h.neg, h.edges))
+        self._add(step, schema.M_MIP_OVERLAP, F.histogram_overlap(h.pos, h.neg))
 
     def _tau_quantiles(self, step: int, tau: torch.Tensor) -> None:
         """O(B log B): quantiles ``schema.TAU_QUANTILES`` of a per-sample τ (its finite rows, all of them)."""
