@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import threading
 import time
@@ -537,12 +536,11 @@ def _open_monitor(config: LabConfig, run_dir: str, overwrite: bool) -> Monitor:
     )
 
 
-def log_literature(step: int, mon: Monitor, za: Tensor, zb: Tensor, zc: Tensor) -> None:
-    """Log the issue-15 diagnostics of three modalities, which the Monitor does not log itself.
+def log_mip_means(step: int, mon: Monitor, za: Tensor, zb: Tensor, zc: Tensor) -> None:
+    """Log the means of Symile's MIP of matched and of mismatched triples (the presets' verdict reads them).
 
-    Every pair's gap and retrieval and Symile's MIP of matched against mismatched triples, under their
-    :mod:`cldiag.schema` names. Ranks (MRR, recall@1/5/10), ordering violations, the false-negative shares
-    and a per-sample τ's quantiles come from the Monitor's pairwise step.
+    The Monitor logs the rest for a mapping of modalities at its pairwise steps: every pair's gap and
+    retrieval, the MIP histograms and their overlap, ranks, ordering violations and false-negative shares.
 
     Args:
         step: The training step.
@@ -551,12 +549,6 @@ def log_literature(step: int, mon: Monitor, za: Tensor, zb: Tensor, zc: Tensor) 
         zb: Second modality (B, d), detached; row i is the positive of ``za[i]``.
         zc: Third modality (B, d), detached.
     """
-    gm = F.modality_gap_matrix({"a": za, "b": zb, "c": zc})
-    for p, q in itertools.permutations(range(len(gm.names)), 2):
-        first, second = gm.names[p], gm.names[q]
-        if p < q:
-            mon.log_scalar(step, schema.pair_metric(schema.M_PAIR_GAP, first, second), gm.gap[p, q])
-        mon.log_scalar(step, schema.pair_metric(schema.M_PAIR_RETRIEVAL, first, second), gm.retrieval[p, q])
     mip = F.multilinear_scores(za, zb, zc)
     mon.log_scalar(step, schema.M_MIP_POS, mip.pos.mean())
     mon.log_scalar(step, schema.M_MIP_NEG, mip.neg.mean())
@@ -652,9 +644,16 @@ class _Training:
             loss = contrastive_loss(config, za, zb, batch.labels, tau, self.mix_generator)
         # A per-sample τ (B,) goes to the Monitor as it is: the mean every step, quantiles at pairwise steps.
         mon_tau = tau.detach() if isinstance(tau, Tensor) else tau
-        mon.log(step, za.detach(), zb.detach(), labels=batch.labels, temperature=mon_tau, loss=loss.detach())
-        if zc is not None and step % LITERATURE_EVERY == 0:
-            log_literature(step, mon, za.detach(), zb.detach(), zc.detach())
+        if zc is not None:
+            # A mapping: the Monitor logs every pair's gap and retrieval and Symile's MIP histograms itself.
+            mods = {"a": za.detach(), "b": zb.detach(), "c": zc.detach()}
+            mon.log(step, mods, labels=batch.labels, temperature=mon_tau, loss=loss.detach())
+            if step % LITERATURE_EVERY == 0:
+                log_mip_means(step, mon, *mods.values())
+        else:
+            mon.log(
+                step, za.detach(), zb.detach(), labels=batch.labels, temperature=mon_tau, loss=loss.detach()
+            )
         value = float(loss.detach())
         self.metrics["loss"] = value
         if math.isfinite(value):
