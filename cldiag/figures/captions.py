@@ -91,10 +91,16 @@ CAPTIONS: dict[str, Caption] = {
         "Radford et al. 2021); a row or column stuck near chance is a modality the others do not find, or "
         "one whose information sits only in the whole tuple (Saporta et al. 2024).",
     ),
-    "pair_series": (
-        "One line per pair of modalities over training (retrieval: query-candidate, both directions).",
-        "Pairs should move together; a pair left behind shows which modality lags (the gap per pair: "
-        "Liang et al., NeurIPS 2022).",
+    "gap_pairs": (
+        "One line per pair of modalities over training: the distance between their centroids.",
+        "Gaps should shrink together as training aligns the modalities; a pair left behind shows which "
+        "modality lags (the gap per pair: Liang et al., NeurIPS 2022).",
+    ),
+    "retrieval_pairs": (
+        "One line per (query, candidate) pair of modalities over training, both directions: the in-batch "
+        "top-1 retrieval (chance 1/B).",
+        "Each direction should rise above chance; one stuck at chance is a modality the others do not find, "
+        "or one whose information sits only in the whole tuple (Saporta et al. 2024).",
     ),
     "mip_overlay": (
         "Densities of Symile's multilinear inner product Σ_k Π_m z_m,k for matched tuples and for tuples "

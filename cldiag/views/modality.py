@@ -220,7 +220,7 @@ def pair_evolution(view: RunLike, base: str) -> Panel | None:
         title=f"{title[base]} over training",
         file_name=f"{base}-pairs",
         y_title=_MATRIX[base][1],
-        caption_text=caption("pair_series"),
+        caption_text=caption(f"{base}_pairs"),
     )
 
 
