@@ -159,10 +159,15 @@ def _is_builtin(metric: str) -> bool:
     return metric.split("/")[0] in _BUILTIN_METRICS
 
 
+def _is_per_class(metric: str) -> bool:
+    """A per-class τ series: a run with many classes has thousands; the user's own metrics go first."""
+    return metric.startswith((schema.TAU_CLASS_PREFIX, schema.TAU_CLASS_COUNT_PREFIX))
+
+
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
 def _scalars_by_metric(path: str, token: str, _run: Run) -> tuple[dict[str, pd.DataFrame], int]:
     """Each metric's rows in step order, for at most :data:`MAX_METRICS` names; and how many names exist."""
-    return views.split_by_metric(_run.scalars(), limit=MAX_METRICS, first=_is_builtin)
+    return views.split_by_metric(_run.scalars(), limit=MAX_METRICS, first=_is_builtin, last=_is_per_class)
 
 
 @st.cache_resource(max_entries=24, ttl=3600, show_spinner=False)
@@ -309,7 +314,7 @@ class RunView:
         if n_metrics > MAX_METRICS:
             notes.append(
                 f"metrics: offering {MAX_METRICS:,} of {n_metrics:,} metric names (cldiag's own first, then "
-                "by name)"
+                "by name, per-class τ last)"
             )
         # The newest snapshots in the step range (each count is one footer read per part, cached per version).
         for step in self.snapshot_steps()[-20:]:

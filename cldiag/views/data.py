@@ -51,7 +51,11 @@ class Series:
 
 # -- Table access shared by RunData and the dashboard's cached RunView (tables come sorted by step) -------
 def split_by_metric(
-    scalars: pd.DataFrame, *, limit: int | None = None, first: Callable[[str], bool] | None = None
+    scalars: pd.DataFrame,
+    *,
+    limit: int | None = None,
+    first: Callable[[str], bool] | None = None,
+    last: Callable[[str], bool] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], int]:
     """Each metric's rows of a long ``scalars`` frame, in step order, by metric name.
 
@@ -63,6 +67,8 @@ def split_by_metric(
         limit: keep at most this many metric names (None: all).
         first: names for which this is true are kept before the others when ``limit`` cuts (e.g. cldiag's
             own metrics before a flood of user metrics); ties by name.
+        last: names for which this is true are kept after all others (e.g. one series per class, which a
+            run with many classes has by the thousand).
 
     Returns:
         ``(metric name → its rows with a fresh index, sorted by name; how many names the frame holds)``.
@@ -73,7 +79,12 @@ def split_by_metric(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     codes, names = pd.factorize(scalars["metric"])
-    kept = sorted(range(len(names)), key=lambda k: (first is not None and not first(str(names[k])), names[k]))
+
+    def order_key(k: int) -> tuple[bool, bool, str]:
+        name = str(names[k])
+        return (first is not None and not first(name), last is not None and last(name), name)
+
+    kept = sorted(range(len(names)), key=order_key)
     kept = kept if limit is None else kept[:limit]
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))

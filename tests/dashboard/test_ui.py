@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cldiag import ui
+import pandas as pd
+
+from cldiag import ui, views
 
 
 def test_ui_keeps_the_moved_names():
@@ -71,3 +73,16 @@ def test_no_dashboard_function_is_longer_than_60_lines():
                 if lines > 60:
                     long.append(f"{path.name}:{node.name} ({lines} lines)")
     assert not long, long
+
+
+def test_split_by_metric_keeps_per_class_series_after_the_users_metrics():
+    # 1000 classes of per-class τ (and their counts) must not crowd out a user's "val/acc" under the cap.
+    rows = [(0, "alignment", 1.0), (0, "val/acc", 0.5)]
+    rows += [(0, f"{prefix}{c}", 0.1) for c in range(1000) for prefix in ("tau_class/", "tau_class_count/")]
+    df = pd.DataFrame(rows, columns=["step", "metric", "value"])
+    builtin = ui._is_builtin
+    capped, total = views.split_by_metric(df, limit=10, first=builtin, last=ui._is_per_class)
+    assert total == 2002 and "val/acc" in capped and "alignment" in capped
+    assert len(capped) == 10
+    without, _ = views.split_by_metric(df, limit=10, first=builtin)
+    assert "val/acc" not in without  # the old order: "tau_class…" sorts before "val/acc"
