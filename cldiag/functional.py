@@ -340,6 +340,10 @@ def _hardness_from_scores(
     With ``x_ij = (s_ij - max_{k != i} s_ik) / τ`` over the negatives, ``Z_i = Σ_j e^{x_ij} >= 1`` and
     ``H_i = log Z_i - Σ_j e^{x_ij} x_ij / Z_i``; the positive's softmax probability is
     ``sigmoid((s_ii - max_neg_i)/τ - log Z_i)``, which never overflows however far the positive leads.
+    The same-class share is ``Σ_{j: y_j = y_i} e^{x_ij} / Z_i`` (the false negatives' share of the penalty).
+
+    ``taus`` is ``(T,)`` (one τ per pass) or ``(T, B)`` (pass ``t`` gives anchor ``i`` the τ ``taus[t, i]``,
+    e.g. iSogCLR's per-sample temperatures); every result is ``(T,)``.
     """
     n = s.shape[0]
     shifted = s - hardest[:, None]
@@ -352,10 +356,12 @@ def _hardness_from_scores(
     x_buf = torch.empty((min(chunk, taus.shape[0]), n, n), dtype=s.dtype, device=s.device)
     e_buf = torch.empty_like(x_buf)
     for tau in torch.split(taus, chunk):
-        inv = (1.0 / tau)[:, None, None]
+        inv = (1.0 / tau).reshape(tau.shape[0], -1, 1)  # (T, 1, 1) or per anchor (T, B, 1)
         x, e = x_buf[: tau.shape[0]], e_buf[: tau.shape[0]]
         torch.mul(shifted[None], inv, out=x)
         torch.exp(x, out=e)
+        # exp(sentinel / τ) underflows to 0 only for τ below ~70; zeroing keeps any τ exact.
+        e.diagonal(dim1=-2, dim2=-1).zero_()
         z = e.sum(dim=-1)
         log_z = z.log()
         ent = log_z - x.mul_(e).sum(dim=-1) / z
@@ -412,6 +418,46 @@ def _same_class(labels: Tensor) -> Tensor:
     same = (labels[:, None] == labels[None, :]).float()
     same.diagonal().zero_()
     return same
+
+
+def _order_stats(s: Tensor, pos: Tensor, hardest: Tensor) -> tuple[Tensor, Tensor]:
+    """Per anchor: the positive's rank (ties pessimistic) and its wrongly ordered share (ties count ½).
+
+    ``sign(s_ij - s_ii)`` is +1 for a negative above the positive, -1 below, 0 for a tie (and the diagonal),
+    so its row sum is ``above_i - below_i`` and the sum of its absolute value ``above_i + below_i``; the
+    ``B - 1 - above_i - below_i`` negatives left tie with the positive. Hence ``rank_i = 1 + #{j != i :
+    s_ij >= s_ii} = B - below_i`` and ``v_i = (above_i + ties_i / 2) / (B - 1) = (B - 1 + above_i - below_i)
+    / (2 (B - 1))``, every count exact in float32. Float passes, in place: summing comparison masks is
+    several times slower on CPU (bool-to-number conversion) and needs a ``B × B`` temporary.
+    An anchor whose row of scores holds a NaN (its positive or, through ``amax``, its hardest negative is
+    NaN) gets NaN for both. ``s`` is overwritten.
+    """
+    n = s.shape[0]
+    sign = s.sub_(pos[:, None]).sign_()
+    above_minus_below = sign.sum(dim=1)
+    below = 0.5 * (sign.abs_().sum(dim=1) - above_minus_below)
+    undefined = torch.isnan(pos) | torch.isnan(hardest)
+    ranks = torch.where(undefined, math.nan, n - below)
+    violations = torch.where(undefined, math.nan, 0.5 * (n - 1 + above_minus_below) / (n - 1))
+    return ranks, violations
+
+
+def _rank_summary(r: Tensor) -> RankSummary:
+    """:func:`rank_summary` of float32 ranks (NaN ranks make every field NaN)."""
+    nan = torch.isnan(r)
+
+    def recall(k: int) -> Tensor:
+        return torch.where(nan, math.nan, (r <= k).float()).mean()
+
+    return RankSummary((1.0 / r).mean(), recall(1), recall(5), recall(10))
+
+
+def _check_fn_temperature(temperature: float | Tensor, n: int, device: torch.device) -> Tensor:
+    """τ as a ``(1,)`` or ``(B,)`` float32 tensor (one per anchor), checked without reading tensor values."""
+    tau = _check_taus(temperature, device, "temperature")
+    if tau.shape[0] not in (1, n):
+        raise ValueError(f"temperature must have 1 or B={n} values (one per anchor), got {tau.shape[0]}")
+    return tau
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -959,8 +1005,14 @@ class PairwiseStatistics(NamedTuple):
         negative_similarity: :func:`negative_similarity`.
         hardest_negative: mean over anchors of the hardest negative's cosine.
         retrieval: :func:`retrieval_accuracy`.
-        hardness: :func:`hardness` at ``temperature``; ``None`` without a temperature.
+        hardness: :func:`hardness` at ``temperature`` (at its mean for a per-anchor τ); ``None`` without
+            a temperature.
         coupling: DCL's negative–positive coupling ``1 - pos_prob``; ``None`` without a temperature.
+        ranks: ``(rows,)`` :func:`positive_ranks`.
+        rank_summary: :func:`rank_summary` of ``ranks`` (MRR, recall@1/5/10).
+        ordering_violations: :func:`ordering_violations` (the mean over anchors).
+        false_negatives: :func:`false_negative_share` at ``temperature`` (each anchor's own τ for a
+            per-anchor τ); ``None`` without labels or without a temperature.
     """
 
     rows: Tensor | None
@@ -975,6 +1027,10 @@ class PairwiseStatistics(NamedTuple):
     retrieval: Tensor
     hardness: Hardness | None
     coupling: Tensor | None
+    ranks: Tensor
+    rank_summary: RankSummary
+    ordering_violations: Tensor
+    false_negatives: FalseNegativeShare | None
 
     def scalars(self) -> dict[str, Tensor]:
         """The 0-d results by name (``None`` fields left out), ready to buffer without a host sync."""
@@ -988,10 +1044,15 @@ class PairwiseStatistics(NamedTuple):
             "hardest_negative": self.hardest_negative,
             "retrieval": self.retrieval,
             "coupling": self.coupling,
+            "ordering_violations": self.ordering_violations,
+            **self.rank_summary._asdict(),
         }
         if self.hardness is not None:
             out["entropy"] = self.hardness.entropy
             out["effective_negatives"] = self.hardness.effective_negatives
+        if self.false_negatives is not None:
+            out["false_negative_count_share"] = self.false_negatives.count_share
+            out["false_negative_penalty_share"] = self.false_negatives.penalty_share
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -1047,12 +1108,20 @@ def pairwise_statistics(
 ) -> PairwiseStatistics:
     r"""All ``O(B²)`` statistics of a step at once: what :func:`uniformity`, :func:`std_of_l2_normalized`,
     :func:`tolerance`, :func:`score_histograms`, :func:`histogram_overlap`, :func:`negative_similarity`,
-    :func:`retrieval_accuracy` and :func:`hardness` give one by one, equal to them up to float rounding.
+    :func:`retrieval_accuracy`, :func:`hardness`, :func:`positive_ranks` with :func:`rank_summary`,
+    :func:`ordering_violations` and :func:`false_negative_share` give one by one, equal to them up to float
+    rounding (ranks, recalls and ordering violations exactly: they share one implementation).
 
     The cross similarity ``â b̂ᵀ`` is built once and serves the histograms, the hardest negatives,
-    retrieval and the hardness at ``temperature`` (one exp pass, see :func:`hardness` for the
-    definitions); ``â âᵀ`` serves tolerance and the uniformity of ``a``, ``b̂ b̂ᵀ`` the uniformity of ``b``
-    (``t = 2``, Wang & Isola average the two views). No host sync on any device.
+    retrieval, the ranks and ordering violations (one sign pass, in place) and, at ``temperature``, the
+    hardness and the false negatives' penalty share (one exp pass, see :func:`hardness` and
+    :func:`false_negative_share` for the definitions); ``â âᵀ`` serves tolerance and the uniformity of
+    ``a``, ``b̂ b̂ᵀ`` the uniformity of ``b`` (``t = 2``, Wang & Isola average the two views). No host sync
+    on any device.
+
+    A per-anchor ``(B,)`` temperature (iSogCLR) gives the hardness and coupling at its mean over all ``B``
+    rows and the false-negative penalty share at each anchor's own τ (one more exp pass), as the Monitor
+    logs them.
 
     Big batches: with more than ``max_rows`` rows, every statistic is computed on a seeded subsample of
     ``max_rows`` pairs (:func:`subsample_rows` with ``seed``; the indices come back in ``rows``), which
@@ -1067,8 +1136,10 @@ def pairwise_statistics(
     Args:
         a: ``(B, d)`` anchors / first view or modality.
         b: ``(B, d)`` positives, ``b[i]`` paired with ``a[i]``.
-        labels: optional ``(B,)`` integer labels for ``tolerance``.
-        temperature: optional τ (number or one-element tensor) for ``hardness`` and ``coupling``.
+        labels: optional ``(B,)`` integer labels for ``tolerance`` and ``false_negatives``.
+        temperature: optional τ for ``hardness``, ``coupling`` and ``false_negatives``: a number, a
+            one-element tensor or a ``(B,)`` tensor of per-anchor temperatures (tensors are not
+            range-checked since that would sync).
         bins: as in :func:`score_histograms`.
         max_rows: row cap (``>= 2``), ``None`` = never subsample.
         seed: seed of the subsample (e.g. the step).
@@ -1078,27 +1149,36 @@ def pairwise_statistics(
 
     Raises:
         TypeError: non-floating inputs, non-integer labels, bad ``bins`` or ``temperature`` types.
-        ValueError: bad shapes, ``B < 2``, bad label length, non-positive ``temperature``, ``max_rows < 2``.
+        ValueError: bad shapes, ``B < 2``, bad label length, non-positive ``temperature`` or one with
+            neither 1 nor ``B`` values, ``max_rows < 2``.
 
     Example:
         >>> st = pairwise_statistics(torch.eye(3), torch.eye(3), temperature=1.0, bins=4)
         >>> st.retrieval, st.histograms.pos, st.hardness.effective_negatives
         (tensor(1.), tensor([0, 0, 0, 3]), tensor(2.))
+        >>> st.ranks, st.rank_summary.mrr, st.ordering_violations
+        (tensor([1., 1., 1.]), tensor(1.), tensor(0.))
     """  # noqa: D205
     a, b = _check_pair(a, b)
     _check_rows(a, "a", 2, "negatives are the other rows of the batch")
     n = a.shape[0]
     y = _check_labels(labels, n, a.device) if labels is not None else None
-    taus = _as_tau_tensor(temperature, a.device) if temperature is not None else None
+    taus = tau_rows = None
+    if temperature is not None:
+        taus = _check_fn_temperature(temperature, n, a.device)
+        if taus.shape[0] == n:
+            # per anchor: the hardness at the batch's mean τ, the false negatives at each anchor's own
+            tau_rows, taus = taus, taus.mean().reshape(1)
     edges = _edges(bins, a.device)
     rows = subsample_rows(n, max_rows, seed=seed, device=a.device)
     if rows is not None:
         a, b = a[rows], b[rows]
         y = y[rows] if y is not None else None
+        tau_rows = tau_rows[rows] if tau_rows is not None else None
         n = a.shape[0]
     ua, ub = _unit(a), _unit(b)
     gram = ua @ ua.T
-    tol = None
+    tol = same = None
     if y is not None:
         same = _same_class(y)
         tol = torch.vdot(gram.reshape(-1), same.reshape(-1)) / same.sum()
@@ -1110,11 +1190,18 @@ def pairwise_statistics(
     neg_hist = _fast_histogram(s, bins, edges) - pos_hist
     hard_hist = _fast_histogram(hardest, bins, edges)
     defined = torch.isfinite(pos).all() & torch.isfinite(hardest).all()
-    hard = coupling = None
+    hard = coupling = false_neg = None
     if taus is not None:
-        entropy, effective, pos_prob, _ = _hardness_from_scores(s, pos, hardest, taus, None)
+        # One exp pass gives the hardness and, with labels, the false negatives' share of the penalty; a
+        # per-anchor τ adds a second pass (row 1) at each anchor's own τ for the share.
+        if tau_rows is not None and same is not None:
+            taus = torch.stack([taus.expand(n), tau_rows])
+        entropy, effective, pos_prob, same_share = _hardness_from_scores(s, pos, hardest, taus, same)
         hard = Hardness(entropy[0], effective[0], pos_prob[0])
         coupling = 1.0 - pos_prob[0]
+        if same is not None and same_share is not None:
+            false_neg = FalseNegativeShare(same.sum() / (n * (n - 1)), same_share[-1])
+    ranks, violations = _order_stats(s, pos, hardest)  # the last use of s: it is overwritten
     del s
     col_sum = ua.sum(dim=0) @ ub.sum(dim=0)
     return PairwiseStatistics(
@@ -1130,6 +1217,10 @@ def pairwise_statistics(
         retrieval=torch.where(defined, (pos > hardest).float().mean(), math.nan),
         hardness=hard,
         coupling=coupling,
+        ranks=ranks,
+        rank_summary=_rank_summary(ranks),
+        ordering_violations=violations.mean(),
+        false_negatives=false_neg,
     )
 
 
@@ -1768,11 +1859,6 @@ def multilinear_histograms(*zs: Tensor, bins: int | Tensor = 50) -> MultilinearH
     return MultilinearHistograms(edges, pos_hist, neg_hist)
 
 
-def _cosine_scores(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    s = _unit(a) @ _unit(b).T
-    return s, torch.diagonal(s)
-
-
 @torch.no_grad()
 def positive_ranks(a: Tensor, b: Tensor) -> Tensor:
     r"""Rank of each anchor's positive among all ``B`` candidates (retrieval view of GroCo, 2023).
@@ -1809,9 +1895,8 @@ def positive_ranks(a: Tensor, b: Tensor) -> Tensor:
     """
     a, b = _check_pair(a, b)
     _check_rows(a, "a", 2, "the positive is ranked against the other rows of b")
-    s, pos = _cosine_scores(a, b)
-    ahead = (_offdiag(s) >= pos[:, None]).sum(dim=1, dtype=torch.float32)
-    return torch.where(_nan_rows(s), math.nan, 1.0 + ahead)
+    ranks, _ = _order_stats(*_scores_pos_hardest(_unit(a), _unit(b)))
+    return ranks
 
 
 @torch.no_grad()
@@ -1850,13 +1935,7 @@ def rank_summary(ranks: Tensor) -> RankSummary:
         raise TypeError(f"ranks must be a real-valued tensor, got dtype {ranks.dtype}")
     if ranks.ndim != 1 or ranks.shape[0] == 0:
         raise ValueError(f"ranks must be a non-empty 1-D tensor, got shape {tuple(ranks.shape)}")
-    r = ranks.float()
-    nan = torch.isnan(r)
-
-    def recall(k: int) -> Tensor:
-        return torch.where(nan, math.nan, (r <= k).float()).mean()
-
-    return RankSummary((1.0 / r).mean(), recall(1), recall(5), recall(10))
+    return _rank_summary(ranks.float())
 
 
 @torch.no_grad()
@@ -1898,10 +1977,7 @@ def ordering_violations(a: Tensor, b: Tensor, *, per_anchor: bool = False) -> Te
     """
     a, b = _check_pair(a, b)
     _check_rows(a, "a", 2, "the positive is compared with the other rows of b")
-    s, pos = _cosine_scores(a, b)
-    neg = _offdiag(s)
-    wrong = (neg > pos[:, None]).float() + 0.5 * (neg == pos[:, None]).float()
-    v = torch.where(_nan_rows(s), math.nan, wrong.mean(dim=1))
+    _, v = _order_stats(*_scores_pos_hardest(_unit(a), _unit(b)))
     return v if per_anchor else v.mean()
 
 
@@ -1954,13 +2030,11 @@ def false_negative_share(
     _check_rows(a, "a", 2, "negatives are the other rows of the batch")
     n = a.shape[0]
     y = _check_labels(labels, n, a.device)
-    tau = _check_taus(temperature, a.device, "temperature")
-    if tau.shape[0] not in (1, n):
-        raise ValueError(f"temperature must have 1 or B={n} values (one per anchor), got {tau.shape[0]}")
-    same = _offdiag((y[:, None] == y[None, :]).float())
-    s, _ = _cosine_scores(a, b)
-    r = torch.softmax(_offdiag(s) / tau[:, None], dim=1)
-    return FalseNegativeShare(same.mean(), (r * same).sum(dim=1).mean())
+    tau = _check_fn_temperature(temperature, n, a.device)
+    same = _same_class(y)
+    s, pos, hardest = _scores_pos_hardest(_unit(a), _unit(b))
+    *_, penalty = _hardness_from_scores(s, pos, hardest, tau[None], same)
+    return FalseNegativeShare(same.sum() / (n * (n - 1)), penalty[0])
 
 
 @torch.no_grad()

@@ -811,17 +811,18 @@ class Monitor:
         labels: torch.Tensor | None,
         temperature: torch.Tensor | float | None,
     ) -> None:
-        """O(B²): uniformity, spread, tolerance, score histograms, negatives, retrieval, hardness at τ.
+        """O(B²), all from one similarity matrix: :func:`cldiag.functional.pairwise_statistics`.
 
-        Above :data:`cldiag.functional.ROW_CAP` rows they are those of a seeded subsample (seed = the
-        step), whose size is logged as ``pairwise_rows``.
+        Uniformity, spread, tolerance, score histograms, negatives, retrieval, hardness at τ, ranks,
+        ordering violations and false-negative shares. Above :data:`cldiag.functional.ROW_CAP` rows they
+        are those of a seeded subsample (seed = the step), whose size is logged as ``pairwise_rows``. A
+        per-sample τ gives the hardness at its mean and the false-negative penalty share at each anchor's
+        own τ.
         """
         if b is None:
             self._single_view_pairwise(step, a, labels)
             return
-        per_sample = isinstance(temperature, torch.Tensor) and temperature.ndim == 1
-        tau_mean = temperature.mean() if per_sample else temperature  # type: ignore[union-attr]
-        st = F.pairwise_statistics(a, b, labels=labels, temperature=tau_mean, bins=self.bins, seed=step)
+        st = F.pairwise_statistics(a, b, labels=labels, temperature=temperature, bins=self.bins, seed=step)
         if self.two_modality:
             self._add(step, f"{schema.M_UNIFORMITY}/{self.modalities[0]}", st.uniformity_a)
             self._add(step, f"{schema.M_UNIFORMITY}/{self.modalities[1]}", st.uniformity_b)
@@ -843,36 +844,19 @@ class Monitor:
             self._add(step, schema.M_EFF_NEG, st.hardness.effective_negatives)
             self._add(step, schema.M_COUPLING, st.coupling)
         self._record_rows(step, st.rows)
-        self._ranks(step, a, b, labels, temperature, st.rows)
+        self._ranks(step, st)
 
-    def _ranks(
-        self,
-        step: int,
-        a: torch.Tensor,
-        b: torch.Tensor,
-        labels: torch.Tensor | None,
-        temperature: torch.Tensor | float | None,
-        rows: torch.Tensor | None,
-    ) -> None:
-        """O(B²·d): ranks of the positives (MRR, R@1/5/10), ordering violations, false-negative shares.
-
-        On the same (possibly row-capped) pairs as :meth:`_pairwise`; the shares need labels and a τ.
-        """
-        if rows is not None:
-            a, b = a[rows], b[rows]
-            labels = labels[rows] if labels is not None else None
-            if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
-                temperature = temperature[rows]
-        summary = F.rank_summary(F.positive_ranks(a, b))
+    def _ranks(self, step: int, st: F.PairwiseStatistics) -> None:
+        """Log the fused call's ranks (MRR, R@1/5/10), ordering violations and false-negative shares."""
+        summary = st.rank_summary
         self._add(step, schema.M_MRR, summary.mrr)
         self._add(step, schema.M_RECALL_AT_1, summary.recall_at_1)
         self._add(step, schema.M_RECALL_AT_5, summary.recall_at_5)
         self._add(step, schema.M_RECALL_AT_10, summary.recall_at_10)
-        self._add(step, schema.M_ORDERING_VIOLATIONS, F.ordering_violations(a, b))
-        if labels is not None and temperature is not None:
-            fn = F.false_negative_share(a, b, labels, temperature)
-            self._add(step, schema.M_FALSE_NEG_SHARE, fn.count_share)
-            self._add(step, schema.M_FALSE_NEG_PENALTY_SHARE, fn.penalty_share)
+        self._add(step, schema.M_ORDERING_VIOLATIONS, st.ordering_violations)
+        if st.false_negatives is not None:
+            self._add(step, schema.M_FALSE_NEG_SHARE, st.false_negatives.count_share)
+            self._add(step, schema.M_FALSE_NEG_PENALTY_SHARE, st.false_negatives.penalty_share)
 
     def _modality_pairs(self, step: int, mods: dict[str, torch.Tensor]) -> None:
         """O(N²·B²·d): every pair's gap and cross-modal retrieval of N modalities (on the capped rows).
