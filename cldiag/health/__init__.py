@@ -16,9 +16,9 @@ The package is split along its seams:
   and implausible steps taken out and counted);
 - :mod:`~cldiag.health.rule` — what a rule is (:class:`Rule`, its findings, shared evidence helpers);
 - :mod:`~cldiag.health.rules_run`, :mod:`~cldiag.health.rules_geometry`, :mod:`~cldiag.health.rules_scores` —
-  the rules by topic (the run itself; where the embeddings sit; what the loss's scores show), each
-  defined beside its check;
-- :mod:`~cldiag.health.rules` — their registry :data:`RULES` and :func:`evaluate`;
+  the checks by topic (the run itself; where the embeddings sit; what the loss's scores show);
+- :mod:`~cldiag.health.rules` — the registry :data:`RULES` (each rule's metadata and conditions, and its
+  check) and :func:`evaluate`;
 - :mod:`~cldiag.health.report` — text, JSON and HTML;
 - :mod:`~cldiag.health.verdict` — :class:`Verdict` and its levels.
 

@@ -6,8 +6,8 @@ source and the action for each level. Its check function only returns :class:`Fi
 the rule cannot apply); :meth:`Rule.apply` turns them into one :class:`~cldiag.health.verdict.Verdict`: the
 most severe finding leads, the others are listed as ``also``.
 
-The checks themselves live by topic in :mod:`~cldiag.health.rules_run`, :mod:`~cldiag.health.rules_geometry`
-and :mod:`~cldiag.health.rules_scores`; :mod:`cldiag.health.rules` holds the registry.
+The checks live by topic in :mod:`~cldiag.health.rules_run`, :mod:`~cldiag.health.rules_geometry` and
+:mod:`~cldiag.health.rules_scores`; :mod:`cldiag.health.rules` declares every rule in its registry.
 """
 
 from __future__ import annotations

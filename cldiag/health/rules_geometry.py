@@ -1,20 +1,19 @@
 """Rules on where the embeddings sit: complete and dimensional collapse, the modality gap, alignment.
 
-:mod:`cldiag.health.rules` holds the registry.
+:mod:`cldiag.health.rules` registers each check with its rule's metadata and conditions.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
 from cldiag import schema
 from cldiag.health import thresholds as T
-from cldiag.health.rule import NOTHING_TO_DO, Finding, Outcome, Rule, fmt, readings_evidence, tail_evidence
+from cldiag.health.rule import Finding, Outcome, fmt, readings_evidence, tail_evidence
 from cldiag.health.tables import Context, Series, round_sig, window_width
-from cldiag.health.thresholds import Condition
 from cldiag.health.verdict import Level
 
 
@@ -50,7 +49,7 @@ def _std_reading(ctx: Context) -> tuple[dict[str, Any], list[Finding]] | None:
     return ev, [Finding(level, reason, ev)] if level else []
 
 
-def _check_complete_collapse(ctx: Context) -> Outcome | None:
+def check_complete_collapse(ctx: Context) -> Outcome | None:
     """Complete collapse: every embedding (nearly) the same point.
 
     Two readings of the recent window (median of the last 20 % of points):
@@ -185,7 +184,7 @@ def _dimensional_reading(r: dict[str, Any]) -> str:
     return f"{r['metric']} {fmt(r['value'])}" + (f" of {fmt(r['cap'])} possible" if "cap" in r else "")
 
 
-def _check_dimensional_collapse(ctx: Context) -> Outcome | None:
+def check_dimensional_collapse(ctx: Context) -> Outcome | None:
     """Dimensional collapse: embeddings confined to a subspace of fewer dimensions than they have.
 
     Read from the effective rank (RankMe, Garrido et al., ICML 2023; logged per modality too) and the
@@ -236,7 +235,7 @@ def _gap_growth(gap: Series, ev: dict[str, Any]) -> list[Finding]:
     return [Finding("warn", reason, {**ev, **low.evidence_as("smallest")})]
 
 
-def _check_modality_gap(ctx: Context) -> Outcome | None:
+def check_modality_gap(ctx: Context) -> Outcome | None:
     """Modality gap: two-modality runs whose modalities live in separate regions of the sphere.
 
     ``modality_gap`` is ``‖mean(â) − mean(b̂)‖`` on unit embeddings (0 … 2); ``cone/<modality>`` the mean
@@ -304,7 +303,7 @@ def _alignment_rise(align: Series, unif: Series, ev: dict[str, Any]) -> list[Fin
     return [Finding("alarm" if rise >= T.ALIGN_RISE_ALARM else "warn", reason, ev)]
 
 
-def _check_alignment_uniformity(ctx: Context) -> Outcome | None:
+def check_alignment_uniformity(ctx: Context) -> Outcome | None:
     """Alignment worsening while uniformity improves: the loss trades positives for spread.
 
     Wang & Isola (ICML 2020) show that good contrastive representations have both low alignment
@@ -328,104 +327,3 @@ def _check_alignment_uniformity(ctx: Context) -> Outcome | None:
         f"uniformity is {ev['uniformity']:.2f}."
     )
     return Outcome(findings, Finding("ok", reason, ev))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The rules, in registry order.
-
-COMPLETE_COLLAPSE: Final[Rule] = Rule(
-    name="complete_collapse",
-    title="Complete collapse",
-    needs="std_l2 or uniformity (pairwise statistics)",
-    alarm=(
-        Condition("std_l2·√d < {}", (T.STD_RATIO_ALARM,)),
-        Condition("uniformity > {}", (T.UNIFORMITY_ALARM,)),
-    ),
-    warn=(
-        Condition("std_l2·√d < {}", (T.STD_RATIO_WARN,)),
-        Condition("uniformity > {}", (T.UNIFORMITY_WARN,)),
-    ),
-    source="Chen & He 2021 (SimSiam; lightly std_of_l2_normalized ≈ 1/√d healthy, 0 collapsed); Wang & "
-    "Isola 2020 (uniformity 0 iff all points equal); cut-offs a documented heuristic",
-    cite="Chen & He 2021; Wang & Isola 2020",
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Watch whether it keeps shrinking; check the learning rate and that the loss still has "
-        "its negative/repulsive term.",
-        "alarm": "The encoder maps everything to one point: check that negatives reach the loss (or, "
-        "for SimSiam/BYOL, the stop-gradient and predictor), lower the learning rate, and compare the "
-        "loss with its collapsed value (NT-Xent: log(2B−1)).",
-    },
-    check=_check_complete_collapse,
-)
-
-DIMENSIONAL_COLLAPSE: Final[Rule] = Rule(
-    name="dimensional_collapse",
-    title="Dimensional collapse",
-    needs="effective_rank or spectra (spectrum cadence)",
-    alarm=(
-        Condition("effective rank < {} × min(rows, d)", (T.RANK_FRACTION_ALARM,)),
-        Condition("≥ {} of the spectrum at the float floor", (T.FLOOR_SHARE_ALARM,), T.percent),
-    ),
-    warn=(
-        Condition("effective rank < {} × min(rows, d)", (T.RANK_FRACTION_WARN,)),
-        Condition("fallen ≥ {} from its peak", (T.RANK_DROP_WARN,), T.percent),
-        Condition("any direction at the float floor (eigenvalue ≤ {} × the largest)", (T.FLOOR_RELATIVE,)),
-    ),
-    source="Jing et al. 2022 (spectrum), Garrido et al. 2023 (RankMe); fractions a documented heuristic",
-    cite="Jing et al. 2022; Garrido et al. 2023",
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Watch the spectrum page: if the tail keeps falling, weaken the augmentation that "
-        "dominates, add a projector (evaluate the layer before it), or lower the learning rate.",
-        "alarm": "Jing et al.: strong augmentation and implicit low-rank regularisation collapse "
-        "dimensions — weaken the augmentations, use a projector head and evaluate the representation "
-        "before it, or fix part of the embedding (DirectCLR).",
-    },
-    check=_check_dimensional_collapse,
-)
-
-MODALITY_GAP: Final[Rule] = Rule(
-    name="modality_gap",
-    title="Modality gap",
-    needs="modality_gap (two-modality runs)",
-    alarm=(),
-    warn=(
-        Condition("gap ≥ {}", (T.GAP_WARN,)),
-        Condition("grown ≥ {} over its smallest window (while ≥ {})", (T.GAP_GROWTH_WARN, T.GAP_GROWTH_MIN)),
-        Condition("a cone ≥ {}", (T.CONE_WARN,)),
-    ),
-    source="Liang et al. 2022 (CLIP gap 0.82 on MSCOCO, random-init cones 0.67–0.72); cut-offs a "
-    "documented heuristic",
-    cite="Liang et al. 2022",
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Liang et al.: the gap starts at initialisation (cone effect) and a low temperature "
-        "keeps it; a higher or learnable τ narrows it. If downstream zero-shot tasks suffer, try "
-        "shifting embeddings along the gap vector (their 'modality gap' experiment).",
-    },
-    check=_check_modality_gap,
-)
-
-ALIGNMENT_UNIFORMITY: Final[Rule] = Rule(
-    name="alignment_uniformity",
-    title="Alignment worsening (vs uniformity)",
-    needs="alignment and uniformity (two views)",
-    alarm=(Condition("alignment ≥ {} above its best window", (T.ALIGN_RISE_ALARM,)),),
-    warn=(
-        Condition(
-            "≥ {} above (reason notes uniformity gains ≥ {} over the same stretch)",
-            (T.ALIGN_RISE_WARN, T.UNIFORMITY_GAIN),
-        ),
-    ),
-    source="Wang & Isola 2020 (alignment and uniformity); cut-offs a documented heuristic",
-    cite="Wang & Isola 2020",
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Check whether the augmentations got stronger (schedules) or τ is low; Wang & Isola "
-        "weight the two terms explicitly (align + uniform loss) when one dominates.",
-        "alarm": "Positives are pushed apart: weaken the augmentations, raise τ, lower the learning "
-        "rate, and check that a[i], b[i] are still views of the same sample.",
-    },
-    check=_check_alignment_uniformity,
-)

@@ -1,22 +1,19 @@
 """Rules on the run itself: non-finite values, liveness and unreadable storage.
 
 These judge the run and its files rather than the embedding — a NaN, a dead or hung process, a damaged part
-file. :mod:`cldiag.health.rules` holds the registry.
+file. :mod:`cldiag.health.rules` registers each check with its rule's metadata and conditions.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
 from cldiag import schema
 from cldiag.health import thresholds as T
-from cldiag.health.rule import NOTHING_TO_DO, Finding, Outcome, Rule
+from cldiag.health.rule import Finding, Outcome
 from cldiag.health.tables import Context, Series, round_sig
-from cldiag.health.thresholds import Condition
-
-_HEURISTIC: Final[str] = "documented heuristic"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -90,7 +87,7 @@ def _nonfinite_stored(ctx: Context) -> list[Finding]:
     return [Finding("alarm", reason, evidence, action)]
 
 
-def _check_nonfinite(ctx: Context) -> Outcome | None:
+def check_nonfinite(ctx: Context) -> Outcome | None:
     """Non-finite values: NaN/Inf embedding rows, a loss that stopped being finite, NaN/Inf stored values.
 
     ``nonfinite_fraction`` is the share of a step's rows holding a NaN or Inf (the Monitor drops them from
@@ -157,7 +154,7 @@ def _liveness_of_running(ctx: Context, base: dict[str, Any]) -> Finding:
     return Finding("ok", f"The run is live: heartbeat {_duration(max(age, 0.0))} ago.", evidence)
 
 
-def _check_liveness(ctx: Context) -> Outcome:
+def check_liveness(ctx: Context) -> Outcome:
     """Liveness: a run that crashed, was killed, or hangs.
 
     The Monitor refreshes ``meta.json``'s heartbeat every 30 s while its process lives and sets the status
@@ -210,7 +207,7 @@ def _bad_step_finding(ctx: Context) -> list[Finding]:
     return [Finding("warn", reason, evidence, "Find which code wrote these parts (Monitor steps are ≥ 0).")]
 
 
-def _check_storage(ctx: Context) -> Outcome:
+def check_storage(ctx: Context) -> Outcome:
     """Storage: part files the reader had to skip, and rows whose step no training loop writes.
 
     Any skipped part → **warn**: the other verdicts were computed without its data. Any row with a negative
@@ -228,75 +225,3 @@ def _check_storage(ctx: Context) -> Outcome:
         reason = f"{len(problems)} part file(s) could not be read and were skipped; the verdicts ignore them."
         findings.insert(0, Finding("warn", reason, {**ev, "problems": problems[:10]}))
     return Outcome(findings, Finding("ok", "Every part file of the run was readable.", ev))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The rules, in registry order.
-
-NONFINITE: Final[Rule] = Rule(
-    name="nonfinite",
-    title="Non-finite values",
-    needs="nonfinite_fraction or nonfinite/loss (logged by Monitor.log), or a NaN/Inf stored value",
-    alarm=(
-        Condition("nonfinite_fraction > 0 in the recent window"),
-        Condition("any step whose loss was NaN/Inf (flag row nonfinite/loss)"),
-        Condition("any NaN/Inf number stored in a table"),
-    ),
-    warn=(Condition("NaN/Inf rows earlier only"),),
-    source="documented heuristic: a NaN/Inf embedding or loss is never healthy, and the Monitor never "
-    "stores a NaN/Inf number",
-    cite=_HEURISTIC,
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Look at what happened around the first affected step (learning-rate spike, AMP "
-        "overflow, a bad batch); if it recurs, lower the learning rate or clip gradients.",
-        "alarm": "Find the first non-finite step: lower the learning rate, clip gradients, check for "
-        "log(0) or division by a zero norm (normalize with an eps), run in float32 to rule out fp16 "
-        "overflow, and check the inputs for NaN.",
-    },
-    check=_check_nonfinite,
-)
-
-LIVENESS: Final[Rule] = Rule(
-    name="liveness",
-    title="Stalled or crashed run",
-    needs="always applies",
-    alarm=(
-        Condition("status failed"),
-        Condition("running with heartbeat > {} old", (T.HEARTBEAT_ALARM_S,), T.minutes),
-    ),
-    warn=(
-        Condition("heartbeat > {} old or unreadable", (T.HEARTBEAT_WARN_S,), T.minutes),
-        Condition("no part written for > {}", (T.QUIET_WARN_S,), T.minutes),
-        Condition("an unknown status"),
-    ),
-    source="documented heuristic: the Monitor beats every 30 s and flushes every 30 s while logging",
-    cite=_HEURISTIC,
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Check that the training process is still alive and making progress (logs, GPU "
-        "utilisation); a long evaluation phase also pauses logging.",
-        "alarm": "Look at the training process's logs for the crash; resume with "
-        "Monitor(..., if_exists='resume') once fixed.",
-    },
-    check=_check_liveness,
-)
-
-STORAGE: Final[Rule] = Rule(
-    name="storage",
-    title="Unreadable parts or implausible steps",
-    needs="always applies",
-    alarm=(),
-    warn=(
-        Condition("≥ 1 part file skipped by the reader"),
-        Condition("a row whose step is < 0 or > {}", (T.MAX_PLAUSIBLE_STEP,), T.power_of_two),
-    ),
-    source="documented heuristic: parts are written atomically with the Monitor's steps, so a skipped "
-    "part or an impossible step is foreign or damaged",
-    cite=_HEURISTIC,
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Inspect or delete the listed files (cldiag compact rewrites a run's parts).",
-    },
-    check=_check_storage,
-)

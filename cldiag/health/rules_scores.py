@@ -1,19 +1,18 @@
 """Rules on the scores the loss sees: separation, penalty entropy, tolerance and false negatives.
 
-:mod:`cldiag.health.rules` holds the registry.
+:mod:`cldiag.health.rules` registers each check with its rule's metadata and conditions.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
 from cldiag import schema
 from cldiag.health import thresholds as T
-from cldiag.health.rule import NOTHING_TO_DO, Finding, Outcome, Rule, fmt, readings_evidence, tail_evidence
+from cldiag.health.rule import Finding, Outcome, fmt, readings_evidence, tail_evidence
 from cldiag.health.tables import Context, Series, round_sig
-from cldiag.health.thresholds import Condition
 from cldiag.health.verdict import Level
 
 
@@ -70,7 +69,7 @@ def _retrieval_findings(ctx: Context, retrieval: Series, ev: dict[str, Any]) -> 
     return [Finding(_cap_short("alarm", retrieval), reason, ev)]
 
 
-def _check_score_separation(ctx: Context) -> Outcome | None:
+def check_score_separation(ctx: Context) -> Outcome | None:
     """Score separation: do positive pairs score higher than negatives?
 
     - ``pos_neg_overlap`` — overlap coefficient of the positive and negative cosine histograms (1 = the
@@ -141,7 +140,7 @@ def _temperature_evidence(ctx: Context, ent: Series) -> tuple[dict[str, Any], st
     return ev, hint
 
 
-def _check_temperature(ctx: Context) -> Outcome | None:
+def check_temperature(ctx: Context) -> Outcome | None:
     """Temperature: how the loss at the run's τ spreads its penalty over the negatives.
 
     ``neg_entropy`` is the normalized entropy (in [0, 1]) of the relative penalty ``softmax(s_ij/τ)`` over
@@ -204,7 +203,7 @@ def _margin(ctx: Context) -> tuple[Series, Series, Series, np.ndarray, np.ndarra
     return tol, base, margin, it, ib
 
 
-def _check_tolerance(ctx: Context) -> Outcome | None:
+def check_tolerance(ctx: Context) -> Outcome | None:
     """Tolerance: are same-class samples closer than arbitrary pairs, and do they stay so?
 
     Needs labels. ``tolerance`` is the mean cosine of same-class pairs of the first view/modality (Wang &
@@ -260,7 +259,7 @@ def _check_tolerance(ctx: Context) -> Outcome | None:
 
 # ---------------------------------------------------------------------------------------------------------
 # false negatives
-def _check_false_negatives(ctx: Context) -> Outcome | None:
+def check_false_negatives(ctx: Context) -> Outcome | None:
     """False negatives: how much of the loss's repulsion lands on negatives that share the anchor's label.
 
     Needs labels. ``false_neg_penalty_share`` is the mean over anchors of the softmax weight, at the run's
@@ -297,99 +296,3 @@ def _check_false_negatives(ctx: Context) -> Outcome | None:
         findings.append(Finding("warn", reason, ev))
     reason = f"Same-label negatives receive {median:.0%} of the negative penalty{share_text}."
     return Outcome(findings, Finding("ok", reason, ev))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The rules, in registry order.
-
-SCORE_SEPARATION: Final[Rule] = Rule(
-    name="score_separation",
-    title="Positive/negative score separation",
-    needs="pos_neg_overlap or retrieval_acc (pairwise statistics with two views)",
-    alarm=(
-        Condition("overlap ≥ {}", (T.OVERLAP_ALARM,)),
-        Condition("retrieval ≤ {}/B (B > {})", (T.RETRIEVAL_CHANCE_FACTOR, T.RETRIEVAL_MIN_BATCH)),
-    ),
-    warn=(
-        Condition("overlap ≥ {}", (T.OVERLAP_WARN,)),
-        Condition(
-            "not falling (≥ {} and < {} below the first window)",
-            (T.OVERLAP_STALL_MIN, T.OVERLAP_STALL_DROP),
-        ),
-        Condition("risen ≥ {} from its best window", (T.OVERLAP_RISE_WARN,)),
-    ),
-    source="Zhu et al. 2021 (score distributions); cut-offs a documented heuristic (overlap ∈ [0, 1], "
-    "chance 1/B)",
-    cite="Zhu et al. 2021",
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Give it more steps or a higher learning rate; check that a[i] and b[i] really are views "
-        "of the same sample (a shuffled loader breaks pairs).",
-        "alarm": "Check the pairing of a[i] and b[i] (same order in both views), that the encoder's "
-        "gradients flow (frozen or detached encoder), the learning rate, and the augmentations "
-        "(too strong ones destroy what the views share).",
-    },
-    check=_check_score_separation,
-)
-
-TEMPERATURE: Final[Rule] = Rule(
-    name="temperature",
-    title="Temperature (penalty entropy)",
-    needs="neg_entropy (Monitor.log with temperature=…)",
-    alarm=(),
-    warn=(
-        Condition("penalty entropy < {} (τ too low)", (T.ENTROPY_LOW,)),
-        Condition("> {} (τ too high)", (T.ENTROPY_HIGH,)),
-    ),
-    source="Wang & Liu 2021 (hardness-aware penalty); cut-offs a documented heuristic",
-    cite="Wang & Liu 2021",
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Wang & Liu: τ trades uniformity (low τ) against tolerance to similar samples (high τ); "
-        "move τ towards the middle.",
-    },
-    check=_check_temperature,
-)
-
-TOLERANCE: Final[Rule] = Rule(
-    name="tolerance",
-    title="Tolerance to same-class samples",
-    needs="tolerance (Monitor.log with labels=…)",
-    alarm=(),
-    warn=(
-        Condition("tolerance − mean cosine of arbitrary pairs < {}", (T.MARGIN_MIN,)),
-        Condition("that margin fallen ≥ {} from its best window", (T.MARGIN_DROP_WARN,)),
-    ),
-    source="Wang & Liu 2021 (tolerance); margin and cut-offs a documented heuristic",
-    cite="Wang & Liu 2021",
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Wang & Liu: a higher τ tolerates similar samples; also check the labels passed to "
-        "Monitor.log match the batch order, and consider a supervised or debiased loss (SupCon, DCL).",
-    },
-    check=_check_tolerance,
-)
-
-FALSE_NEGATIVES: Final[Rule] = Rule(
-    name="false_negatives",
-    title="False negatives in the penalty",
-    needs="false_neg_penalty_share (Monitor.log with labels=… and temperature=…)",
-    alarm=(),
-    warn=(
-        Condition(
-            "same-label negatives get ≥ {} of the negative penalty",
-            (T.FALSE_NEG_PENALTY_WARN,),
-            T.percent,
-        ),
-    ),
-    source="Wang & Liu 2021 (same-class penalty), DebCSE 2023 (false negatives); the cut-off is a "
-    "documented heuristic (same-label negatives carrying four times the penalty of all others together)",
-    cite="Wang & Liu 2021; DebCSE 2023; cut-off a heuristic",
-    actions={
-        "ok": NOTHING_TO_DO,
-        "warn": "Raise τ (Wang & Liu: a higher τ tolerates similar samples), use a debiased or "
-        "false-negative-aware loss (DCL, DebCSE-style reweighting), a supervised loss where labels are "
-        "known (SupCon), or sample batches with fewer same-class pairs.",
-    },
-    check=_check_false_negatives,
-)
