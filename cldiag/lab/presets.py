@@ -36,9 +36,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ RunLike = Run | LabResult | str | os.PathLike[str]
 Check = Callable[[Sequence[RunLike]], tuple[bool, str]]
 Runner = Callable[..., tuple[tuple[Any, ...], bool, str, float]]
 """``runner(out_dir, *, steps_scale, progress, stop_event) -> (results, passed, summary, seconds)``."""
+Arm = TypeVar("Arm")
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,36 @@ def _increasing(values: Sequence[float]) -> bool:
     return all(b > a for a, b in itertools.pairwise(values))
 
 
+def _verdict(reproduced: bool, numbers: str, agrees: str, disagrees: str) -> tuple[bool, str]:
+    """A check's answer: whether the finding reproduced, and our numbers followed by what they say."""
+    return reproduced, numbers + (agrees if reproduced else disagrees)
+
+
+def _paired_arms(
+    by_arm: Mapping[str, Mapping[int, Arm]], arms: tuple[str, str], names: tuple[str, str], where: str = ""
+) -> tuple[Mapping[int, Arm], Mapping[int, Arm], list[int]] | str:
+    """Two arms of a comparison (seed → value each) and the seeds both ran, or why they cannot be compared.
+
+    Args:
+        by_arm: arm (a loss) → seed → what was measured on that run.
+        arms: the baseline's and the treatment's keys in ``by_arm``, e.g. ``("nt_xent", "dcl")``.
+        names: how the sentence names them, e.g. ``("NT-Xent", "DCL")``.
+        where: said after "runs" when an arm is missing, e.g. ``" at batch 16"``.
+    """
+    if not set(arms) <= set(by_arm):
+        return f"need {names[0]} and {names[1]} runs{where}, found losses {sorted(by_arm)}"
+    baseline, treatment = by_arm[arms[0]], by_arm[arms[1]]
+    seeds = sorted(set(baseline) & set(treatment))
+    if not seeds:
+        return f"{names[0]} and {names[1]} runs share no seed, so they cannot be compared"
+    return baseline, treatment, seeds
+
+
+def _arm_means(arm: Mapping[int, Sequence[float]], seeds: Sequence[int]) -> list[float]:
+    """The mean over ``seeds`` of each number measured on one arm's runs."""
+    return list(np.mean([arm[seed] for seed in seeds], axis=0))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Checks: whether a paper's finding reproduced across a preset's runs. Not health rules: cldiag.health has
 # rules about one run's temperature and modality gap (and its own _fmt for one number); these compare
@@ -286,18 +317,18 @@ def _reproduced_collapse(items: Sequence[RunLike]) -> tuple[bool, str]:
     dim = len(eig)
     # A collapse is a clear drop of the trailing half of the spectrum, not a wobble: 0.3 decades = 2×.
     collapsed = s_low < w_low - 0.3 and s_rank < w_rank
-    text = (
+    numbers = (
         f"Weak noise (std {min(by_noise)} on dims 8–15): trailing {dim - half} eigenvalues at "
         f"log₁₀ ≈ {w_low:.2f} (leading {w_top:.2f}), effective rank {w_rank:.1f} of {dim}. "
         f"Strong noise (std {max(by_noise)}): "
         f"trailing at {s_low:.2f} (leading {s_top:.2f}), effective rank {s_rank:.1f}. "
-        + (
-            "The strongly augmented directions collapsed, as Jing et al. found."
-            if collapsed
-            else "No clear collapse: the trailing spectrum did not drop by at least 0.3 decades."
-        )
     )
-    return collapsed, text
+    return _verdict(
+        collapsed,
+        numbers,
+        "The strongly augmented directions collapsed, as Jing et al. found.",
+        "No clear collapse: the trailing spectrum did not drop by at least 0.3 decades.",
+    )
 
 
 def _reproduced_modality_gap(items: Sequence[RunLike]) -> tuple[bool, str]:
@@ -367,17 +398,15 @@ def _reproduced_small_batch(items: Sequence[RunLike]) -> tuple[bool, str]:
     small = min(int(r.config.get("batch_size", 0)) for r in runs)
     large = max(int(r.config.get("batch_size", 0)) for r in runs)
 
-    at_small = _knn_by_loss(runs, small)
-    if not {"nt_xent", "dcl"} <= set(at_small):
-        return False, f"need NT-Xent and DCL runs at batch {small}, found losses {sorted(at_small)}"
-    seeds = sorted(set(at_small["nt_xent"]) & set(at_small["dcl"]))
-    if not seeds:
-        return False, "NT-Xent and DCL runs share no seed, so they cannot be compared"
-    ntx_final = np.mean([at_small["nt_xent"][s][0] for s in seeds])
-    dcl_final = np.mean([at_small["dcl"][s][0] for s in seeds])
-    ntx_curve = np.mean([at_small["nt_xent"][s][1] for s in seeds])
-    dcl_curve = np.mean([at_small["dcl"][s][1] for s in seeds])
-    diffs = [at_small["dcl"][s][0] - at_small["nt_xent"][s][0] for s in seeds]
+    arms = _paired_arms(
+        _knn_by_loss(runs, small), ("nt_xent", "dcl"), ("NT-Xent", "DCL"), f" at batch {small}"
+    )
+    if isinstance(arms, str):
+        return False, arms
+    ntx, dcl, seeds = arms
+    ntx_final, ntx_curve = _arm_means(ntx, seeds)
+    dcl_final, dcl_curve = _arm_means(dcl, seeds)
+    diffs = [dcl[s][0] - ntx[s][0] for s in seeds]
     ahead, tied = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
     reproduced = bool(dcl_final >= ntx_final)
     text = (
@@ -397,12 +426,12 @@ def _reproduced_small_batch(items: Sequence[RunLike]) -> tuple[bool, str]:
                 f"{big_ntx:.3f}, coupling {_coupling(runs, large):.2f}) against "
                 f"{dcl_final - ntx_final:+.3f} at batch {small}. "
             )
-    text += (
-        "DCL's advantage at small batch reproduced."
-        if reproduced
-        else "DCL's advantage did NOT reproduce here: NT-Xent did as well or better."
+    return _verdict(
+        reproduced,
+        text,
+        "DCL's advantage at small batch reproduced.",
+        "DCL's advantage did NOT reproduce here: NT-Xent did as well or better.",
     )
-    return reproduced, text
 
 
 def _by_seed(runs: Sequence[Run], key: str = "loss") -> dict[str, dict[int, Run]]:
@@ -431,16 +460,16 @@ def _reproduced_individual_temperature(items: Sequence[RunLike]) -> tuple[bool, 
         f"10/50/90 % {_joined(q, 3)}, held-out kNN {k:.3f}"
         for seed, f, r, q, k in rows
     )
-    text = (
+    numbers = (
         f"Mean learned τ of training samples of the 4 frequent classes (80 % of the data) vs the 16 rare "
         f"ones: {per_seed}. Frequent-class samples got the larger τ in {larger} of {len(rows)} seed(s): "
-        + (
-            "as iSogCLR reports, frequent semantics get larger temperatures, rare ones smaller."
-            if reproduced
-            else "the paper's direction (frequent semantics → larger τ) did NOT hold in every seed."
-        )
     )
-    return reproduced, text
+    return _verdict(
+        reproduced,
+        numbers,
+        "as iSogCLR reports, frequent semantics get larger temperatures, rare ones smaller.",
+        "the paper's direction (frequent semantics → larger τ) did NOT hold in every seed.",
+    )
 
 
 def _knn_curve(run: Run) -> tuple[float, float]:
@@ -451,43 +480,43 @@ def _knn_curve(run: Run) -> tuple[float, float]:
     return float(curve[-1]), float(curve[1:].mean())
 
 
+def _hard_negative_numbers(run: Run) -> list[float]:
+    """Final and mean kNN accuracy; MRR, ordering violations, hardest-negative cosine (second half)."""
+    final, mean = _knn_curve(run)
+    diag = [
+        _mean_scalar(run, m, tail=0.5)
+        for m in (schema.M_MRR, schema.M_ORDERING_VIOLATIONS, schema.M_HARD_NEG_SIM)
+    ]
+    return [final, mean, *diag]
+
+
 def _reproduced_hard_negatives(items: Sequence[RunLike]) -> tuple[bool, str]:
-    runs = _by_seed([_as_run(r) for r in items])
-    if not {"info_nce", "mochi"} <= set(runs):
-        return False, f"need InfoNCE and MoCHi runs, found losses {sorted(runs)}"
-    seeds = sorted(set(runs["info_nce"]) & set(runs["mochi"]))
-    if not seeds:
-        return False, "InfoNCE and MoCHi runs share no seed, so they cannot be compared"
-    stats: dict[str, list[float]] = {}
-    for loss in ("info_nce", "mochi"):
-        per_seed = []
-        for seed in seeds:
-            run = runs[loss][seed]
-            final, mean = _knn_curve(run)
-            diag = [
-                _mean_scalar(run, m, tail=0.5)
-                for m in (schema.M_MRR, schema.M_ORDERING_VIOLATIONS, schema.M_HARD_NEG_SIM)
-            ]
-            per_seed.append([final, mean, *diag])
-        stats[loss] = list(np.mean(per_seed, axis=0))
-    (i_final, i_mean, i_mrr, i_viol, i_hard) = stats["info_nce"]
-    (m_final, m_mean, m_mrr, m_viol, m_hard) = stats["mochi"]
+    arms = _paired_arms(_by_seed([_as_run(r) for r in items]), ("info_nce", "mochi"), ("InfoNCE", "MoCHi"))
+    if isinstance(arms, str):
+        return False, arms
+    info_nce, mochi, seeds = arms
+    i_final, i_mean, i_mrr, i_viol, i_hard = _arm_means(
+        {s: _hard_negative_numbers(info_nce[s]) for s in seeds}, seeds
+    )
+    m_final, m_mean, m_mrr, m_viol, m_hard = _arm_means(
+        {s: _hard_negative_numbers(mochi[s]) for s in seeds}, seeds
+    )
     faster, better = m_mean > i_mean, m_final > i_final
-    batch = int(runs["mochi"][seeds[0]].config.get("batch_size", 0))
-    text = (
+    batch = int(mochi[seeds[0]].config.get("batch_size", 0))
+    numbers = (
         f"Batch {batch}, {len(seeds)} seed(s), means over seeds. Held-out 5-NN accuracy: final MoCHi "
         f"{m_final:.3f} vs InfoNCE {i_final:.3f}; mean over training {m_mean:.3f} vs {i_mean:.3f}. On "
         f"training batches (second half): MRR {m_mrr:.3f} vs {i_mrr:.3f}, ordering violations "
         f"{m_viol:.4f} vs {i_viol:.4f}, hardest-negative cosine {m_hard:.3f} vs {i_hard:.3f}. "
-        + (
-            f"MoCHi learned {'faster' if faster else ''}{' and ' if faster and better else ''}"
-            f"{'better' if better else ''}, as Kalantidis et al. report."
-            if faster or better
-            else "MoCHi's synthetic hard negatives did NOT speed up or improve learning here: plain InfoNCE "
-            "was ahead on both counts."
-        )
     )
-    return faster or better, text
+    return _verdict(
+        faster or better,
+        numbers,
+        f"MoCHi learned {'faster' if faster else ''}{' and ' if faster and better else ''}"
+        f"{'better' if better else ''}, as Kalantidis et al. report.",
+        "MoCHi's synthetic hard negatives did NOT speed up or improve learning here: plain InfoNCE "
+        "was ahead on both counts.",
+    )
 
 
 def _binomial_band(p: float, n: int) -> float:
@@ -514,23 +543,23 @@ def _reproduced_three_modalities(items: Sequence[RunLike]) -> tuple[bool, str]:
     }
     pairwise_blind = abs(acc_p - chance) <= band
     symile_sees = acc_s - chance > band
-    text = (
+    numbers = (
         f"Zero-shot: pick c = a XOR b among all {2**data.bits} patterns from (a, b), {n} held-out triples, "
         f"chance {chance:.4f} ± {band:.4f} (3 standard errors). Symile {acc_s:.3f} (multilinear score), "
         f"pairwise CLIP {acc_p:.3f} (cos(a, c) + cos(b, c)). Matched vs mismatched MIP: Symile "
         f"{mip['Symile'][0]:.3f} vs {mip['Symile'][1]:.3f}, pairwise CLIP {mip['pairwise CLIP'][0]:.3f} vs "
         f"{mip['pairwise CLIP'][1]:.3f}; pair gaps a-b / a-c / b-c: Symile {_joined(gaps['Symile'])}, "
         f"pairwise CLIP {_joined(gaps['pairwise CLIP'])}. "
-        + (
-            "Pairwise CLIP stayed at chance while Symile recovered c, as Saporta et al. found: every pair of "
-            "modalities is independent, so aligning pairs has nothing to learn."
-            if pairwise_blind and symile_sees
-            else "The finding did NOT reproduce here: "
-            + ("pairwise CLIP rose above chance. " if not pairwise_blind else "")
-            + ("Symile did not rise above chance." if not symile_sees else "")
-        )
     )
-    return pairwise_blind and symile_sees, text
+    return _verdict(
+        pairwise_blind and symile_sees,
+        numbers,
+        "Pairwise CLIP stayed at chance while Symile recovered c, as Saporta et al. found: every pair of "
+        "modalities is independent, so aligning pairs has nothing to learn.",
+        "The finding did NOT reproduce here: "
+        + ("pairwise CLIP rose above chance. " if not pairwise_blind else "")
+        + ("Symile did not rise above chance." if not symile_sees else ""),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
