@@ -149,26 +149,13 @@ def fig_anchor_temperature_curves(curves: pd.DataFrame, tau: float) -> go.Figure
     taus = curves["tau"].to_numpy(np.float64)
     # Annotations on a log axis take log10 coordinates.
     lo, hi = math.log10(float(taus.min())), math.log10(float(taus.max()))
-    fig.add_annotation(
-        x=lo,
-        y=0.02,
-        xref="x",
-        yref="y",
-        text="τ→0: hardest only",
-        showarrow=False,
-        xanchor="left",
-        yanchor="bottom",
-    )
-    fig.add_annotation(
-        x=hi,
-        y=0.98,
-        xref="x",
-        yref="y",
-        text="τ→∞: all alike",
-        showarrow=False,
-        xanchor="right",
-        yanchor="top",
-    )
+    for x, y, text, xanchor, yanchor in (
+        (lo, 0.02, "τ→0: hardest only", "left", "bottom"),
+        (hi, 0.98, "τ→∞: all alike", "right", "top"),
+    ):
+        fig.add_annotation(
+            x=x, y=y, xref="x", yref="y", text=text, showarrow=False, xanchor=xanchor, yanchor=yanchor
+        )
     return fig
 
 

@@ -287,12 +287,7 @@ def check_false_negatives(ctx: Context) -> Outcome | None:
             ev["concentration"] = round_sig(median / count_median)
             ratio = median / count_median
             share_text = f" while they are {count_median:.1%} of the negatives ({ratio:.1f}× their share)"
-    findings: list[Finding] = []
-    if median >= T.FALSE_NEG_PENALTY_WARN:
-        reason = (
-            f"Same-label negatives receive {median:.0%} of the negative penalty{share_text}: most of the "
-            "loss's repulsion pushes apart samples the labels call alike."
-        )
-        findings.append(Finding("warn", reason, ev))
-    reason = f"Same-label negatives receive {median:.0%} of the negative penalty{share_text}."
-    return Outcome(findings, Finding("ok", reason, ev))
+    reading = f"Same-label negatives receive {median:.0%} of the negative penalty{share_text}"
+    harm = ": most of the loss's repulsion pushes apart samples the labels call alike."
+    findings = [Finding("warn", reading + harm, ev)] if median >= T.FALSE_NEG_PENALTY_WARN else []
+    return Outcome(findings, Finding("ok", reading + ".", ev))

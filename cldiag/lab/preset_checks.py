@@ -27,6 +27,7 @@ from cldiag.reader import Run, read_run
 
 __all__ = [
     "RunLike",
+    "as_run",
     "reproduced_collapse",
     "reproduced_hard_negatives",
     "reproduced_individual_temperature",
@@ -45,14 +46,19 @@ Arm = TypeVar("Arm")
 # Reading runs.
 
 
-def _as_run(item: RunLike) -> Run:
+def as_run(item: object, result_type: type = LabResult) -> Run:
+    """``item`` as a :class:`cldiag.Run`: itself, the run of a ``result_type`` (its ``run_dir``) or of a path.
+
+    Raises:
+        TypeError: If ``item`` is none of those.
+    """
     if isinstance(item, Run):
         return item
-    if isinstance(item, LabResult):
+    if isinstance(item, result_type):
         return read_run(item.run_dir)
     if isinstance(item, str | os.PathLike):
         return read_run(item)
-    raise TypeError(f"expected a Run, LabResult or run path, got {type(item).__name__}")
+    raise TypeError(f"expected a Run, {result_type.__name__} or run path, got {type(item).__name__}")
 
 
 def _snapshot(
@@ -145,7 +151,7 @@ def reproduced_temperature(items: Sequence[RunLike]) -> tuple[bool, str]:
     Reproduced when, with τ rising over three or more values, held-out uniformity and tolerance (means
     over the runs at each τ) both rise strictly.
     """
-    runs = [_as_run(r) for r in items]
+    runs = [as_run(r) for r in items]
     by_tau = _group(runs, "temperature")
     if len(by_tau) < 3:
         return False, f"need runs at three or more temperatures, found {len(by_tau)}"
@@ -182,7 +188,7 @@ def reproduced_collapse(items: Sequence[RunLike]) -> tuple[bool, str]:
     Reproduced when the strong-noise run's trailing half of the log spectrum sits at least 0.3 decades
     below the weak run's and its effective rank is lower.
     """
-    runs = [_as_run(r) for r in items]
+    runs = [as_run(r) for r in items]
     by_noise = _group(runs, "augmentation")
     if len(by_noise) < 2:
         return False, f"need a weak and a strong augmentation run, found {len(by_noise)} setting(s)"
@@ -217,7 +223,7 @@ def reproduced_modality_gap(items: Sequence[RunLike]) -> tuple[bool, str]:
     Reproduced when the lowest-τ run starts with a gap > 0.5 and both cones > 0.3 (the cone effect) and
     the final gap falls strictly as τ rises.
     """
-    runs = [_as_run(r) for r in items]
+    runs = [as_run(r) for r in items]
     by_tau = _group(runs, "temperature")
     if len(by_tau) < 2:
         return False, f"need runs at two or more temperatures, found {len(by_tau)}"
@@ -282,7 +288,7 @@ def reproduced_small_batch(items: Sequence[RunLike]) -> tuple[bool, str]:
     Reproduced when, at the smallest batch, DCL's final kNN accuracy (mean over the seeds both losses ran)
     is at least NT-Xent's.
     """
-    runs = [_as_run(r) for r in items]
+    runs = [as_run(r) for r in items]
     if not runs:
         return False, "no runs to check"
     small = min(int(r.config.get("batch_size", 0)) for r in runs)
@@ -338,7 +344,7 @@ def reproduced_individual_temperature(items: Sequence[RunLike]) -> tuple[bool, s
     Reproduced when every iSogCLR run ends with a larger mean τ for samples of frequent classes than for
     rare ones.
     """
-    runs = [_as_run(r) for r in items if _as_run(r).config.get("loss") == "isogclr"]
+    runs = [as_run(r) for r in items if as_run(r).config.get("loss") == "isogclr"]
     if not runs:
         return False, "need at least one isogclr run on imbalanced data"
     rows = []
@@ -391,7 +397,7 @@ def reproduced_hard_negatives(items: Sequence[RunLike]) -> tuple[bool, str]:
     Reproduced when MoCHi's kNN accuracy (mean over the seeds both losses ran) beats InfoNCE's at the end
     or on average over training.
     """
-    arms = _paired_arms(_by_seed([_as_run(r) for r in items]), ("info_nce", "mochi"), ("InfoNCE", "MoCHi"))
+    arms = _paired_arms(_by_seed([as_run(r) for r in items]), ("info_nce", "mochi"), ("InfoNCE", "MoCHi"))
     if isinstance(arms, str):
         return False, arms
     info_nce, mochi, seeds = arms
@@ -430,7 +436,7 @@ def reproduced_three_modalities(items: Sequence[RunLike]) -> tuple[bool, str]:
     Reproduced when pairwise CLIP's zero-shot accuracy stays within three standard errors of chance while
     Symile's rises above that band.
     """
-    runs = _by_seed([_as_run(r) for r in items])
+    runs = _by_seed([as_run(r) for r in items])
     if not {"symile", "pairwise_clip"} <= set(runs):
         return False, f"need Symile and pairwise-CLIP runs, found losses {sorted(runs)}"
     symile, pairwise = next(iter(runs["symile"].values())), next(iter(runs["pairwise_clip"].values()))

@@ -37,10 +37,11 @@ from typing import Any
 import torch
 
 from cldiag import functional as F
+from cldiag.lab.preset_checks import as_run
 from cldiag.lab.text_pairs import TextPair, split_pairs, stdlib_pairs
 from cldiag.lab.trainer import LabProgress, Status
 from cldiag.monitor import Monitor
-from cldiag.reader import Run, read_run
+from cldiag.reader import Run
 
 __all__ = [
     "CLAIM",
@@ -557,16 +558,6 @@ def _train(
 # The verdict, read back from the run.
 
 
-def _as_run(item: RunLike) -> Run:
-    if isinstance(item, Run):
-        return item
-    if isinstance(item, SentenceRunResult):
-        return read_run(item.run_dir)
-    if isinstance(item, str | os.PathLike):
-        return read_run(item)
-    raise TypeError(f"expected a Run, SentenceRunResult or run path, got {type(item).__name__}")
-
-
 def held_out_measures(run: Run) -> tuple[HeldOutMeasures, HeldOutMeasures, int]:
     """The held-out measurements a run logged: ``(before, after, last step)``.
 
@@ -624,7 +615,7 @@ def check_sentence_embeddings(items: Sequence[RunLike]) -> tuple[bool, str]:
     Raises:
         ValueError: If the run lacks the held-out metrics (see :func:`held_out_measures`).
     """
-    runs = [_as_run(r) for r in items]
+    runs = [as_run(r, SentenceRunResult) for r in items]
     if not runs:
         return False, "no run to check"
     before, after, last = held_out_measures(runs[0])
