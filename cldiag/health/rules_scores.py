@@ -54,7 +54,7 @@ def _overlap_findings(overlap: Series, ev: dict[str, Any]) -> list[Finding]:
 
 
 def _retrieval_findings(ctx: Context, retrieval: Series, ev: dict[str, Any]) -> list[Finding]:
-    batch = ctx.recent_batch()
+    batch = ctx.recent(schema.M_BATCH)
     if not batch:
         return []
     chance = 1.0 / batch

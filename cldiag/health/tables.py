@@ -329,7 +329,3 @@ class Context:
         """The median of ``metric``'s recent window, or None when it has no finite point."""
         series = self.get(metric)
         return series.tail().median if series is not None else None
-
-    def recent_batch(self) -> float | None:
-        """Median batch size over the recent window."""
-        return self.recent(schema.M_BATCH)
