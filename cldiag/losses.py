@@ -451,6 +451,43 @@ def supcon_loss(z: Tensor, labels: Tensor, tau: Temperature = 0.1) -> Tensor:
 # Hard negative mixing.
 
 
+def _mixing_inputs(
+    query: Tensor, negatives: Tensor, n_hard: int, n_mix: int, n_mix_query: int, beta_max: float
+) -> tuple[Tensor, Tensor]:
+    """:func:`mix_hard_negatives`' arguments checked: the query (B, d) and the negatives as (B, K, d)."""
+    query = _up(check_matrix(query, "query"))
+    if not isinstance(negatives, Tensor) or not negatives.is_floating_point():
+        raise TypeError("negatives must be a floating-point tensor")
+    negatives = _up(negatives)
+    b, d = query.shape
+    if negatives.ndim == 2:
+        if negatives.shape[1] != d:
+            raise ValueError(
+                f"negatives (K, d) must have d={d} like query {tuple(query.shape)}, "
+                f"got {tuple(negatives.shape)}"
+            )
+        negatives = negatives.unsqueeze(0).expand(b, -1, -1)
+    elif negatives.ndim == 3:
+        if negatives.shape[0] != b or negatives.shape[2] != d:
+            raise ValueError(
+                f"negatives (B, K, d) must match query {tuple(query.shape)}, got {tuple(negatives.shape)}"
+            )
+    else:
+        raise ValueError(f"negatives must be (K, d) or (B, K, d), got shape {tuple(negatives.shape)}")
+    if negatives.shape[1] < 1:
+        raise ValueError("negatives is empty (K = 0)")
+    for name, count in (("n_hard", n_hard), ("n_mix", n_mix), ("n_mix_query", n_mix_query)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {count!r}")
+    if n_hard < 1:
+        raise ValueError(f"n_hard must be >= 1, got {n_hard}")
+    if not 0 < beta_max <= 0.5:
+        raise ValueError(
+            f"beta_max must lie in (0, 0.5] so the query never dominates a mixture, got {beta_max}"
+        )
+    return query, negatives
+
+
 def mix_hard_negatives(
     query: Tensor,
     negatives: Tensor,
@@ -493,37 +530,8 @@ def mix_hard_negatives(
         ValueError: On mismatched shapes, K < 1, negative counts, or ``beta_max`` outside (0, 0.5].
         TypeError: If an input is not a floating-point tensor.
     """
-    query = _up(check_matrix(query, "query"))
-    if not isinstance(negatives, Tensor) or not negatives.is_floating_point():
-        raise TypeError("negatives must be a floating-point tensor")
-    negatives = _up(negatives)
+    query, negatives = _mixing_inputs(query, negatives, n_hard, n_mix, n_mix_query, beta_max)
     b, d = query.shape
-    if negatives.ndim == 2:
-        if negatives.shape[1] != d:
-            raise ValueError(
-                f"negatives (K, d) must have d={d} like query {tuple(query.shape)}, "
-                f"got {tuple(negatives.shape)}"
-            )
-        negatives = negatives.unsqueeze(0).expand(b, -1, -1)
-    elif negatives.ndim == 3:
-        if negatives.shape[0] != b or negatives.shape[2] != d:
-            raise ValueError(
-                f"negatives (B, K, d) must match query {tuple(query.shape)}, got {tuple(negatives.shape)}"
-            )
-    else:
-        raise ValueError(f"negatives must be (K, d) or (B, K, d), got shape {tuple(negatives.shape)}")
-    if negatives.shape[1] < 1:
-        raise ValueError("negatives is empty (K = 0)")
-    for name, count in (("n_hard", n_hard), ("n_mix", n_mix), ("n_mix_query", n_mix_query)):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {count!r}")
-    if n_hard < 1:
-        raise ValueError(f"n_hard must be >= 1, got {n_hard}")
-    if not 0 < beta_max <= 0.5:
-        raise ValueError(
-            f"beta_max must lie in (0, 0.5] so the query never dominates a mixture, got {beta_max}"
-        )
-
     with torch.no_grad():
         q = F.normalize(query, dim=1)
         neg = F.normalize(negatives, dim=2)

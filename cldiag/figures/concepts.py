@@ -55,57 +55,10 @@ def fig_negative_weights(result: AnchorAtTemperature, tau: float) -> go.Figure:
         A bar trace of weights and a marker trace of scores on a second y axis.
     """
     k = result.scores.numel()
-    rank = np.arange(1, k + 1)
     scores = result.scores.double().numpy()
     weights = result.weights.double().numpy()
-    fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=rank,
-            y=weights,
-            name="weight on the negative",
-            marker={
-                "color": scores,
-                "colorscale": "Oranges",
-                "cmin": -1.0,
-                "cmax": 1.0,
-                "line": {"width": 0},
-            },
-            customdata=scores,
-            hovertemplate="negative #%{x}<br>score %{customdata:.3f}<br>weight %{y:.3f}<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=rank,
-            y=scores,
-            mode="markers",
-            name="cosine score",
-            marker={"color": KIND_COLORS["neg"], "size": 5, "symbol": "circle-open"},
-            hovertemplate="negative #%{x}<br>score %{y:.3f}<extra></extra>",
-            yaxis="y2",
-        )
-    )
-    fig.add_hline(
-        y=1.0 / k,
-        line={"color": _LIMIT_COLOR, "dash": "dash", "width": 1.2},
-        annotation_text=f"τ → ∞: every negative 1/K = {1.0 / k:.3f}",
-        annotation_position="top right",
-    )
-    # The axis is the whole 0..1 a weight can take, so the bars (and the note on the hardest one) move as
-    # τ moves: a range fitted to the tallest bar would keep the hardest bar, and its note, in one place.
-    top = float(weights[0])
-    fig.add_annotation(
-        x=1,
-        y=top,
-        text=f"hardest negative: {top:.0%} of the weight (τ → 0: all of it, triplet-like)",
-        showarrow=True,
-        arrowhead=2,
-        ax=40,
-        ay=-30 if top < 0.8 else 30,
-        xanchor="left",
-        font={"color": _HIGHLIGHT},
-    )
+    fig = go.Figure(_weight_and_score_traces(scores, weights))
+    _mark_temperature_limits(fig, k, float(weights[0]))
     # A second y axis by layout rather than make_subplots, which costs more than the rest of the figure.
     fig.update_layout(
         yaxis={
@@ -128,6 +81,58 @@ def fig_negative_weights(result: AnchorAtTemperature, tau: float) -> go.Figure:
     return finish(fig, title=title, x_title="negatives, hardest first", height=400)
 
 
+def _weight_and_score_traces(scores: np.ndarray, weights: np.ndarray) -> list[go.Bar | go.Scatter]:
+    """Bars of each negative's weight (coloured by its score) and dots of the scores on the second y axis."""
+    rank = np.arange(1, len(scores) + 1)
+    bars = go.Bar(
+        x=rank,
+        y=weights,
+        name="weight on the negative",
+        marker={
+            "color": scores,
+            "colorscale": "Oranges",
+            "cmin": -1.0,
+            "cmax": 1.0,
+            "line": {"width": 0},
+        },
+        customdata=scores,
+        hovertemplate="negative #%{x}<br>score %{customdata:.3f}<br>weight %{y:.3f}<extra></extra>",
+    )
+    dots = go.Scatter(
+        x=rank,
+        y=scores,
+        mode="markers",
+        name="cosine score",
+        marker={"color": KIND_COLORS["neg"], "size": 5, "symbol": "circle-open"},
+        hovertemplate="negative #%{x}<br>score %{y:.3f}<extra></extra>",
+        yaxis="y2",
+    )
+    return [bars, dots]
+
+
+def _mark_temperature_limits(fig: go.Figure, k: int, top: float) -> None:
+    """Both temperature limits: ``τ → ∞`` (every negative ``1/K``) as a line, ``τ → 0`` on the hardest bar."""
+    fig.add_hline(
+        y=1.0 / k,
+        line={"color": _LIMIT_COLOR, "dash": "dash", "width": 1.2},
+        annotation_text=f"τ → ∞: every negative 1/K = {1.0 / k:.3f}",
+        annotation_position="top right",
+    )
+    # The axis is the whole 0..1 a weight can take, so the bars (and the note on the hardest one) move as
+    # τ moves: a range fitted to the tallest bar would keep the hardest bar, and its note, in one place.
+    fig.add_annotation(
+        x=1,
+        y=top,
+        text=f"hardest negative: {top:.0%} of the weight (τ → 0: all of it, triplet-like)",
+        showarrow=True,
+        arrowhead=2,
+        ax=40,
+        ay=-30 if top < 0.8 else 30,
+        xanchor="left",
+        font={"color": _HIGHLIGHT},
+    )
+
+
 def fig_anchor_temperature_curves(curves: pd.DataFrame, tau: float) -> go.Figure:
     """The dashboard's temperature-curve panels for one synthetic anchor, with both limits labelled.
 
@@ -144,26 +149,13 @@ def fig_anchor_temperature_curves(curves: pd.DataFrame, tau: float) -> go.Figure
     taus = curves["tau"].to_numpy(np.float64)
     # Annotations on a log axis take log10 coordinates.
     lo, hi = math.log10(float(taus.min())), math.log10(float(taus.max()))
-    fig.add_annotation(
-        x=lo,
-        y=0.02,
-        xref="x",
-        yref="y",
-        text="τ→0: hardest only",
-        showarrow=False,
-        xanchor="left",
-        yanchor="bottom",
-    )
-    fig.add_annotation(
-        x=hi,
-        y=0.98,
-        xref="x",
-        yref="y",
-        text="τ→∞: all alike",
-        showarrow=False,
-        xanchor="right",
-        yanchor="top",
-    )
+    for x, y, text, xanchor, yanchor in (
+        (lo, 0.02, "τ→0: hardest only", "left", "bottom"),
+        (hi, 0.98, "τ→∞: all alike", "right", "top"),
+    ):
+        fig.add_annotation(
+            x=x, y=y, xref="x", yref="y", text=text, showarrow=False, xanchor=xanchor, yanchor=yanchor
+        )
     return fig
 
 
@@ -183,6 +175,48 @@ def _pair_segments(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
     """Coordinates of line segments a_i → b_i separated by NaN, one array per dimension."""
     nan = np.full(a.shape[0], np.nan)
     return [np.column_stack([a[:, j], b[:, j], nan]).ravel() for j in range(a.shape[1])]
+
+
+def _sphere_trace() -> go.Surface:
+    u, v = np.mgrid[0 : 2 * np.pi : 25j, 0 : np.pi : 13j]
+    return go.Surface(
+        x=np.cos(u) * np.sin(v),
+        y=np.sin(u) * np.sin(v),
+        z=np.cos(v),
+        opacity=0.12,
+        showscale=False,
+        colorscale=[[0, "#d0d0d0"], [1, "#d0d0d0"]],
+        hoverinfo="skip",
+    )
+
+
+def _view_traces(a: np.ndarray, labels: np.ndarray, seg: list[np.ndarray]) -> list[go.Scatter | go.Scatter3d]:
+    """One marker trace per cluster of the points ``a`` (2-D or 3-D) and one trace of the pair segments."""
+    if a.shape[1] == 2:
+        trace, size, opacity, width = go.Scatter, 6, 0.8, 1
+        hover: dict[str, str] = {"hovertemplate": "(%{x:.2f}, %{y:.2f})<extra></extra>"}
+    else:
+        trace, size, opacity, width = go.Scatter3d, 3, 0.85, 2
+        hover = {"hoverinfo": "skip"}
+    axes = "xyz"[: a.shape[1]]
+    traces = [
+        trace(
+            **{ax: a[labels == c][:, j] for j, ax in enumerate(axes)},
+            mode="markers",
+            name=f"cluster {c}",
+            marker={"size": size, "color": PALETTE[c % len(PALETTE)], "opacity": opacity},
+            **hover,
+        )
+        for c in np.unique(labels)
+    ]
+    segments = trace(
+        **dict(zip(axes, seg, strict=True)),
+        mode="lines",
+        name="positive pairs",
+        line={"color": "rgba(60,60,60,0.6)", "width": width},
+        hoverinfo="skip",
+    )
+    return [*traces, segments]
 
 
 def fig_points_on_sphere(views: ClusteredViews, *, max_pairs: int = 80) -> go.Figure:
@@ -206,70 +240,12 @@ def fig_points_on_sphere(views: ClusteredViews, *, max_pairs: int = 80) -> go.Fi
         raise ValueError(f"points on the sphere are drawn for d = 2 or 3, got d = {dim}")
     shown = np.unique(np.linspace(0, a.shape[0] - 1, min(max_pairs, a.shape[0])).astype(int))
     seg = _pair_segments(a[shown], b[shown])
-    fig = go.Figure()
     if dim == 2:
-        fig.add_trace(_circle_trace())
-        for c in np.unique(labels):
-            part = a[labels == c]
-            fig.add_trace(
-                go.Scatter(
-                    x=part[:, 0],
-                    y=part[:, 1],
-                    mode="markers",
-                    name=f"cluster {c}",
-                    marker={"size": 6, "color": PALETTE[c % len(PALETTE)], "opacity": 0.8},
-                    hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>",
-                )
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=seg[0],
-                y=seg[1],
-                mode="lines",
-                name="positive pairs",
-                line={"color": "rgba(60,60,60,0.6)", "width": 1},
-                hoverinfo="skip",
-            )
-        )
+        fig = go.Figure([_circle_trace(), *_view_traces(a, labels, seg)])
         fig.update_xaxes(range=[-1.15, 1.15], zeroline=False)
         fig.update_yaxes(range=[-1.15, 1.15], zeroline=False, scaleanchor="x", scaleratio=1)
         return finish(fig, title="Points on the circle (first view)", height=440)
-    u, v = np.mgrid[0 : 2 * np.pi : 25j, 0 : np.pi : 13j]
-    fig.add_trace(
-        go.Surface(
-            x=np.cos(u) * np.sin(v),
-            y=np.sin(u) * np.sin(v),
-            z=np.cos(v),
-            opacity=0.12,
-            showscale=False,
-            colorscale=[[0, "#d0d0d0"], [1, "#d0d0d0"]],
-            hoverinfo="skip",
-        )
-    )
-    for c in np.unique(labels):
-        part = a[labels == c]
-        fig.add_trace(
-            go.Scatter3d(
-                x=part[:, 0],
-                y=part[:, 1],
-                z=part[:, 2],
-                mode="markers",
-                name=f"cluster {c}",
-                marker={"size": 3, "color": PALETTE[c % len(PALETTE)], "opacity": 0.85},
-                hoverinfo="skip",
-            )
-        )
-    fig.add_trace(
-        go.Scatter3d(
-            x=seg[0],
-            y=seg[1],
-            z=seg[2],
-            mode="lines",
-            name="positive pairs",
-            line={"color": "rgba(60,60,60,0.6)", "width": 2},
-            hoverinfo="skip",
-        )
-    )
+    fig = go.Figure([_sphere_trace(), *_view_traces(a, labels, seg)])
     axis = {"range": [-1.1, 1.1], "showticklabels": False, "showbackground": False, "title": ""}
     fig.update_layout(scene={"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "cube"})
     return finish(fig, title="Points on the sphere (first view)", height=460)

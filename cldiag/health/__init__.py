@@ -14,7 +14,11 @@ The package is split along its seams:
 - :mod:`~cldiag.health.tables` — :class:`RunTables` (a run's tables as DataFrames, so rules are tested
   without files) and the cleaned :class:`~cldiag.health.tables.Context` the rules read (non-finite values
   and implausible steps taken out and counted);
-- :mod:`~cldiag.health.rules` — the checks and their registry :data:`RULES`;
+- :mod:`~cldiag.health.rule` — what a rule is (:class:`Rule`, its findings, shared evidence helpers);
+- :mod:`~cldiag.health.rules_run`, :mod:`~cldiag.health.rules_geometry`, :mod:`~cldiag.health.rules_scores` —
+  the checks by topic (the run itself; where the embeddings sit; what the loss's scores show);
+- :mod:`~cldiag.health.rules` — the registry :data:`RULES` (each rule's metadata and conditions, and its
+  check) and :func:`evaluate`;
 - :mod:`~cldiag.health.report` — text, JSON and HTML;
 - :mod:`~cldiag.health.verdict` — :class:`Verdict` and its levels.
 

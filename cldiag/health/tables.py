@@ -155,7 +155,22 @@ class Window:
 
     def evidence(self) -> dict[str, Any]:
         """``value`` (the median) and the ``window`` of steps it was taken over."""
-        return {"value": round_sig(self.median), "window": [self.first_step, self.last_step]}
+        return self.evidence_as("value", "window")
+
+    def evidence_as(self, name: str, window_key: str | None = None) -> dict[str, Any]:
+        """The median under ``name`` and its steps under ``window_key`` (default ``<name>_window``).
+
+        How a trend's reference window (the peak, the best, the first …) joins a verdict's evidence.
+        """
+        return {
+            name: round_sig(self.median),
+            window_key or f"{name}_window": [self.first_step, self.last_step],
+        }
+
+    @property
+    def steps_text(self) -> str:
+        """``steps a–b``, for a reason that names the window."""
+        return f"steps {self.first_step}–{self.last_step}"
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,14 @@ class Series:
         """Consecutive full windows, counted back from the end, in step order (the last is :meth:`tail`)."""
         w = self.width
         return [self._window(stop - w, stop) for stop in range(self.size, w - 1, -w)][::-1]
+
+    def lowest(self) -> Window:
+        """The full window (of :meth:`chunks`) with the lowest median."""
+        return min(self.chunks(), key=lambda w: w.median)
+
+    def highest(self) -> Window:
+        """The full window (of :meth:`chunks`) with the highest median."""
+        return max(self.chunks(), key=lambda w: w.median)
 
     def median_between(self, first_step: int, last_step: int) -> float | None:
         """Median of the points logged in ``[first_step, last_step]`` (None if there are none)."""
@@ -302,7 +325,7 @@ class Context:
         share = bad.at(step) if bad is not None else None
         return n * (1.0 - (share or 0.0))
 
-    def recent_batch(self) -> float | None:
-        """Median batch size over the recent window."""
-        batch = self.get(schema.M_BATCH)
-        return batch.tail().median if batch is not None else None
+    def recent(self, metric: str) -> float | None:
+        """The median of ``metric``'s recent window, or None when it has no finite point."""
+        series = self.get(metric)
+        return series.tail().median if series is not None else None

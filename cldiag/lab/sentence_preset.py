@@ -37,10 +37,11 @@ from typing import Any
 import torch
 
 from cldiag import functional as F
+from cldiag.lab.preset_checks import as_run
 from cldiag.lab.text_pairs import TextPair, split_pairs, stdlib_pairs
 from cldiag.lab.trainer import LabProgress, Status
 from cldiag.monitor import Monitor
-from cldiag.reader import Run, read_run
+from cldiag.reader import Run
 
 __all__ = [
     "CLAIM",
@@ -460,24 +461,10 @@ def _fine_tune(
     start: float,
 ) -> SentenceRunResult:
     torch.manual_seed(config.seed)  # dropout masks
-    run_config = {
-        **asdict(config),
-        "temperature": config.temperature,
-        "model": "sentence-transformers/all-MiniLM-L6-v2",
-        "loss": "MultipleNegativesRankingLoss",
-        "optimizer": "adamw",
-        "data": "stdlib-docstring-signature-pairs",
-        "train_pairs": len(train_pairs),
-        "source": "cldiag.lab.sentence_preset",
-        "preset": NAME,
-    }
-    held_docs, held_code = [p.query for p in held], [p.code for p in held]
-    status: Status = "finished"
-    loss_value = float("nan")
-    steps_done = 0
+    held_texts = ([p.query for p in held], [p.code for p in held])
     with Monitor(
         run_dir,
-        config=run_config,
+        config=_run_config(config, len(train_pairs)),
         modalities=MODALITIES,
         pairwise_every=1,  # B = 32: the O(B²) statistics cost nothing next to a transformer step
         spectrum_every=5,
@@ -486,39 +473,12 @@ def _fine_tune(
         snapshot_size=config.held_out,
         if_exists="overwrite",
     ) as monitor:
-        docs0, code0 = _embed(model, held_docs, 64), _embed(model, held_code, 64)
-        before = measure(docs0, code0, _layer_tokens(model, held_docs[:_TOKEN_SAMPLE_TEXTS], 64))
-        _log_held_out(monitor, 0, (docs0, code0), (held_docs, held_code), before)
-
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-        model.train()
-        for step, batch in enumerate(
-            _batches(len(train_pairs), config.batch_size, config.steps, config.seed)
-        ):
-            if stop_event is not None and stop_event.is_set():
-                status = "stopped"
-                break
-            anchors = _forward(model, [train_pairs[i].query for i in batch])["sentence_embedding"]
-            positives = _forward(model, [train_pairs[i].code for i in batch])["sentence_embedding"]
-            loss = _mnrl(anchors, positives, config.scale)
-            if not torch.isfinite(loss):
-                status = "diverged"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            monitor.log(step, anchors.detach(), positives.detach(), temperature=config.temperature, loss=loss)
-            loss_value = float(loss.detach())
-            steps_done = step + 1
-            if progress is not None:
-                progress(LabProgress(run_dir, steps_done, config.steps, "running", {"loss": loss_value}))
-
-        if steps_done:
-            docs1, code1 = _embed(model, held_docs, 64), _embed(model, held_code, 64)
-            after = measure(docs1, code1, _layer_tokens(model, held_docs[:_TOKEN_SAMPLE_TEXTS], 64))
-            _log_held_out(monitor, steps_done, (docs1, code1), (held_docs, held_code), after)
-        else:  # nothing trained: "after" is "before", and the run holds no second point to compare
-            after = before
+        before = _held_out_point(model, monitor, 0, held_texts)
+        status, steps_done, loss_value = _train(
+            config, run_dir, model, train_pairs, monitor, progress, stop_event
+        )
+        # Nothing trained: "after" is "before", and the run holds no second point to compare.
+        after = _held_out_point(model, monitor, steps_done, held_texts) if steps_done else before
         monitor.close(status="failed" if status == "diverged" else "finished")
 
     metrics = {"loss": loss_value, **after.scalars()}
@@ -532,18 +492,70 @@ def _fine_tune(
     )
 
 
+def _run_config(config: SentenceConfig, train_pairs: int) -> dict[str, Any]:
+    """The run's ``meta.json`` config: the settings, and what the model, loss and data are."""
+    return {
+        **asdict(config),
+        "temperature": config.temperature,
+        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "loss": "MultipleNegativesRankingLoss",
+        "optimizer": "adamw",
+        "data": "stdlib-docstring-signature-pairs",
+        "train_pairs": train_pairs,
+        "source": "cldiag.lab.sentence_preset",
+        "preset": NAME,
+    }
+
+
+def _held_out_point(
+    model: Any, monitor: Monitor, step: int, texts: tuple[list[str], list[str]]
+) -> HeldOutMeasures:
+    """Embed and measure the held-out pairs with the model as it is at ``step``, and log both to the run."""
+    docs, code = texts
+    z_docs, z_code = _embed(model, docs, 64), _embed(model, code, 64)
+    measures = measure(z_docs, z_code, _layer_tokens(model, docs[:_TOKEN_SAMPLE_TEXTS], 64))
+    _log_held_out(monitor, step, (z_docs, z_code), texts, measures)
+    return measures
+
+
+def _train(
+    config: SentenceConfig,
+    run_dir: str,
+    model: Any,
+    train_pairs: list[TextPair],
+    monitor: Monitor,
+    progress: Callable[[LabProgress], None] | None,
+    stop_event: threading.Event | None,
+) -> tuple[Status, int, float]:
+    """The MNRL training loop, each step logged: ``(status, steps done, last loss)``."""
+    status: Status = "finished"
+    loss_value = float("nan")
+    steps_done = 0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    model.train()
+    for step, batch in enumerate(_batches(len(train_pairs), config.batch_size, config.steps, config.seed)):
+        if stop_event is not None and stop_event.is_set():
+            status = "stopped"
+            break
+        anchors = _forward(model, [train_pairs[i].query for i in batch])["sentence_embedding"]
+        positives = _forward(model, [train_pairs[i].code for i in batch])["sentence_embedding"]
+        loss = _mnrl(anchors, positives, config.scale)
+        if not torch.isfinite(loss):
+            status = "diverged"
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        monitor.log(step, anchors.detach(), positives.detach(), temperature=config.temperature, loss=loss)
+        loss_value = float(loss.detach())
+        steps_done = step + 1
+        if progress is not None:
+            progress(LabProgress(run_dir, steps_done, config.steps, "running", {"loss": loss_value}))
+    return status, steps_done, loss_value
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The verdict, read back from the run.
-
-
-def _as_run(item: RunLike) -> Run:
-    if isinstance(item, Run):
-        return item
-    if isinstance(item, SentenceRunResult):
-        return read_run(item.run_dir)
-    if isinstance(item, str | os.PathLike):
-        return read_run(item)
-    raise TypeError(f"expected a Run, SentenceRunResult or run path, got {type(item).__name__}")
 
 
 def held_out_measures(run: Run) -> tuple[HeldOutMeasures, HeldOutMeasures, int]:
@@ -603,7 +615,7 @@ def check_sentence_embeddings(items: Sequence[RunLike]) -> tuple[bool, str]:
     Raises:
         ValueError: If the run lacks the held-out metrics (see :func:`held_out_measures`).
     """
-    runs = [_as_run(r) for r in items]
+    runs = [as_run(r, SentenceRunResult) for r in items]
     if not runs:
         return False, "no run to check"
     before, after, last = held_out_measures(runs[0])

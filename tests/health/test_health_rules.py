@@ -450,3 +450,32 @@ def test_false_negatives_reads_the_recent_window_and_needs_the_metric():
     assert v.level == "warn" and "count_share" not in v.evidence
     assert verdict("false_negatives", tables({schema.M_FALSE_NEG_SHARE: 0.5})) is None
     assert "80 %" in RULE_BY_NAME["false_negatives"].threshold
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the shared window helpers the rules read trends with
+def test_series_windows_and_their_evidence():
+    # 10 points → windows of 3 counted back from the end: steps 1–3, 4–6, 7–9 (step 0 left over).
+    ctx = Context.load(tables({schema.M_OVERLAP: [9, 5, 6, 7, 1, 2, 3, 8, 8, 8]}), NOW)
+    overlap = ctx.get(schema.M_OVERLAP)
+    assert [w.median for w in overlap.chunks()] == [6.0, 2.0, 8.0]
+    low, high = overlap.lowest(), overlap.highest()
+    assert (low.median, low.first_step, low.last_step) == (2.0, 4, 6)
+    assert (high.median, high.first_step, high.last_step) == (8.0, 7, 9)
+    assert low.steps_text == "steps 4–6"
+    assert low.evidence_as("best") == {"best": 2.0, "best_window": [4, 6]}
+    assert low.evidence_as("best_margin", "best_window") == {"best_margin": 2.0, "best_window": [4, 6]}
+    assert ctx.recent(schema.M_OVERLAP) == 8.0 and ctx.recent(schema.M_GAP) is None
+
+
+def test_trend_findings_name_their_reference_window():
+    # Falling from 0.6 (so not stalled) to its best 0.05 at steps 4–6, then back up to 0.4: risen by 0.35.
+    rose = [0.6] * 3 + [0.05] * 4 + [0.4] * 3
+    v = verdict("score_separation", tables({schema.M_OVERLAP: rose}))
+    assert v.level == "warn" and "(steps 4–6)" in v.reason
+    assert v.evidence["best"] == 0.05 and v.evidence["best_window"] == [4, 6]
+    grew = [0.4] * 3 + [0.3] * 4 + [0.6] * 3  # smallest window 0.3 at steps 4–6, recent 0.6: grown by 0.3
+    meta = {"two_modality": True, "modalities": ["image", "text"]}
+    v = verdict("modality_gap", tables({schema.M_GAP: grew}, meta=meta))
+    assert v.level == "warn" and "grew from 0.30 (steps 4–6) to 0.60" in v.reason
+    assert v.evidence["smallest"] == 0.3 and v.evidence["smallest_window"] == [4, 6]

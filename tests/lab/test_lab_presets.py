@@ -271,3 +271,12 @@ def test_a_preset_has_settings_or_a_runner():
         dataclasses.replace(base, runner=sp.run_sentence_preset, runner_plan=lambda s: [("a", 1)])
     with pytest.raises(ValueError, match="go together"):
         Preset("x", "t", "p", "c", "e", (), base.check, runner=sp.run_sentence_preset)
+
+
+def test_every_check_refuses_what_is_not_a_run_naming_what_it_takes():
+    # The lab checks and the sentence check share one reader of runs; each names its own result type.
+    for name in PRESETS.keys() - {sp.NAME}:
+        with pytest.raises(TypeError, match="expected a Run, LabResult or run path, got int"):
+            PRESETS[name].check([3])
+    with pytest.raises(TypeError, match="expected a Run, SentenceRunResult or run path, got int"):
+        PRESETS[sp.NAME].check([3])
