@@ -108,6 +108,18 @@ class RunPlots:
         """The positive/negative histogram overlap over training."""
         return _figure(views.overlap(self.data), "pos/neg overlap")
 
+    def ranks(self) -> go.Figure:
+        """MRR and recall@1/5/10 of each anchor's positive over training (GroCo's retrieval view)."""
+        return _figure(views.rank_metrics(self.data), "positive ranks")
+
+    def ordering_violations(self) -> go.Figure:
+        """Share of (positive, negative) pairs ordered wrongly, 1 − AUROC, over training (GroCo)."""
+        return _figure(views.ordering_violations(self.data), "ordering violations")
+
+    def false_negatives(self) -> go.Figure:
+        """Same-label negatives' share of the negatives and of the penalty over training (needs labels, τ)."""
+        return _figure(views.false_negatives(self.data), "false negatives")
+
     # -- Geometry -----------------------------------------------------------------------------------------
     def alignment_uniformity(self) -> go.Figure:
         """Alignment and uniformity over training."""
@@ -134,6 +146,18 @@ class RunPlots:
         """τ, hardness entropy, effective negatives and DCL coupling over training."""
         return _figure(views.temperature_trend(self.data), "temperature over training")
 
+    def tau_quantiles(self) -> go.Figure:
+        """10/50/90 % quantiles of a per-sample τ over training (iSogCLR)."""
+        return _figure(views.tau_quantiles(self.data), "per-sample τ quantiles")
+
+    def tau_by_class(self) -> go.Figure:
+        """Each class's mean per-sample τ over training (needs labels and a per-sample τ)."""
+        return _figure(views.tau_by_class(self.data), "τ per class")
+
+    def tau_vs_class_frequency(self) -> go.Figure:
+        """Each class's recent mean τ against its share of the rows, with Spearman ρ (iSogCLR's claim)."""
+        return _figure(views.tau_vs_class_frequency(self.data), "τ against class frequency")
+
     # -- Modality gap -------------------------------------------------------------------------------------
     def modality_gap(self) -> go.Figure:
         """Modality gap and matched-pair distance over training (two-modality runs)."""
@@ -152,6 +176,33 @@ class RunPlots:
         if not self.data.run.two_modality:
             raise ValueError(views.EMPTY["one_modality"])
         return _figure(views.modality_gap_view(self.data, self._snapshot(step)), "2-D gap view")
+
+    def _pair_step(self, step: int | None) -> int:
+        steps = views.pair_steps(self.data)
+        if not steps:
+            raise ValueError(
+                "no per-pair metrics: pass three or more modalities to `Monitor.log` as one mapping, "
+                '`mon.log(step, {"image": zi, "text": zt, "audio": za})`'
+            )
+        if step is None:
+            return steps[-1]
+        if step not in steps:
+            raise ValueError(f"no per-pair metrics at step {step}; logged steps: {steps}")
+        return int(step)
+
+    def modality_matrix(self, base: str = "gap", step: int | None = None) -> go.Figure:
+        """The N×N ``"gap"`` or ``"retrieval"`` matrix of a mapping run at ``step`` (default: newest)."""
+        return _figure(views.modality_matrix(self.data, self._pair_step(step), base), f"{base} matrix")
+
+    def pair_evolution(self, base: str = "gap") -> go.Figure:
+        """One line per pair of modalities over training, of ``"gap"`` or ``"retrieval"``."""
+        return _figure(views.pair_evolution(self.data, base), f"{base} of each pair")
+
+    def mip(self, step: int | None = None) -> go.Figure:
+        """Symile's MIP of matched against mismatched tuples at ``step`` (default: newest; N ≥ 3)."""
+        return _figure(
+            views.mip_distribution(self.data, self._step("scores", step)), "multilinear inner product"
+        )
 
     # -- Spectrum -----------------------------------------------------------------------------------------
     def spectrum(self, step: int | None = None) -> go.Figure:

@@ -162,3 +162,46 @@ def test_repr_html_summarizes_and_escapes(tmp_path, simclr):
     page = cldiag.read_run(evil)._repr_html_()
     assert "<script>" not in page and "<b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;done&lt;/b&gt;" in page
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory) -> cldiag.Run:
+    """Three modalities as one mapping, labels and a per-sample τ: every literature chart has data."""
+    path = tmp_path_factory.mktemp("plot") / "three"
+    g = torch.Generator().manual_seed(0)
+    with cldiag.Monitor(path, pairwise_every=2, spectrum_every=0, curves_every=0, snapshot_every=0) as mon:
+        for step in range(6):
+            z = {m: torch.randn(32, 8, generator=g) for m in ("image", "text", "audio")}
+            labels = torch.arange(32) % 4
+            tau = 0.1 + 0.02 * labels.float()
+            mon.log(step, z, labels=labels, temperature=tau, loss=1.0)
+    return cldiag.read_run(path)
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("ranks", {}),
+        ("ordering_violations", {}),
+        ("false_negatives", {}),
+        ("tau_quantiles", {}),
+        ("tau_by_class", {}),
+        ("tau_vs_class_frequency", {}),
+        ("modality_matrix", {"base": "gap"}),
+        ("modality_matrix", {"base": "retrieval", "step": 2}),
+        ("pair_evolution", {"base": "retrieval"}),
+        ("mip", {}),
+    ],
+)
+def test_literature_charts_are_the_dashboard_figures(three, method, kwargs):
+    fig = getattr(three.plot, method)(**kwargs)
+    assert isinstance(fig, go.Figure) and fig.layout.title.text and fig.data
+
+
+def test_literature_charts_say_what_a_run_lacks(simclr, three):
+    with pytest.raises(ValueError, match="as one mapping"):
+        simclr.plot.modality_matrix()
+    with pytest.raises(ValueError, match="no per-pair metrics at step 3"):
+        three.plot.modality_matrix(step=3)
+    with pytest.raises(ValueError, match=r"per-sample τ quantiles: the run logged nothing"):
+        simclr.plot.tau_quantiles()
