@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cldiag import schema
-from cldiag.figures._common import finish, require_columns, require_rows
-from cldiag.figures.scores import histogram_matrices, overlap_coefficient
+from cldiag.figures._common import finish, require_columns
+from cldiag.figures.scores import density_overlay, overlap_coefficient
 
 __all__ = ["fig_mip_overlay", "fig_pair_matrix", "pair_matrix"]
 
@@ -118,35 +118,10 @@ def fig_mip_overlay(hist_at_step: pd.DataFrame, *, title: str | None = None) -> 
     Returns:
         One bar trace per present kind over the MIP axis [−1, 1].
     """
-    require_columns(hist_at_step, ("step", "kind", "bin_left", "bin_right", "count"), "histograms frame")
-    mip = hist_at_step.loc[hist_at_step["kind"].isin(list(_MIP_KINDS))]
-    require_rows(mip, "MIP histograms")
-    steps = mip["step"].unique()
-    if steps.size != 1:
-        raise ValueError(f"expected the MIP histograms of one step, got {steps.size} steps")
-    matrices = histogram_matrices(mip)
-    fig = go.Figure()
-    for kind, (label, color) in _MIP_KINDS.items():
-        if kind not in matrices:
-            continue
-        m = matrices[kind]
-        fig.add_trace(
-            go.Bar(
-                x=m.centers,
-                y=m.density()[0],
-                width=np.diff(m.edges),
-                name=label,
-                marker={"color": color, "line": {"width": 0}},
-                opacity=0.55,
-                customdata=m.counts[0],
-                hovertemplate="MIP %{x:.3f}<br>density %{y:.3g}<br>count %{customdata:.0f}<extra></extra>",
-            )
-        )
+    fig, step, present = density_overlay(hist_at_step, _MIP_KINDS, x_name="MIP")
     if title is None:
-        title = f"Multilinear inner product at step {int(steps[0])}"
-        if len(matrices) == len(_MIP_KINDS):
-            overlap = overlap_coefficient(mip, schema.HIST_MIP_POS, schema.HIST_MIP_NEG)
+        title = f"Multilinear inner product at step {step}"
+        if len(present) == len(_MIP_KINDS):
+            overlap = overlap_coefficient(hist_at_step, schema.HIST_MIP_POS, schema.HIST_MIP_NEG)
             title += f" — matched/mismatched overlap {overlap:.2f}"
-    fig.update_layout(barmode="overlay", bargap=0)
-    fig.update_xaxes(range=[-1, 1])
     return finish(fig, title=title, x_title="Σ_k Π_m z_m,k (unit rows)", y_title="density")

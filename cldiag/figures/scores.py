@@ -187,6 +187,53 @@ def overlap_coefficient(hist_at_step: pd.DataFrame, a: str = "pos", b: str = "ne
     return float(np.minimum(pa_.counts[0] / sa, pb.counts[0] / sb).sum())
 
 
+def density_overlay(
+    hist_at_step: pd.DataFrame, kinds: Mapping[str, tuple[str, str | None]], *, x_name: str
+) -> tuple[go.Figure, int, list[str]]:
+    """Overlaid density bars of the histogram ``kinds`` present in one step's rows, over [−1, 1].
+
+    Args:
+        hist_at_step: histograms frame (``step, kind, bin_left, bin_right, count``); kinds not in ``kinds``
+            are ignored.
+        kinds: ``{kind: (legend label, colour)}``, in drawing order.
+        x_name: the value's name in the hover.
+
+    Returns:
+        ``(figure without title, the step, the kinds drawn)``.
+
+    Raises:
+        ValueError: missing columns, no rows of ``kinds``, or rows of more than one step.
+    """
+    require_columns(hist_at_step, _HIST_COLUMNS, "histograms frame")
+    rows = hist_at_step.loc[hist_at_step["kind"].isin(list(kinds))]
+    require_rows(rows, "histograms frame")
+    steps = rows["step"].unique()
+    if steps.size != 1:
+        raise ValueError(f"expected the histograms of one step, got {steps.size} steps")
+    matrices = histogram_matrices(rows)
+    fig = go.Figure()
+    present = [k for k in kinds if k in matrices]
+    for kind in present:
+        m = matrices[kind]
+        label, color = kinds[kind]
+        fig.add_trace(
+            go.Bar(
+                x=m.centers,
+                y=m.density()[0],
+                width=np.diff(m.edges),
+                name=label,
+                marker={"color": color, "line": {"width": 0}},
+                opacity=0.55,
+                customdata=m.counts[0],
+                hovertemplate=f"{x_name} %{{x:.3f}}<br>density %{{y:.3g}}<br>count %{{customdata:.0f}}"
+                "<extra></extra>",
+            ),
+        )
+    fig.update_layout(barmode="overlay", bargap=0)
+    fig.update_xaxes(range=[-1, 1])
+    return fig, int(steps[0]), present
+
+
 def fig_score_overlay(hist_at_step: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     """Overlaid score densities of every kind present at one step.
 
@@ -197,34 +244,12 @@ def fig_score_overlay(hist_at_step: pd.DataFrame, *, title: str | None = None) -
     Returns:
         One bar trace per kind (positive, negative, hardest negative), densities over the cosine axis.
     """
-    require_columns(hist_at_step, _HIST_COLUMNS, "histograms frame")
-    require_rows(hist_at_step, "histograms frame")
-    steps = hist_at_step["step"].unique()
-    if steps.size != 1:
-        raise ValueError(f"expected the histograms of one step, got {steps.size} steps")
-    fig = go.Figure()
-    matrices = histogram_matrices(hist_at_step)
-    kinds = [k for k in ("pos", "neg", "hard_neg") if k in matrices]
-    for kind in kinds:
-        m = matrices[kind]
-        fig.add_trace(
-            go.Bar(
-                x=m.centers,
-                y=m.density()[0],
-                width=np.diff(m.edges),
-                name=KIND_LABELS.get(kind, kind),
-                marker={"color": KIND_COLORS.get(kind), "line": {"width": 0}},
-                opacity=0.55,
-                customdata=m.counts[0],
-                hovertemplate="cosine %{x:.3f}<br>density %{y:.3g}<br>count %{customdata:.0f}<extra></extra>",
-            ),
-        )
+    kinds = {k: (KIND_LABELS.get(k, k), KIND_COLORS.get(k)) for k in ("pos", "neg", "hard_neg")}
+    fig, step, present = density_overlay(hist_at_step, kinds, x_name="cosine")
     if title is None:
-        title = f"Score distributions at step {int(steps[0])}"
-        if "pos" in kinds and "neg" in kinds:
+        title = f"Score distributions at step {step}"
+        if "pos" in present and "neg" in present:
             title += f" — pos/neg overlap {overlap_coefficient(hist_at_step):.2f}"
-    fig.update_layout(barmode="overlay", bargap=0)
-    fig.update_xaxes(range=[-1, 1])
     return finish(fig, title=title, x_title="cosine similarity", y_title="density")
 
 
