@@ -1190,17 +1190,7 @@ def pairwise_statistics(
     neg_hist = _fast_histogram(s, bins, edges) - pos_hist
     hard_hist = _fast_histogram(hardest, bins, edges)
     defined = torch.isfinite(pos).all() & torch.isfinite(hardest).all()
-    hard = coupling = false_neg = None
-    if taus is not None:
-        # One exp pass gives the hardness and, with labels, the false negatives' share of the penalty; a
-        # per-anchor τ adds a second pass (row 1) at each anchor's own τ for the share.
-        if tau_rows is not None and same is not None:
-            taus = torch.stack([taus.expand(n), tau_rows])
-        entropy, effective, pos_prob, same_share = _hardness_from_scores(s, pos, hardest, taus, same)
-        hard = Hardness(entropy[0], effective[0], pos_prob[0])
-        coupling = 1.0 - pos_prob[0]
-        if same is not None and same_share is not None:
-            false_neg = FalseNegativeShare(same.sum() / (n * (n - 1)), same_share[-1])
+    hard, coupling, false_neg = _at_temperature(s, pos, hardest, taus, tau_rows, same)
     ranks, violations = _order_stats(s, pos, hardest)  # the last use of s: it is overwritten
     del s
     col_sum = ua.sum(dim=0) @ ub.sum(dim=0)
@@ -1222,6 +1212,31 @@ def pairwise_statistics(
         ordering_violations=violations.mean(),
         false_negatives=false_neg,
     )
+
+
+def _at_temperature(
+    s: Tensor,
+    pos: Tensor,
+    hardest: Tensor,
+    taus: Tensor | None,
+    tau_rows: Tensor | None,
+    same: Tensor | None,
+) -> tuple[Hardness | None, Tensor | None, FalseNegativeShare | None]:
+    """:func:`pairwise_statistics`' terms at the run's τ: hardness, DCL coupling, false negatives' share.
+
+    One exp pass gives the hardness and, with labels, the false negatives' share of the penalty; a
+    per-anchor τ (``tau_rows``) adds a second pass (row 1) at each anchor's own τ for the share.
+    """
+    if taus is None:
+        return None, None, None
+    n = s.shape[0]
+    if tau_rows is not None and same is not None:
+        taus = torch.stack([taus.expand(n), tau_rows])
+    entropy, effective, pos_prob, same_share = _hardness_from_scores(s, pos, hardest, taus, same)
+    false_neg = None
+    if same is not None and same_share is not None:
+        false_neg = FalseNegativeShare(same.sum() / (n * (n - 1)), same_share[-1])
+    return Hardness(entropy[0], effective[0], pos_prob[0]), 1.0 - pos_prob[0], false_neg
 
 
 def _cone_of_unit(u: Tensor) -> Tensor:

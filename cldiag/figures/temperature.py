@@ -106,22 +106,7 @@ def fig_temperature_curves(
             col=col,
         )
         if run_tau is not None:
-            finite = part["value"][np.isfinite(part["value"])]
-            lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-            fig.add_trace(
-                go.Scatter(
-                    x=[run_tau, run_tau],
-                    y=[lo, hi],
-                    mode="lines",
-                    name=f"run τ = {run_tau:.3g}",
-                    legendgroup="run_tau",
-                    showlegend=k == 0,
-                    line={"color": "#d62728", "dash": "dash", "width": 1.2},
-                    hoverinfo="name",
-                ),
-                row=row,
-                col=col,
-            )
+            fig.add_trace(_tau_marker(part["value"], run_tau, first=k == 0), row=row, col=col)
         _, lower, upper = CURVES.get(curve, (curve, None, None))
         bounds = {k2: v for k2, v in (("clipmin", lower), ("clipmax", upper)) if v is not None}
         fig.update_yaxes(autorangeoptions=bounds, row=row, col=col)
@@ -131,6 +116,22 @@ def fig_temperature_curves(
     if title is None:
         title = f"Temperature curves at step {int(steps[0])}"
     return finish(fig, title=title, height=60 + 290 * rows, top=84)
+
+
+def _tau_marker(values: pd.Series, run_tau: float, *, first: bool) -> go.Scatter:
+    """The run's τ as a dashed vertical line over a panel's finite value range (legend on the first)."""
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    return go.Scatter(
+        x=[run_tau, run_tau],
+        y=[lo, hi],
+        mode="lines",
+        name=f"run τ = {run_tau:.3g}",
+        legendgroup="run_tau",
+        showlegend=first,
+        line={"color": "#d62728", "dash": "dash", "width": 1.2},
+        hoverinfo="name",
+    )
 
 
 def class_shares(frame: pd.DataFrame) -> pd.DataFrame:
