@@ -1511,7 +1511,7 @@ def step_statistics(a: Tensor, b: Tensor, *, two_modality: bool = False) -> dict
         return _step_statistics_two_modality(a, b, n_rows)
     # Views: only per-row dot products and norms (three passes over the data; no unit vectors are built).
     # Every op here is a kernel launch, which on a GPU costs more host time than the arithmetic at common
-    # batch sizes, so the per-row values are stacked and handled together (about 20 launches).
+    # batch sizes, so the per-row values are stacked and handled together (25 compute ops, 38 before).
     a32, b32 = a.float(), b.float()
     per_row = torch.stack(
         [torch.linalg.vector_norm(a32, dim=1), torch.linalg.vector_norm(b32, dim=1), (a32 * b32).sum(dim=1)]
