@@ -14,13 +14,18 @@ run                            what it shows
 ``collapse-no-negatives``      complete collapse: digits trained with the alignment term alone (no negatives)
 ``clip-pairs-tau0.01``         image↔caption CLIP at τ = 0.01: a large modality gap stays (Liang et al.)
 ``clip-pairs-tau1``            the same at τ = 1: the gap closes
+``symile-xor-triples``         three modalities whose label sits only in the triple (c = a XOR b),
+                               trained with Symile: the N×N gap and retrieval matrices and Symile's
+                               matched/mismatched score distribution (Saporta et al. 2024)
+``isogclr-imbalanced``         one learned τ per sample (iSogCLR) on 4 frequent and 16 rare classes: the
+                               τ quantiles, τ per class and τ against class frequency (Qiu et al. 2023)
 ``minilm-stdlib-pairs``        a real pretrained model: all-MiniLM-L6-v2 fine-tuned 40 steps with
                                MultipleNegativesRankingLoss on stdlib (docstring, signature) pairs
                                (:mod:`cldiag.lab.sentence_preset`; only with ``real_model=True``)
 =============================  ==========================================================================
 
 Every run is compacted to one part file per table after training, which keeps the directory small and
-quick to open. The eight lab runs (:data:`SAMPLE_RUNS`) cost about 80 CPU-seconds on one thread and write
+quick to open. The ten lab runs (:data:`SAMPLE_RUNS`) cost about 60 CPU-seconds on one thread and write
 a few MB; that is what ``cldiag demo`` rebuilds. The real-model run (:data:`REAL_MODEL_RUNS`) needs the
 ``st`` extra (sentence-transformers and the MiniLM weights) and about 2 CPU-minutes more (206 CPU-seconds
 measured for all nine runs against 80 for the eight; see docs/lab.md), so only
@@ -33,7 +38,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from cldiag.lab import sentence_preset
+from cldiag.lab import presets, sentence_preset
 from cldiag.lab.trainer import LabConfig, LabProgress, train
 
 __all__ = ["REAL_MODEL_CONFIG", "REAL_MODEL_RUNS", "SAMPLE_RUNS", "make_sample_runs"]
@@ -62,6 +67,9 @@ SAMPLE_RUNS: dict[str, LabConfig] = {
     "collapse-no-negatives": _DIGITS.replace(loss="align", steps=400, snapshot_every=100),
     "clip-pairs-tau0.01": _PAIRS.replace(temperature=0.01),
     "clip-pairs-tau1": _PAIRS.replace(temperature=1.0),
+    # Issue 15's preset runs, as `cldiag lab three-modalities` and `… individual-temperature` train them.
+    "symile-xor-triples": dict(presets.PRESETS["three-modalities"].settings)["symile"],
+    "isogclr-imbalanced": dict(presets.PRESETS["individual-temperature"].settings)["s0"],
 }
 """Run name → configuration of every lab sample run (seed 0 throughout)."""
 
