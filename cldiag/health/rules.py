@@ -150,7 +150,8 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         name="score_separation",
         title="Positive/negative score separation",
-        needs="pos_neg_overlap or retrieval_acc (pairwise statistics with two views)",
+        needs="pos_neg_overlap or retrieval_acc (pairwise statistics with two views); mip_overlap instead "
+        "for three or more modalities logged as one mapping",
         alarm=(
             Condition("overlap ≥ {}", (T.OVERLAP_ALARM,)),
             Condition("retrieval ≤ {}/B (B > {})", (T.RETRIEVAL_CHANCE_FACTOR, T.RETRIEVAL_MIN_BATCH)),

@@ -45,10 +45,10 @@ def _overlap_findings(overlap: Series, ev: dict[str, Any]) -> list[Finding]:
     median = overlap.tail().median
     if median >= T.OVERLAP_WARN:
         level = _cap_short("alarm" if median >= T.OVERLAP_ALARM else "warn", overlap)
-        reason = (
-            f"Positive and negative scores overlap by {median:.0%}: the model cannot tell a positive pair "
-            "from a negative one."
-        )
+        what = ("Positive and negative scores", "a positive pair from a negative one")
+        if overlap.metric == schema.M_MIP_OVERLAP:
+            what = ("Matched and mismatched tuples' multilinear scores", "matched from mismatched tuples")
+        reason = f"{what[0]} overlap by {median:.0%}: the model cannot tell {what[1]}."
         return [Finding(level, reason, ev)]
     return [] if overlap.short else _overlap_trend(overlap, ev)
 
@@ -85,12 +85,20 @@ def check_score_separation(ctx: Context) -> Outcome | None:
     While a series is too short for its recent window to be separate from the first one, the rule says
     **warn** at most (a run at its first steps is at chance by nature).
 
+    A run of three or more modalities logged as one mapping has ``mip_overlap``: the overlap of Symile's
+    multilinear inner product of matched and mismatched tuples. It is judged instead of the first pair's
+    ``pos_neg_overlap`` and ``retrieval_acc``, with the same cut-offs: a Symile run scores whole tuples, and
+    when the information sits only in the tuple its first pair stays at chance by design (Saporta et al.
+    2024's XOR set), which is no fault of the run.
+
     Source: Zhu et al. (ICCV 2021) visualise the two distributions separating during healthy training but
     give no cut-off; the thresholds are a documented heuristic on the overlap's [0, 1] scale and the 1/B
     chance level of in-batch retrieval.
     """
-    overlap = ctx.get(schema.M_OVERLAP)
-    retrieval = ctx.get(schema.M_RETRIEVAL)
+    overlap = ctx.get(schema.M_MIP_OVERLAP)
+    retrieval = None
+    if overlap is None:
+        overlap, retrieval = ctx.get(schema.M_OVERLAP), ctx.get(schema.M_RETRIEVAL)
     if overlap is None and retrieval is None:
         return None
     findings: list[Finding] = []

@@ -168,6 +168,16 @@ def test_score_separation_retrieval_at_chance(batch, retrieval, expected):
     assert v.level == expected
 
 
+def test_score_separation_of_n_modalities_judges_the_multilinear_scores():
+    # Symile on an XOR-style set: the first pair is at chance by design, the triples are well separated.
+    pair_at_chance = {schema.M_OVERLAP: 0.95, schema.M_RETRIEVAL: 0.0, schema.M_BATCH: 128.0}
+    v = verdict("score_separation", tables({**pair_at_chance, schema.M_MIP_OVERLAP: 0.09}))
+    assert v.level == "ok" and v.evidence["metric"] == schema.M_MIP_OVERLAP
+    v = verdict("score_separation", tables({**pair_at_chance, schema.M_MIP_OVERLAP: T.OVERLAP_ALARM}))
+    assert v.level == "alarm" and "matched from mismatched tuples" in v.reason
+    assert level("score_separation", tables(pair_at_chance)) == "alarm"  # two modalities: the pair is judged
+
+
 def test_score_separation_short_series_is_at_most_warn():
     t = tables(scalars({schema.M_OVERLAP: [0.9] * 4}))
     assert level("score_separation", t) == "warn"
