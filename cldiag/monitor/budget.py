@@ -2,13 +2,14 @@
 
 A :meth:`~cldiag.Monitor.log` call does three sorts of work:
 
-- the **base**: argument checks, the loss, τ and batch-size scalars, buffering and bookkeeping. Every
-  step, a few dozen microseconds of host time; it cannot be scheduled.
+- the **base**: argument checks, the loss, τ and batch-size scalars, buffering, bookkeeping and the
+  occasional flush; with it, the writer thread's CPU. Every step, it cannot be scheduled. Measured on the
+  project's 2-core VM (``benchmarks/README.md``): ≈ 0.03 ms a call back to back, ≈ 0.13 ms right after a
+  4.6 ms CPU training step (cold caches), and the writer ≈ 1.4 % of that step's wall time.
 - the **step statistics** (kind :data:`STEP`, ``"step"``): :func:`cldiag.functional.step_statistics`,
   ``O(B·d)`` but some 25 kernels (alignment, positive cosine, norms, non-finite share; gap, cones and
-  matched distance for two modalities). At its default spacing ``step_every = 1`` this is most of the
-  Monitor's per-step cost: ≈ 0.2 ms on a 4.6 ms CPU step, ≈ 0.7 ms of launches on a 2.3 ms GPU step
-  (issue 14, ``benchmarks/README.md``).
+  matched distance for two modalities): ≈ 0.2–0.4 ms on that CPU step, ≈ 0.7 ms of launches on a 2.3 ms
+  GPU step (issue 14). At ``step_every = 1`` this was most of the Monitor's per-step cost.
 - the **heavy kinds** (:data:`KINDS`): pairwise, spectrum and curves, milliseconds each.
 
 With fixed cadences the share of wall time this takes depends on the machine and the step: negligible on a
@@ -19,30 +20,39 @@ With fixed cadences the share of wall time this takes depends on the machine and
 - the Monitor's time inside each call, split into the base, the step statistics and each heavy kind,
 - the writer thread's CPU time (charged when the training thread next enters the Monitor),
 
-and decides at each step which kinds are due, so that the **total** (base, step statistics, heavy work and
-writer) stays within the budget:
+and decides at each step which kinds are due, so that the **total** (base, writer, step statistics and
+heavy work) stays within the budget:
 
 1. **Stretched cadences.** ``step_every`` and the ``*_every`` are minimum spacings. With ``T`` the
    training's time per step, the allowance per step is ``r·T`` with ``r = budget / (1 − budget)``
-   (own ≤ budget × (own + training) ⇔ own ≤ r × training). The base ``c_0`` is paid first; what is left,
-   ``money = r·T − c_0``, is for the scheduled kinds, whose demand at the configured spacings is
-   ``Σ c_k / every_k`` (the step statistics included). Every spacing is stretched by one common factor
-   ``s = max(1, demand / money)``, so the kinds keep their configured proportions: when the step
-   statistics come every 3 steps, pairwise work comes every 75.
-2. **A debt bound on the heavy kinds.** A running account ``debt += own − r·training`` (floored at minus
-   the cost of one heavy step, so idle time cannot be saved up for a burst) must be ≤ 0 for a heavy kind
-   to start. The step statistics are paid into it, so the heavy kinds wait for them, but they are not
-   held back by it: they come at their stretched spacing, ``⌈every·s⌉`` steps apart, regularly (gated by
-   the debt they would come in bunches whenever it dips below zero, and a chart of them would read as
-   irregular sampling). Over any window the share thus exceeds the budget by at most one heavy
-   computation's cost (plus the lag of the moving averages behind a change of step time).
-3. **A base over the budget.** When the base alone takes more than three quarters of the allowance (a
-   very short step: argument checks and bookkeeping are then near the budget by themselves), the scheduled
-   kinds keep a quarter of it (``money ≥ r·T / 4``, and the base is paid into the debt only up to
-   ``¾·r·training``) rather than stopping: the statistics still come, rarely, and the share is then over
-   the budget by about ``c_0 − ¾·r·T``; ``meta.json``'s ``overhead.share`` and ``base_share`` say so. (A
-   first version let an unscheduled per-step cost use up the allowance: on a small CPU step a
-   1,500-step loop then got one pairwise point, at step 0.)
+   (own ≤ budget × (own + training) ⇔ own ≤ r × training). The unscheduled cost per step ``c_0`` (base
+   and writer) is paid first; what is left, ``money = r·T − c_0``, is for the scheduled kinds, whose
+   demand at the configured spacings is ``Σ c_k / every_k`` (the step statistics included). Every spacing
+   is stretched by one common factor ``s = max(1, demand / money)``, so the kinds keep their configured
+   proportions: when the step statistics come every 3 steps, pairwise work comes every 75.
+2. **A debt bound on the heavy kinds.** A running account ``debt += own − r·training`` (all of the
+   Monitor's time: base, writer, step statistics, heavy work; floored at minus the cost of one heavy step,
+   so idle time cannot be saved up for a burst) must be ≤ 0 for a heavy kind to start. Over any window
+   the share thus exceeds the budget by at most one heavy computation's cost, plus, where the step
+   statistics' cost is underestimated, what they overspent since the last heavy step (see 3).
+3. **The step statistics are not gated by the debt**, only spaced: they come ``⌈every·s⌉`` steps apart,
+   regularly (gated by the debt they would come in bunches whenever it dips below zero, and a chart of
+   them would read as irregular sampling). Their time is paid into the debt, so the heavy kinds wait for
+   them. One exception: while a heavy kind is past its stretched spacing and waiting for the debt, the
+   step statistics yield to it (they skip their turn until the heavy kind has run). Without that, a
+   step-statistics cost that the moving average underestimates (preemptions on a loaded machine: the
+   average clips each sample at 4× itself) keeps the debt above zero and starves the heavy kinds (in a
+   test with an occasional 20× slower call, one pairwise step in 20,000). When the estimates are right
+   the debt is paid off between two heavy steps and the yield rarely happens.
+4. **A base over the budget.** When the unscheduled cost alone is more than three quarters of the
+   allowance (a very short step, where argument checks, bookkeeping and the writer are near the budget by
+   themselves), the scheduled kinds keep a quarter of it (``money ≥ r·T / 4``, and the debt forgives what
+   ``c_0`` is over ``¾·r·T``) rather than stopping: the statistics still come, rarely, and the share is
+   then over the budget by about ``c_0 − ¾·r·T``; ``meta.json``'s ``overhead.share`` and ``base_share``
+   say so. (A first version let an unscheduled per-step cost use up the allowance: on a small CPU step a
+   1,500-step loop then got one pairwise point, at step 0.) ``c_0`` is a moving average that is not
+   clipped, unlike the others, because the debt forgives from it and must not do so from an estimate
+   biased low.
 
 The first computation of each kind comes at its first due step (its cost is unknown until then). A heavy
 step always has its step statistics too (the Monitor computes them there, whatever the spacing, and they
@@ -71,7 +81,7 @@ from dataclasses import dataclass
 __all__ = ["KINDS", "SCHEDULED", "STEP", "FixedCadence", "OverheadBudget", "Schedule"]
 
 STEP = "step"
-"""The per-step statistics' kind (spacing ``step_every``): stretched by the budget, never held by its debt."""
+"""The per-step statistics' kind (spacing ``step_every``): stretched by the budget, not gated by its debt."""
 
 KINDS: tuple[str, ...] = ("pairwise", "spectrum", "curves")
 """The heavy kinds, in the order the Monitor asks for them and hands them to its heavy step."""
@@ -82,6 +92,7 @@ SCHEDULED: tuple[str, ...] = (STEP, *KINDS)
 _EMA_STEP = 0.05  # training time and base cost per step: smooth over ~20 steps
 _EMA_KIND = 0.3  # a heavy kind's cost: few samples, follow them quickly
 _EMA_FREQUENT = 0.05  # the step statistics' cost: measured often, smooth like the base
+_EMA_UNSCHEDULED = 0.01  # unscheduled cost per call: slow (the writer's CPU comes in bursts), unclipped
 _MIN_MONEY = 0.25  # the share of the allowance the scheduled kinds keep however large the base is
 
 
@@ -137,12 +148,13 @@ class BudgetState:
 
     Attributes:
         train: the training's time per step outside the Monitor (moving average); None before two calls.
-        base: the Monitor's per-call cost outside the scheduled kinds (moving average).
+        base: the unscheduled cost per call: the call's time outside the scheduled kinds plus the writer
+            CPU charged at it (moving average).
         cost: each scheduled kind's cost (moving average); a kind never computed is absent.
-        debt: the Monitor's time (scheduled kinds, writer CPU, base up to ``¾·r`` × training) minus ``r``
-            × training time, floored at minus one heavy cost.
+        debt: the Monitor's time (calls and writer CPU) minus ``r`` × training time, less what the
+            unscheduled cost per step is over ``¾·r`` × training time, floored at minus one heavy cost.
         own_total: the Monitor's total time (calls and writer CPU).
-        base_total: the part of ``own_total`` outside the scheduled kinds and the writer.
+        base_total: the unscheduled part of ``own_total``: the calls' base and the writer's CPU.
         train_total: the training's total time between calls.
         stretch: the factor the minimum spacings were last stretched by (1 = the configured cadence).
     """
@@ -164,7 +176,7 @@ class BudgetState:
 
     @property
     def base_share(self) -> float:
-        """The unschedulable base's part of :attr:`share` (0 before any call)."""
+        """The unscheduled part of :attr:`share`: the calls' base and the writer (0 before any call)."""
         total = self.own_total + self.train_total
         return self.base_total / total if total > 0 else 0.0
 
@@ -207,6 +219,7 @@ class OverheadBudget(Schedule):
         self._entered = 0.0
         self._train = 0.0  # the training's time before the current call
         self._scheduled = 0.0  # scheduled kinds' time inside the current call
+        self._charged = 0.0  # writer CPU charged during the current call
 
     def begin(self) -> None:  # noqa: D102 - see Schedule
         now = self.clock()
@@ -220,7 +233,7 @@ class OverheadBudget(Schedule):
             st.train_total += train
             self._pay(-self._ratio * train)
             self._train = train
-        self._entered, self._scheduled = now, 0.0
+        self._entered, self._scheduled, self._charged = now, 0.0, 0.0
         st.stretch = self._stretch()
 
     def due(self, kind: str, step: int) -> bool:  # noqa: D102 - see Schedule
@@ -230,8 +243,11 @@ class OverheadBudget(Schedule):
             return False
         if last is None:  # the first one measures the kind's cost, whatever the debt
             return _due_fixed(step, every)
-        spaced = step - last >= every * self.state.stretch
-        return spaced if kind == STEP else spaced and self.state.debt <= 0
+        if step - last < every * self.state.stretch:
+            return False
+        # The step statistics keep their spacing, except while a heavy kind waits for the debt: then they
+        # yield to it (otherwise estimates a little low could keep the debt above zero for good).
+        return not self._heavy_waiting(step) if kind == STEP else self.state.debt <= 0
 
     def start(self) -> float:  # noqa: D102 - see Schedule
         return self.clock()
@@ -257,19 +273,38 @@ class OverheadBudget(Schedule):
         base = max(0.0, own - self._scheduled)
         st.base_total += base
         st.own_total += own
-        # The base is paid first, but never past ¾ of this step's allowance: the rest stays for the
-        # scheduled kinds, so a base over the budget thins the statistics instead of stopping them.
-        self._pay(self._scheduled + min(base, (1.0 - _MIN_MONEY) * self._ratio * self._train))
-        if self._calls:  # a preempted call moves the typical cost by at most 4× (the debt counts it all)
-            base = st.base + _EMA_STEP * (min(base, 4.0 * st.base) - st.base)
-        st.base = base
+        # Everything is paid; what the unscheduled cost per step is over ¾ of the allowance is forgiven, so
+        # a base over the budget thins the scheduled kinds instead of stopping them.
+        self._pay(self._scheduled + base - self._excess())
+        # Not clipped like the step's estimates: the debt forgives from it, so it must not be biased low.
         self._calls += 1
+        unscheduled = base + self._charged
+        st.base += max(1.0 / self._calls, _EMA_UNSCHEDULED) * (unscheduled - st.base)
         self._left = now
 
     def charge(self, seconds: float) -> None:  # noqa: D102 - see Schedule
         if seconds > 0:
-            self.state.own_total += seconds
+            st = self.state
+            st.own_total += seconds
+            st.base_total += seconds
+            self._charged += seconds
             self._pay(seconds)
+
+    def _excess(self) -> float:
+        """How far the unscheduled cost per step is over ¾ of the allowance (0 when it is not)."""
+        allowance = self._ratio * (self.state.train or 0.0)
+        return max(0.0, self.state.base - (1.0 - _MIN_MONEY) * allowance)
+
+    def _heavy_waiting(self, step: int) -> bool:
+        """Whether a heavy kind is past its stretched spacing and held back by the debt."""
+        st = self.state
+        if st.debt <= 0:
+            return False
+        for kind in KINDS:
+            every, last = self.every.get(kind, 0), self._last.get(kind)
+            if every > 0 and last is not None and step - last >= every * st.stretch:
+                return True
+        return False
 
     def _pay(self, amount: float) -> None:
         """Add ``amount`` to the debt, which never goes below minus one heavy computation's cost."""
