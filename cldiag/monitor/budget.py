@@ -89,7 +89,7 @@ KINDS: tuple[str, ...] = ("pairwise", "spectrum", "curves")
 SCHEDULED: tuple[str, ...] = (STEP, *KINDS)
 """Every kind a schedule decides on."""
 
-_EMA_STEP = 0.05  # training time and base cost per step: smooth over ~20 steps
+_EMA_STEP = 0.05  # training time per step: smooth over ~20 steps
 _EMA_KIND = 0.3  # a heavy kind's cost: few samples, follow them quickly
 _EMA_FREQUENT = 0.05  # the step statistics' cost: measured often, smooth like the base
 _EMA_UNSCHEDULED = 0.01  # unscheduled cost per call: slow (the writer's CPU comes in bursts), unclipped
@@ -185,7 +185,8 @@ class OverheadBudget(Schedule):
     """Schedule the step statistics and the pairwise / spectrum / curves work within ``fraction``.
 
     The Monitor's share of wall time stays ≤ ``fraction`` over any window, give or take one heavy
-    computation, as long as its unschedulable base is under three quarters of it (see the module).
+    computation, as long as its unscheduled cost (base and writer) is under three quarters of it (see the
+    module).
 
     Args:
         fraction: the largest share of wall time (training + Monitor) the Monitor may take, in (0, 1).
