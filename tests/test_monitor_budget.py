@@ -5,6 +5,7 @@ Deterministic: every test drives an injected clock; nothing here measures real t
 
 from __future__ import annotations
 
+import doctest
 import itertools
 import math
 import statistics
@@ -14,6 +15,7 @@ import torch
 
 from cldiag import Monitor, read_run
 from cldiag import functional as F
+from cldiag.monitor import budget as budget_module
 from cldiag.monitor.budget import KINDS, STEP, FixedCadence, OverheadBudget, check_budget
 
 EVERY = {"step": 1, "pairwise": 25, "spectrum": 250, "curves": 250}
@@ -181,6 +183,11 @@ def test_fixed_cadence_step_every():
     # Under an ample budget, a minimum spacing of 4 from the last computation, a heavy step's included.
     done, *_ = run(0.03, 0.3, every=dict(EVERY, step=4), steps=60)
     assert done[STEP] == [0, 4, 8, 12, 16, 20, 24, 25, 29, 33, 37, 41, 45, 49, 50, 54, 58]
+
+
+def test_budget_doctests_pass():
+    result = doctest.testmod(budget_module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, float("nan")])
