@@ -20,6 +20,8 @@ from cldiag.monitor.writer import open_run
         ({"pairwise_every": -1}, "pairwise_every must be an int >= 0"),
         ({"curves_every": 2.0}, "curves_every must be an int >= 0"),
         ({"flush_every": 0}, "flush_every must be an int >= 1"),
+        ({"step_every": 0}, "step_every must be an int >= 1"),
+        ({"step_every": 2.0}, "step_every must be an int >= 1"),
         ({"bins": 1001}, r"bins must be an int in \[2, 1000\]"),
         ({"snapshot_size": 0}, r"snapshot_size must be an int in \[1, 100000\]"),
         ({"taus": []}, "taus must be a non-empty sequence of positive numbers"),
@@ -37,6 +39,12 @@ def test_cadence_is_frozen_and_normalises_its_values():
     with pytest.raises(AttributeError):
         c.pairwise_every = 3  # type: ignore[misc]
     assert torch.equal(c.taus_tensor(), torch.tensor(DEFAULT_TAUS, dtype=torch.float32))
+
+
+def test_cadence_every_includes_the_step_statistics():
+    c = Cadence(step_every=4, pairwise_every=8)
+    assert c.every() == {"step": 4, "pairwise": 8, "spectrum": 250, "curves": 250}
+    assert Cadence().step_every == 1  # every step unless asked: budget=None behaves as before
 
 
 def test_config_doctests_pass():

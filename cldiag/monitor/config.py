@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cldiag.monitor.budget import check_budget
+from cldiag.monitor.budget import STEP, check_budget
 
 __all__ = ["DEFAULT_TAUS", "MAX_BINS", "MAX_SNAPSHOT", "Cadence"]
 
@@ -29,6 +29,9 @@ class Cadence:
     """When the Monitor computes each kind of statistic and when it writes.
 
     Attributes:
+        step_every: steps between the per-step statistics (alignment, positive cosine, norms, non-finite
+            share; gap, cones and matched distance for two modalities), ≥ 1. Loss, τ and batch size are
+            logged at every step whatever it is, and a step with heavy work always has them.
         pairwise_every: steps between O(B²) statistics (uniformity, histograms, tolerance, hardness). 0 = off.
         spectrum_every: steps between covariance spectra and effective rank. 0 = off.
         curves_every: steps between temperature curves over ``taus``. 0 = off.
@@ -41,9 +44,9 @@ class Cadence:
         heartbeat_secs: how often ``meta.json``'s heartbeat is refreshed while the process lives.
         compact_parts: a table holding more than this many part files is compacted in the background
             after the flush that passed it (0 = only at close, when ``compact_on_close``).
-        budget: the largest share of wall time the Monitor may take (default 0.03); the pairwise,
-            spectrum and curves cadences above are then minimum spacings, stretched as needed (see
-            :mod:`cldiag.monitor.budget`). ``None`` = fixed cadences.
+        budget: the largest share of wall time the Monitor may take (default 0.03); the step, pairwise,
+            spectrum and curves cadences above are then minimum spacings, stretched by one common factor
+            as needed (see :mod:`cldiag.monitor.budget`). ``None`` = fixed cadences.
 
     Example:
         >>> Cadence(pairwise_every=10).pairwise_every
@@ -54,6 +57,7 @@ class Cadence:
         ValueError: bins must be an int in [2, 1000], got 1
     """
 
+    step_every: int = 1
     pairwise_every: int = 25
     spectrum_every: int = 250
     curves_every: int = 250
@@ -72,8 +76,10 @@ class Cadence:
             value = getattr(self, arg)
             if not _is_int(value) or value < 0:
                 raise ValueError(f"{arg} must be an int >= 0 (0 turns it off), got {value!r}")
-        if not _is_int(self.flush_every) or self.flush_every < 1:
-            raise ValueError(f"flush_every must be an int >= 1, got {self.flush_every!r}")
+        for arg in ("step_every", "flush_every"):
+            value = getattr(self, arg)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{arg} must be an int >= 1, got {value!r}")
         if not _is_int(self.compact_parts) or self.compact_parts < 0:
             raise ValueError(
                 f"compact_parts must be an int >= 0 (0: only at close), got {self.compact_parts!r}"
@@ -90,8 +96,16 @@ class Cadence:
             object.__setattr__(self, "budget", check_budget(self.budget))
 
     def every(self) -> dict[str, int]:
-        """The minimum spacing (or fixed cadence) of each heavy kind, by kind name (0 = off)."""
-        return {"pairwise": self.pairwise_every, "spectrum": self.spectrum_every, "curves": self.curves_every}
+        """The minimum spacing (or fixed cadence) of each scheduled kind, by kind name (0 = off).
+
+        The keys are :data:`cldiag.monitor.budget.SCHEDULED`: the step statistics and the heavy kinds.
+        """
+        return {
+            STEP: self.step_every,
+            "pairwise": self.pairwise_every,
+            "spectrum": self.spectrum_every,
+            "curves": self.curves_every,
+        }
 
     def taus_tensor(self) -> torch.Tensor:
         """The τ grid as a float32 tensor (on the CPU)."""

@@ -21,7 +21,7 @@ import torch
 from cldiag import dist, host_tables, schema
 from cldiag import functional as F
 from cldiag.integrations.outputs import HF_CLIP_KEYS, OPENCLIP_KEYS, model_outputs
-from cldiag.monitor.budget import KINDS, FixedCadence, OverheadBudget, Schedule
+from cldiag.monitor.budget import KINDS, STEP, FixedCadence, OverheadBudget, Schedule
 from cldiag.monitor.config import Cadence
 from cldiag.monitor.inputs import (
     StepNotIncreasing,
@@ -131,6 +131,11 @@ class Monitor:
             ``None`` (default) means ``a`` and ``b`` are two views of the same inputs (SimCLR/MoCo);
             snapshots keep both views.
         name: display name (default: the directory name).
+        step_every: steps between the per-step statistics (alignment, positive cosine, norms, non-finite
+            share; for two modalities gap, cones and matched distance), ≥ 1 (default 1: every step). The
+            loss, τ and batch size are logged at every step whatever it is, and a step with pairwise,
+            spectrum or curves work always has them. At a step without them a NaN/Inf loss is still flagged
+            (``nonfinite/loss``); NaN/Inf embeddings are seen at the next step that has them.
         pairwise_every: steps between O(B²) statistics (uniformity, histograms, tolerance, hardness). 0 = off.
         spectrum_every: steps between covariance spectra and effective rank. 0 = off.
         curves_every: steps between temperature curves over ``taus``. 0 = off.
@@ -154,9 +159,10 @@ class Monitor:
             ``snapshot_every`` shows its trained embeddings. ``False`` keeps to the cadences exactly.
         budget: the largest share of wall time the Monitor may take (default 0.03 = 3 %): it measures
             the training's time between :meth:`log` calls and its own time inside them (host clock only,
-            no device sync) and spaces the pairwise, spectrum and curves work so its share stays within
-            it; ``pairwise_every`` / ``spectrum_every`` / ``curves_every`` are then minimum spacings
-            (see :mod:`cldiag.monitor.budget`). ``None`` = fixed cadences. A
+            no device sync) and spaces the per-step statistics and the pairwise, spectrum and curves work
+            so its share stays within it; ``step_every`` / ``pairwise_every`` / ``spectrum_every`` /
+            ``curves_every`` are then minimum spacings, stretched by one common factor (see
+            :mod:`cldiag.monitor.budget`). ``None`` = fixed cadences. A
             :class:`~cldiag.monitor.budget.Schedule` (e.g. an ``OverheadBudget`` with its own clock) is
             used as given.
         compact_parts: while the run is written, a table holding more than this many part files is
@@ -187,6 +193,7 @@ class Monitor:
         config: Mapping[str, Any] | None = None,
         modalities: Sequence[str] | None = None,
         name: str | None = None,
+        step_every: int = 1,
         pairwise_every: int = 25,
         spectrum_every: int = 250,
         curves_every: int = 250,
@@ -207,6 +214,7 @@ class Monitor:
         cadence: Cadence | None = None,
     ) -> None:
         self.cadence = cadence or Cadence(
+            step_every=step_every,
             pairwise_every=pairwise_every,
             spectrum_every=spectrum_every,
             curves_every=curves_every,
@@ -655,8 +663,9 @@ class Monitor:
             raise ValueError("empty batch: a has 0 rows")
         self._set_dim(a.shape[1])
         first = len(self._pending.scalar_names)
-        self._per_step(step, a, b, loss, temperature)
         due = tuple(self._schedule.due(kind, step) for kind in KINDS)
+        # A heavy step always has its step statistics: its non-finite share tells which rows it dropped.
+        self._per_step(step, a, b, loss, temperature, stats=any(due) or self._schedule.due(STEP, step))
         if any(due):
             self._heavy(step, a, b, labels_t, temperature, *due, mods=mods)
         # The writer's own rows come first in a gathered batch; only they have metadata here.
@@ -680,15 +689,21 @@ class Monitor:
         b: torch.Tensor | None,
         loss: torch.Tensor | float | None,
         temperature: torch.Tensor | float | None,
+        stats: bool,
     ) -> None:
-        """Every step: O(B·d), no host sync."""
+        """Every step: batch size, loss and τ; with ``stats``, the step statistics. O(B·d), no host sync.
+
+        The step statistics are a scheduled kind (:data:`~cldiag.monitor.budget.STEP`), timed for the budget.
+        """
         mod_a, mod_b = self.modalities
         self._add(step, schema.M_BATCH, float(a.shape[0]))
-        if b is not None:
-            stats = F.step_statistics(a, b, two_modality=self.two_modality)
+        if b is not None and stats:
+            started = self._schedule.start()
+            values = F.step_statistics(a, b, two_modality=self.two_modality)
             for key, metric in _STEP_STATISTICS.items():
-                if key in stats:
-                    self._add(step, metric.format(a=mod_a, b=mod_b), stats[key])
+                if key in values:
+                    self._add(step, metric.format(a=mod_a, b=mod_b), values[key])
+            self._schedule.done(STEP, step, started)
         if loss is not None:
             self._add(step, schema.M_LOSS, loss)
         if isinstance(temperature, torch.Tensor) and temperature.ndim == 1:
@@ -1083,6 +1098,7 @@ class Monitor:
             self._meta["overhead"] = {
                 "budget": self._schedule.fraction,
                 "share": round(st.share, 6),
+                "base_share": round(st.base_share, 6),
                 "stretch": st.stretch if math.isfinite(st.stretch) else None,
             }
 
@@ -1132,7 +1148,7 @@ def _check_modalities(modalities: Sequence[str] | None) -> tuple[str, str] | Non
 
 
 def _schedule(cadence: Cadence, budget: float | Schedule | None) -> Schedule:
-    """The Monitor's schedule of heavy work: a given one, an overhead budget, or fixed cadences."""
+    """The Monitor's schedule of its statistics: a given one, an overhead budget, or fixed cadences."""
     if isinstance(budget, Schedule):
         return budget
     if cadence.budget is None:
