@@ -20,10 +20,10 @@ import pytest  # noqa: E402
 def _fixed_monitor_cadences():
     """Monitors in tests keep fixed cadences unless a test passes ``budget``.
 
-    The default overhead budget schedules heavy statistics by the real clock, so which steps get them would
-    depend on the machine's load; tests of the budget inject their own clock (tests/test_monitor_budget.py).
-    Session-scoped so that module- and session-scoped fixtures that write runs get it too. Scripts a test
-    runs in a subprocess pass ``budget=None`` themselves.
+    The default overhead budget schedules the step and heavy statistics by the real clock, so which steps
+    get them would depend on the machine's load; tests of the budget inject their own clock
+    (tests/test_monitor_budget.py). Session-scoped so that module- and session-scoped fixtures that write
+    runs get it too. Scripts a test runs in a subprocess pass ``budget=None`` themselves.
     """
     from cldiag.monitor import Monitor
 

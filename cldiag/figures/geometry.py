@@ -21,8 +21,9 @@ def align_uniform_pairs(
 ) -> pd.DataFrame:
     """Join alignment and uniformity at the steps where both were logged.
 
-    Alignment is logged every step, uniformity every ``pairwise_every`` steps, so the plane has a point
-    only where both exist.
+    Alignment is logged at every step with step statistics (every step by default, thinned by the
+    overhead budget on fast steps, and always at a pairwise step), uniformity at pairwise steps, so the
+    plane has a point only where both exist.
 
     Args:
         df: long scalars frame ``step, metric, value`` (and ``run``).
