@@ -1604,11 +1604,15 @@ class MultilinearHistograms(NamedTuple):
         edges: ``(bins + 1,)`` float32 bin edges, as in :class:`ScoreHistograms`.
         pos: ``(bins,)`` int64 counts of the ``B`` matched-tuple scores.
         neg: ``(bins,)`` int64 counts of the ``M·B·(B-1)`` mismatched-tuple scores.
+        pos_mean: 0-d float32 mean of the matched-tuple scores (NaN if any is).
+        neg_mean: 0-d float32 mean of the mismatched-tuple scores (NaN if any is).
     """
 
     edges: Tensor
     pos: Tensor
     neg: Tensor
+    pos_mean: Tensor
+    neg_mean: Tensor
 
 
 class RankSummary(NamedTuple):
@@ -1848,7 +1852,7 @@ def multilinear_histograms(*zs: Tensor, bins: int | Tensor = 50) -> MultilinearH
 
     Returns:
         :class:`MultilinearHistograms` with counts summing to ``B`` (``pos``) and ``M·B·(B-1)`` (``neg``)
-        for finite inputs.
+        for finite inputs, and the means of both sets of scores (those of :func:`multilinear_scores`).
 
     Raises:
         TypeError: non-floating inputs or a bad ``bins``.
@@ -1864,14 +1868,19 @@ def multilinear_histograms(*zs: Tensor, bins: int | Tensor = 50) -> MultilinearH
     _check_rows(checked[0], "zs[0]", 2, "negatives are the other rows of the batch")
     edges = _edges(bins, checked[0].device)
     units = torch.stack([_unit(z) for z in checked])  # (M, B, d)
-    pos_hist = _fast_histogram(units.prod(dim=0).sum(dim=1), bins, edges)
+    pos = units.prod(dim=0).sum(dim=1)
+    pos_hist = _fast_histogram(pos, bins, edges)
     neg_hist = torch.zeros_like(pos_hist)
-    for m in range(units.shape[0]):
+    neg_sum = torch.zeros((), dtype=torch.float64, device=pos.device)
+    n_modalities, n = units.shape[:2]
+    for m in range(n_modalities):
         s = torch.cat([units[:m], units[m + 1 :]]).prod(dim=0) @ units[m].T
         # The diagonal is the matched tuple: counting it from the same matrix keeps every bin >= 0.
         diagonal = torch.diagonal(s).contiguous()
         neg_hist += _fast_histogram(s, bins, edges) - _fast_histogram(diagonal, bins, edges)
-    return MultilinearHistograms(edges, pos_hist, neg_hist)
+        neg_sum += s.sum(dtype=torch.float64) - diagonal.sum(dtype=torch.float64)
+    neg_mean = (neg_sum / (n_modalities * n * (n - 1))).float()
+    return MultilinearHistograms(edges, pos_hist, neg_hist, pos.mean(), neg_mean)
 
 
 @torch.no_grad()

@@ -55,6 +55,8 @@ def test_multilinear_histograms_count_multilinear_scores():
     pos, neg = _brute_scores(zs)
     _assert_counts(h.neg.numpy(), neg, edges)
     _assert_counts(h.pos.numpy(), pos, edges)
+    assert float(h.pos_mean) == pytest.approx(pos.mean(), abs=1e-6)
+    assert float(h.neg_mean) == pytest.approx(neg.mean(), abs=1e-6)
 
 
 def test_multilinear_histograms_take_edges_and_refuse_one_row():

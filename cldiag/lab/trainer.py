@@ -8,10 +8,9 @@ On top of the Monitor's diagnostics it logs
   every ``eval_every`` steps;
 - ``knn_acc_raw``: the same probe on raw inputs, once at step 0 -- the bar a trained encoder has to clear;
 - an embedding snapshot of the held-out set every ``snapshot_every`` steps and at the end;
-- the literature diagnostics of issue 15 the Monitor does not log itself, on training batches of three
-  modalities every :data:`LITERATURE_EVERY` steps under their :mod:`cldiag.schema` names (per-pair gaps
-  and retrieval, Symile's MIP); ranks, ordering violations, false negatives and a per-sample τ's quantiles
-  come from the Monitor's pairwise step;
+- three modalities go to the Monitor as one mapping, so its pairwise step logs the per-pair gaps and
+  retrieval and Symile's MIP beside the ranks, ordering violations, false negatives and a per-sample τ's
+  quantiles (issue 15);
 - ``tau_frequent`` / ``tau_rare`` (iSogCLR on long-tailed data): mean learned τ of the training samples of
   frequent and of rare classes, and ``zeroshot_acc`` (three modalities): held-out accuracy of picking the
   right ``c`` among all ``2^bits`` patterns given ``(a, b)``, with the run's own scoring.
@@ -39,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from cldiag import functional as F
 from cldiag import losses, paths, schema
 from cldiag.lab.data import (
     CAPTION_ATTRIBUTES,
@@ -101,7 +99,6 @@ KNN_K = 5
 _TWO_MODALITY_LOSSES = ("clip", "info_nce")
 _THREE_MODALITY_LOSSES = ("symile", "pairwise_clip")
 _INDEXED_DATA = ("imbalanced-prototypes",)  # data sets that hand out sample ids (iSogCLR keeps τ per id)
-LITERATURE_EVERY = 25  # the Monitor's default pairwise cadence: the issue-15 diagnostics cost O(B²·d) too
 ISOGCLR_TAU_LR = 0.3  # step on τ_i per visit (SGD). The authors' 0.03 is for full trainings (one visit per
 # epoch); a lab run visits each sample ≈ 13 times, and at 0.03 τ is still climbing when it ends (measured)
 ISOGCLR_TAU_BOUNDS = (0.05, 1.0)  # the paper's projection interval for τ_i
@@ -536,24 +533,6 @@ def _open_monitor(config: LabConfig, run_dir: str, overwrite: bool) -> Monitor:
     )
 
 
-def log_mip_means(step: int, mon: Monitor, za: Tensor, zb: Tensor, zc: Tensor) -> None:
-    """Log the means of Symile's MIP of matched and of mismatched triples (the presets' verdict reads them).
-
-    The Monitor logs the rest for a mapping of modalities at its pairwise steps: every pair's gap and
-    retrieval, the MIP histograms and their overlap, ranks, ordering violations and false-negative shares.
-
-    Args:
-        step: The training step.
-        mon: The run's Monitor.
-        za: First modality (B, d), detached.
-        zb: Second modality (B, d), detached; row i is the positive of ``za[i]``.
-        zc: Third modality (B, d), detached.
-    """
-    mip = F.multilinear_scores(za, zb, zc)
-    mon.log_scalar(step, schema.M_MIP_POS, mip.pos.mean())
-    mon.log_scalar(step, schema.M_MIP_NEG, mip.neg.mean())
-
-
 class _Training:
     """One training's state: data, towers, optimizer, probe, and the metrics reported so far."""
 
@@ -645,11 +624,9 @@ class _Training:
         # A per-sample τ (B,) goes to the Monitor as it is: the mean every step, quantiles at pairwise steps.
         mon_tau = tau.detach() if isinstance(tau, Tensor) else tau
         if zc is not None:
-            # A mapping: the Monitor logs every pair's gap and retrieval and Symile's MIP histograms itself.
+            # A mapping: the Monitor logs every pair's gap and retrieval and Symile's MIP itself.
             mods = {"a": za.detach(), "b": zb.detach(), "c": zc.detach()}
             mon.log(step, mods, labels=batch.labels, temperature=mon_tau, loss=loss.detach())
-            if step % LITERATURE_EVERY == 0:
-                log_mip_means(step, mon, *mods.values())
         else:
             mon.log(
                 step, za.detach(), zb.detach(), labels=batch.labels, temperature=mon_tau, loss=loss.detach()

@@ -894,7 +894,7 @@ class Monitor:
             self._multilinear(step, mods)
 
     def _multilinear(self, step: int, mods: dict[str, torch.Tensor]) -> None:
-        """O(N·B²·d), N >= 3: Symile's MIP of matched vs mismatched tuples, histograms and their overlap.
+        """O(N·B²·d), N >= 3: Symile's MIP of matched vs mismatched tuples: histograms, means, overlap.
 
         On the rows :meth:`_modality_pairs` uses. For two modalities the MIP is the cosine, already in
         the score histograms.
@@ -902,6 +902,8 @@ class Monitor:
         h = F.multilinear_histograms(*mods.values(), bins=self.bins)
         self._pending.hist.append((step, schema.HIST_MIP_POS, h.pos, h.edges))
         self._pending.hist.append((step, schema.HIST_MIP_NEG, h.neg, h.edges))
+        self._add(step, schema.M_MIP_POS, h.pos_mean)
+        self._add(step, schema.M_MIP_NEG, h.neg_mean)
         self._add(step, schema.M_MIP_OVERLAP, F.histogram_overlap(h.pos, h.neg))
 
     def _tau_quantiles(self, step: int, tau: torch.Tensor) -> None:
