@@ -40,6 +40,17 @@ def _figure(item: views.Panel | str | None, what: str) -> go.Figure:
     raise ValueError(item if isinstance(item, str) else f"{what}: the run logged nothing to draw it from.")
 
 
+def _pick(steps: Sequence[int], step: int | None, empty: str, missing: str) -> int:
+    """``step`` if it is one of ``steps``, the newest for None; else ``ValueError(empty or missing)``."""
+    if not steps:
+        raise ValueError(empty)
+    if step is None:
+        return steps[-1]
+    if step not in steps:
+        raise ValueError(missing)
+    return int(step)
+
+
 class RunPlots:
     """The dashboard's figures of one run, one method per chart (reach it as ``run.plot``).
 
@@ -62,13 +73,7 @@ class RunPlots:
     def _step(self, kind: str, step: int | None) -> int:
         table = _TABLE_OF[kind]
         steps = self.data.steps(table)
-        if not steps:
-            raise ValueError(views.EMPTY[table])
-        if step is None:
-            return steps[-1]
-        if step not in steps:
-            raise ValueError(f"no {table} at step {step}; logged steps: {steps}")
-        return int(step)
+        return _pick(steps, step, views.EMPTY[table], f"no {table} at step {step}; logged steps: {steps}")
 
     # -- Overview and any metric --------------------------------------------------------------------------
     def key_metrics(self) -> go.Figure:
@@ -179,16 +184,11 @@ class RunPlots:
 
     def _pair_step(self, step: int | None) -> int:
         steps = views.pair_steps(self.data)
-        if not steps:
-            raise ValueError(
-                "no per-pair metrics: pass three or more modalities to `Monitor.log` as one mapping, "
-                '`mon.log(step, {"image": zi, "text": zt, "audio": za})`'
-            )
-        if step is None:
-            return steps[-1]
-        if step not in steps:
-            raise ValueError(f"no per-pair metrics at step {step}; logged steps: {steps}")
-        return int(step)
+        empty = (
+            "no per-pair metrics: pass three or more modalities to `Monitor.log` as one mapping, "
+            '`mon.log(step, {"image": zi, "text": zt, "audio": za})`'
+        )
+        return _pick(steps, step, empty, f"no per-pair metrics at step {step}; logged steps: {steps}")
 
     def modality_matrix(self, base: str = "gap", step: int | None = None) -> go.Figure:
         """The N×N ``"gap"`` or ``"retrieval"`` matrix of a mapping run at ``step`` (default: newest)."""
@@ -227,13 +227,8 @@ class RunPlots:
     # -- Embeddings ---------------------------------------------------------------------------------------
     def _snapshot(self, step: int | None) -> int:
         steps = self.data.snapshot_steps()
-        if not steps:
-            raise ValueError(views.EMPTY["snapshots"])
-        if step is None:
-            return steps[-1]
-        if step not in steps:
-            raise ValueError(f"no embedding snapshot at step {step}; snapshots: {steps}")
-        return int(step)
+        missing = f"no embedding snapshot at step {step}; snapshots: {steps}"
+        return _pick(steps, step, views.EMPTY["snapshots"], missing)
 
     def embeddings(
         self,
