@@ -5,10 +5,11 @@ Cost model (what runs when, B = batch size, d = embedding dim):
 ================================  ============  =====================================================
 what                              cadence       cost
 ================================  ============  =====================================================
-alignment, positive cosine,       every step    O(B·d), stays on the tensors' device (no host sync)
+loss, τ, batch size               every step    none worth counting
+alignment, positive cosine,       ``step``      O(B·d), stays on the tensors' device (no host sync)
 norms, non-finite share; with
 two modalities gap, cones,
-matched distance; loss, τ
+matched distance
 uniformity, score histograms,     ``pairwise``  O(B²·d)
 hardest negatives, retrieval,
 tolerance, hardness at τ
@@ -36,9 +37,22 @@ The package splits policy from mechanism:
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from cldiag.monitor.config import DEFAULT_TAUS, MAX_BINS, MAX_SNAPSHOT, Cadence
-from cldiag.monitor.core import Monitor
-from cldiag.monitor.report import Reporter
-from cldiag.monitor.writer import RunWriter
 
 __all__ = ["DEFAULT_TAUS", "MAX_BINS", "MAX_SNAPSHOT", "Cadence", "Monitor", "Reporter", "RunWriter"]
+
+_LAZY = {
+    "Monitor": "cldiag.monitor.core",
+    "Reporter": "cldiag.monitor.report",
+    "RunWriter": "cldiag.monitor.writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the dashboard reads the default cadences (config) without loading the hook and its writer.
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cldiag.monitor' has no attribute {name!r}")
